@@ -1,0 +1,153 @@
+"""Checked AST -> `torch.nn.Module`.
+
+Every learnable part of a program gets its own module, built once from its resolved type:
+`affine` sites, holes (neural relaxations), referenced definitions (shared wherever they are
+used) and library functions. `forward` then interprets the tree over whole batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from neurosym.interp.registry import Primitive, Site
+from neurosym.interp.values import Value, align, batch_size
+from neurosym.lang import ast
+from neurosym.lang.checker import Checked
+from neurosym.lang.types import Type, uncurry
+from neurosym.relax.networks import Relaxation, relaxation_inputs
+
+
+class LibraryModules(Protocol):
+    def module(self, name: str, version: int | None) -> tuple[nn.Module, Type]: ...
+
+
+def curried(fn: Callable[..., Value], arity: int) -> Value:
+    """Turn `fn(a1, ..., an)` into a function value taking its arguments one at a time."""
+    if arity == 0:
+        return fn()
+
+    def take(collected: tuple) -> Value:
+        return lambda x: fn(*collected, x) if len(collected) + 1 == arity else take(
+            (*collected, x))
+
+    return take(())
+
+
+class CompiledTerm(nn.Module):
+    """A closed, checked term. Calling it with a batch applies the term's function to it."""
+
+    def __init__(self, term: ast.Term, checked: Checked, defs: dict[str, CompiledTerm],
+                 library: LibraryModules | None = None, hidden: int = 32) -> None:
+        super().__init__()
+        self.term, self.checked, self.defs = term, checked, defs
+        self.parts = nn.ModuleDict()
+        self._keys: dict[int, str] = {}
+        self._sites: dict[int, Site] = {}
+        self._library_types: dict[int, Type] = {}
+        self._build(term, (), library, hidden)
+
+    @property
+    def type(self) -> Type:
+        return self.checked.type_of(self.term)
+
+    def _build(self, term: ast.Term, path: tuple[int, ...], library, hidden: int) -> None:
+        key = "n" + "_".join(map(str, path))
+        t = self.checked.type_of(term)
+        prim: Primitive | None = self.checked.primitives.get(id(term))
+        if prim is not None:
+            module = prim.module(t, term.params) if prim.module else None
+            if module is not None:
+                self.parts[key] = module
+            self._sites[id(term)] = Site(term.params, t, module)
+        elif isinstance(term, ast.Hole):
+            scope = list(self.checked.scopes[id(term)])
+            self.parts[key] = Relaxation([ty for _, ty in scope if _encodable(ty)], t, hidden)
+            self._keys[id(term)] = key
+        elif isinstance(term, ast.LibRef):
+            if library is None:
+                raise ValueError("a library reference needs a library")
+            module, lib_type = library.module(term.name, term.version)
+            self.parts[key] = module
+            self._keys[id(term)] = key
+            self._library_types[id(term)] = lib_type
+        elif isinstance(term, ast.Var) and term.name in self.defs:
+            self.parts[key] = self.defs[term.name]  # shared: same parameters at every use
+        for i, child in enumerate(ast.children(term)):
+            self._build(child, (*path, i), library, hidden)
+
+    def forward(self, *args: Value) -> Value:
+        rows = batch_size(args[0]) if args else 1
+        value = self.evaluate(self.term, {}, rows)
+        for a in args:
+            value = value(a)
+        return value
+
+    def value(self, rows: int) -> Value:
+        return self.evaluate(self.term, {}, rows)
+
+    # -- interpretation --------------------------------------------------------------------
+    def evaluate(self, term: ast.Term, env: dict[str, Value], rows: int) -> Value:
+        match term:
+            case ast.Num(value):
+                return torch.full((rows,), float(value))
+            case ast.Var(name):
+                if name in env:
+                    return align(env[name], rows)
+                if id(term) in self._sites:
+                    return self._primitive(term)
+                return self.defs[name].value(rows)
+            case ast.Hole():
+                return self._hole(term, env, rows)
+            case ast.LibRef():
+                module = self.parts[self._keys[id(term)]]
+                return curried(module, len(uncurry(self._library_types[id(term)])[0]))
+            case ast.Lam(param, body):
+                return lambda x: self.evaluate(body, {**env, param: x}, batch_size(x) or rows)
+            case ast.Let(name, value, body):
+                return self.evaluate(body, {**env, name: self.evaluate(value, env, rows)}, rows)
+            case ast.App(fn, args):
+                f = self.evaluate(fn, env, rows)
+                for a in args:
+                    f = f(self.evaluate(a, env, rows))
+                return f
+        raise TypeError(f"cannot evaluate {term!r}")
+
+    def _primitive(self, term: ast.Var) -> Value:
+        site = self._sites[id(term)]
+        prim = self.checked.primitives[id(term)]
+        return curried(lambda *xs: prim.impl(site, *xs), len(uncurry(site.type)[0]))
+
+    def _hole(self, term: ast.Hole, env: dict[str, Value], rows: int) -> Value:
+        net: Relaxation = self.parts[self._keys[id(term)]]
+        context = relaxation_inputs(self.checked.scopes[id(term)], env)
+
+        def run(*args: Value) -> Value:
+            n = (batch_size(args[0]) if args else None) or rows
+            return net(context + list(args), n)
+
+        return curried(run, net.arity)
+
+
+def _encodable(t: Type) -> bool:
+    from neurosym.relax.networks import encodable
+
+    return encodable(t)
+
+
+def compile_program(checked: Checked, library: LibraryModules | None = None,
+                    hidden: int = 32) -> dict[str, CompiledTerm]:
+    """Compile every definition of a checked program, in order (later ones may use earlier)."""
+    assert checked.program is not None
+    defs: dict[str, CompiledTerm] = {}
+    for d in checked.program.defs:
+        defs[d.name] = CompiledTerm(d.body, checked, dict(defs), library, hidden)
+    return defs
+
+
+def compile_term(term: ast.Term, checked: Checked, library: LibraryModules | None = None,
+                 defs: dict[str, CompiledTerm] | None = None, hidden: int = 32) -> CompiledTerm:
+    return CompiledTerm(term, checked, defs or {}, library, hidden)

@@ -1,0 +1,88 @@
+"""The registry of primitives: name, type scheme, torch implementation, and (for learnable
+primitives) a module factory. Extend it from Python with one decorator:
+
+    @primitive("double", "Float -> Float")
+    def double(site, x):
+        return 2 * x
+
+An implementation receives a `Site` (its static `[params]`, its resolved type and its
+module, if learnable) followed by the already evaluated arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from neurosym.lang import ast
+from neurosym.lang.types import Type, uncurry
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One occurrence of a primitive in a checked program."""
+
+    params: tuple[ast.Param, ...]
+    type: Type
+    module: nn.Module | None = None
+
+
+Signature = Callable[[tuple[ast.Param, ...]], Type]
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str
+    signature: Signature
+    impl: Callable[..., Any]
+    module: Callable[[Type, tuple[ast.Param, ...]], nn.Module] | None = None
+    validate: Callable[[Type, tuple[ast.Param, ...]], str | None] | None = None
+    cost: float = 1.0
+    doc: str = ""
+
+    def type_of(self, params: tuple[ast.Param, ...]) -> Type:
+        return self.signature(params)
+
+    def arity(self, params: tuple[ast.Param, ...] = ()) -> int:
+        return len(uncurry(self.type_of(params))[0])
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _fixed(type_text: str) -> Signature:
+    from neurosym.lang.parser import parse_type
+
+    scheme = parse_type(type_text)
+
+    def signature(params: tuple[ast.Param, ...]) -> Type:
+        if params:
+            raise ValueError("takes no [parameters]")
+        return scheme
+
+    return signature
+
+
+def primitive(name: str, type_text: str | None = None, *, signature: Signature | None = None,
+              module=None, validate=None, cost: float = 1.0):
+    """Register `impl(site, *args)` as primitive `name` of type `type_text` (DSL syntax),
+    or with a `signature(params) -> Type` for primitives that take `[params]`."""
+    if (type_text is None) == (signature is None):
+        raise ValueError("give exactly one of type_text or signature")
+
+    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+        sig = signature or _fixed(type_text)
+        PRIMITIVES[name] = Primitive(name, sig, impl, module, validate, cost,
+                                     (impl.__doc__ or "").strip())
+        return impl
+
+    return register
+
+
+def lookup(name: str) -> Primitive | None:
+    from neurosym.interp import primitives  # noqa: F401  (registers the base set)
+
+    return PRIMITIVES.get(name)

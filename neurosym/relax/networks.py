@@ -1,0 +1,143 @@
+"""Neural relaxations: a small network for any hole type.
+
+A hole of type `A1 -> ... -> An -> R` in a scope of variables `v1 : T1, ...` becomes a
+network from (v1, ..., A1, ..., An) to R. Each input is encoded to a flat vector by the
+encoder of its type (a GRU for lists, a small CNN for images); the result is decoded from
+an MLP, or per element by a GRU when a list maps to a list. Function-typed scope variables
+cannot be encoded and are left out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from neurosym.interp.values import Seq, Value, align, shape_of
+from neurosym.lang.errors import NeurosymError
+from neurosym.lang.types import Arrow, Image, ListT, Type, is_tensor, uncurry
+
+
+class RelaxationError(NeurosymError):
+    pass
+
+
+class _Flat(nn.Module):
+    def __init__(self, t: Type) -> None:
+        super().__init__()
+        self.dim = math.prod(shape_of(t)) or 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+class _ImageEncoder(nn.Module):
+    """Two conv layers and pooling: cheap enough to train at every search node."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.dim = hidden
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(), nn.Linear(64, hidden), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.unsqueeze(1))
+
+
+class _ListEncoder(nn.Module):
+    """A GRU over the element encodings; the state at the last present element."""
+
+    def __init__(self, elem: Type, hidden: int) -> None:
+        super().__init__()
+        self.elem = encoder(elem, hidden)
+        self.gru = nn.GRU(self.elem.dim, hidden, batch_first=True)
+        self.dim = hidden
+
+    def steps(self, xs: Seq) -> torch.Tensor:
+        flat = self.elem(xs.flat())
+        out, _ = self.gru(flat.reshape(xs.data.shape[0], xs.length, -1))
+        return out
+
+    def forward(self, xs: Seq) -> torch.Tensor:
+        out = self.steps(xs)
+        pos = torch.arange(xs.length).expand_as(xs.weights)
+        last = torch.where(xs.weights > 0, pos, torch.zeros_like(pos)).amax(1)
+        return out[torch.arange(out.shape[0]), last]
+
+
+def encoder(t: Type, hidden: int) -> nn.Module:
+    if isinstance(t, ListT):
+        return _ListEncoder(t.elem, hidden)
+    if isinstance(t, Image):
+        return _ImageEncoder(hidden)
+    if is_tensor(t):
+        return _Flat(t)
+    raise RelaxationError(f"no neural encoder for values of type {t}")
+
+
+def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+class Relaxation(nn.Module):
+    """The network standing in for one hole. `forward(inputs, rows)` takes the encodable
+    scope values followed by the hole's arguments."""
+
+    def __init__(self, scope: list[Type], hole_type: Type, hidden: int = 32) -> None:
+        super().__init__()
+        args, self.result = uncurry(hole_type)
+        self.input_types = [*scope, *args]
+        self.arity = len(args)
+        self.encoders = nn.ModuleList(encoder(t, hidden) for t in self.input_types)
+        width = sum(e.dim for e in self.encoders)
+        self.seq_index = next((i for i, t in enumerate(self.input_types)
+                               if isinstance(t, ListT)), None)
+        if isinstance(self.result, ListT):
+            if self.seq_index is None or not is_tensor(self.result.elem):
+                raise RelaxationError(f"no neural relaxation for a hole of type {hole_type}")
+            self.out_shape = shape_of(self.result.elem)
+            self.head = _mlp(width, hidden, math.prod(self.out_shape) or 1)
+        elif is_tensor(self.result):
+            self.out_shape = shape_of(self.result)
+            size = math.prod(self.out_shape) or 1
+            self.head = _mlp(width, hidden, size) if width else None
+            self.const = nn.Parameter(torch.zeros(size)) if not width else None
+        else:
+            raise RelaxationError(f"no neural relaxation for a hole of type {hole_type}")
+
+    def forward(self, inputs: list[Value], rows: int) -> Value:
+        if isinstance(self.result, ListT):
+            return self._per_element(inputs)
+        if self.head is None:
+            return self.const.expand(rows, -1).reshape(rows, *self.out_shape)
+        feats = torch.cat(self._encode(inputs, rows), 1)
+        return self.head(feats).reshape(rows, *self.out_shape)
+
+    def _encode(self, inputs: list[Value], rows: int) -> list[torch.Tensor]:
+        """Encode each input at its own batch size, then align: a list captured outside a
+        `map` is encoded once per example, not once per element."""
+        return [align(e(x), rows) for e, x in zip(self.encoders, inputs)]
+
+    def _per_element(self, inputs: list[Value]) -> Seq:
+        xs: Seq = inputs[self.seq_index]
+        steps = self.encoders[self.seq_index].steps(xs)
+        rows = xs.data.shape[0]
+        others = [x for i, x in enumerate(self._encode(inputs, rows)) if i != self.seq_index]
+        if others:
+            ctx = torch.cat(others, 1).unsqueeze(1).expand(-1, xs.length, -1)
+            steps = torch.cat([ctx, steps], 2)
+        out = self.head(steps)
+        return Seq(out.reshape(*out.shape[:2], *self.out_shape), xs.weights)
+
+
+def encodable(t: Type) -> bool:
+    return not isinstance(t, Arrow) and (
+        is_tensor(t) or (isinstance(t, ListT) and encodable(t.elem)))
+
+
+def relaxation_inputs(scope, values: dict[str, Value]) -> list[Value]:
+    """The scope values a relaxation reads (at their own batch sizes)."""
+    return [values[name] for name, t in scope if encodable(t)]

@@ -1,0 +1,102 @@
+"""One training loop for hand-written programs, search nodes and relaxations alike:
+mini-batch Adam, early stopping on validation loss (best weights restored), seeded
+shuffling, and a guard that stops on a non-finite loss instead of training on NaN."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurosym.interp.values import Value, batch_size, index
+from neurosym.lang.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    lr: float = 1e-2
+    batch_size: int = 64
+    patience: int = 15
+    weight_decay: float = 0.0
+    seed: int = 0
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    val_loss: float
+    epochs: int
+    seconds: float
+    history: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+
+def loss_function(kind: str, class_weights: torch.Tensor | None = None):
+    if kind == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, weight=class_weights)
+    if kind == "bce":
+        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
+        return lambda out, y: F.binary_cross_entropy_with_logits(out, y, pos_weight=pos_weight)
+    if kind == "mse":
+        return F.mse_loss
+    raise ValueError(f"unknown loss {kind!r} (cross_entropy, bce or mse)")
+
+
+def predict(model: nn.Module, x: Value, chunk: int = 1024) -> torch.Tensor:
+    """Model outputs for all examples, in chunks, without gradients."""
+    model.eval()
+    n = batch_size(x)
+    with torch.no_grad():
+        outs = [model(index(x, torch.arange(i, min(i + chunk, n)))) for i in range(0, n, chunk)]
+    return torch.cat(outs)
+
+
+def evaluate_loss(model: nn.Module, x: Value, y: torch.Tensor, loss) -> float:
+    return float(loss(predict(model, x), y))
+
+
+def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
+        loss_kind: str, config: TrainConfig = TrainConfig(),
+        class_weights: torch.Tensor | None = None) -> TrainResult:
+    """Train `model` in place; returns the best validation loss seen (its weights kept)."""
+    loss = loss_function(loss_kind, class_weights)
+    start = time.perf_counter()
+    params = [p for p in model.parameters() if p.requires_grad]
+    best = evaluate_loss(model, *val, loss)
+    if not params:
+        return TrainResult(best, 0, time.perf_counter() - start)
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    best_state, waited, history, epoch = copy.deepcopy(model.state_dict()), 0, [], 0
+    x, y = train
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total = 0.0
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            batch_loss = loss(model(index(x, idx)), y[idx])
+            if not torch.isfinite(batch_loss):
+                raise TrainingError(
+                    f"non-finite loss ({float(batch_loss)}) at epoch {epoch}: the program "
+                    "produced NaN or inf; check the data scale or lower the learning rate")
+            opt.zero_grad()
+            batch_loss.backward()
+            opt.step()
+            total += batch_loss.item() * len(idx)
+        val_loss = evaluate_loss(model, *val, loss)
+        history.append((total / len(y), val_loss))
+        if val_loss < best - 1e-6 or math.isnan(best):
+            best, waited, best_state = val_loss, 0, copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+        timed_out = config.max_seconds and time.perf_counter() - start > config.max_seconds
+        if waited >= config.patience or timed_out:
+            break
+    model.load_state_dict(best_state)
+    return TrainResult(best, epoch, time.perf_counter() - start, history)
