@@ -70,12 +70,25 @@ class Checker:
         return self.out
 
     def _check_against(self, term: ast.Term, expected: Type, env: dict, what: str) -> None:
+        """Check mode: push the expected type into lambdas and lets, so a mismatch is
+        reported where it happens rather than at the enclosing definition."""
+        want = self.subst.resolve(expected)
+        if isinstance(term, ast.Lam) and isinstance(want, Arrow):
+            self.out.types[id(term)] = want
+            self._check_against(term.body, want.result, {**env, term.param: want.arg}, what)
+            return
+        if isinstance(term, ast.Let):
+            self.out.types[id(term)] = want
+            value = self.infer(term.value, env)
+            self._check_against(term.body, want, {**env, term.name: value}, what)
+            return
         found = self.infer(term, env)
         try:
             self.subst.unify(expected, found)
-        except TypeMismatch:
-            has, declared = pretty(self.subst.resolve(found), self.subst.resolve(expected))
-            raise DSLTypeError(f"{what} has type {has}, but {declared} was declared",
+        except TypeMismatch as err:
+            got, exp = pretty(self.subst.resolve(found), self.subst.resolve(expected))
+            note = f" ({err.note})" if err.note else ""
+            raise DSLTypeError(f"{what}: expected {exp}, found {got}{note}",
                                term.span) from None
 
     # -- inference -------------------------------------------------------------------------
@@ -152,14 +165,7 @@ class Checker:
                 fn_type = Arrow(self.subst.fresh(), self.subst.fresh())
                 self.subst.unify(current, fn_type)
                 current = fn_type
-            found = self.infer(arg, env)
-            try:
-                self.subst.unify(current.arg, found)
-            except TypeMismatch as err:
-                want, got = pretty(self.subst.resolve(current.arg), self.subst.resolve(found))
-                note = f" ({err.note})" if err.note else ""
-                raise DSLTypeError(f"argument {i} of '{_short(fn)}': expected {want}, found "
-                                   f"{got}{note}", arg.span or term.span) from None
+            self._check_against(arg, current.arg, env, f"argument {i} of '{_short(fn)}'")
             fn_type = current.result
         return fn_type
 

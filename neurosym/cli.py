@@ -1,0 +1,156 @@
+"""The `neurosym` command. Every NeurosymError becomes one clear message and exit code 1;
+a Python traceback reaching a user is a bug."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from neurosym.lang.errors import NeurosymError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def friendly_errors(fn):
+    """Turn neurosym's errors into `file:line:col: error: ...` and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NeurosymError as err:
+            err_console.print(err.format(), markup=False)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="neurosym-synth")
+def main() -> None:
+    """neurosym: learn readable typed programs with neural parts."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--library", "library_path", type=click.Path(file_okay=False), default=None,
+              help="Library for lib.NAME references (default: $NEUROSYM_LIBRARY or ./library_store).")
+def check(files: tuple[str, ...], library_path: str | None) -> None:
+    """Parse and type-check DSL files; print every definition's type."""
+    from neurosym.lang.load import check_file
+
+    library = _open_library(library_path)
+    failed = 0
+    for path in files:
+        try:
+            checked = check_file(path, library)
+        except NeurosymError as err:
+            err_console.print(err.format(), markup=False)
+            failed += 1
+            continue
+        for name, t in checked.def_types.items():
+            console.print(f"{path}: [bold]{name}[/] : {t}")
+    if failed:
+        err_console.print(f"{failed} of {len(files)} file(s) failed")
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--task", "task_name", required=True, help="Bundled task name or TOML path.")
+@click.option("--entry", default=None, help="Definition to train (default: main, else the last).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the task's).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the task's).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the task's).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
+@click.option("--library", "library_path", type=click.Path(file_okay=False), default=None)
+@friendly_errors
+def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: float | None,
+        seed: int | None, as_json: bool, library_path: str | None) -> None:
+    """Train a hand-written program's learnable parts on a task and print its scores."""
+    from neurosym.api import run_file
+
+    with console.status("training…", spinner="dots"):
+        result = run_file(file, task_name, entry=entry, epochs=epochs, lr=lr, seed=seed,
+                          library=_open_library(library_path))
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    console.print(f"[bold]{result.entry}[/] : {result.type}   ({result.parameters} parameters)")
+    print_evaluation(result.evaluation)
+
+
+def print_evaluation(ev) -> None:
+    table = Table(show_header=True, header_style="bold")
+    for col in ("split", ev.metric):
+        table.add_column(col, justify="right")
+    for split in ("train", "val", "test"):
+        table.add_row(split, f"{getattr(ev, split):.4f}")
+    table.add_row("[dim]majority baseline (test)[/]", f"[dim]{ev.baseline:.4f}[/]")
+    console.print(table)
+    if ev.per_class_f1:
+        f1 = "  ".join(f"{v:.2f}" for v in ev.per_class_f1)
+        console.print(f"per-class F1 (test): {f1}")
+    console.print(f"[dim]{ev.epochs} epochs, {ev.seconds:.1f} s[/]")
+
+
+@main.command("tasks")
+def tasks_command() -> None:
+    """List the bundled tasks."""
+    from neurosym.tasks.spec import list_tasks
+
+    table = Table("task", "description", header_style="bold")
+    for name, description in list_tasks():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@main.command()
+def primitives() -> None:
+    """List the DSL's primitives and their types."""
+    from neurosym.interp.registry import PRIMITIVES, lookup
+
+    lookup("map")  # loads the base set
+    table = Table("primitive", "type", "what it does", header_style="bold")
+    for name, prim in sorted(PRIMITIVES.items()):
+        try:
+            shown = str(prim.type_of(()))
+        except ValueError as err:
+            shown = f"[dim]{err}[/]"
+        table.add_row(name, shown, prim.doc.splitlines()[0] if prim.doc else "")
+    console.print(table)
+
+
+def _open_library(path: str | None):
+    """The library for lib.NAME references, or None when none exists yet."""
+    try:
+        from neurosym.library.store import Library, default_library_path
+    except ImportError:
+        return None
+    location = path or default_library_path()
+    return Library(location) if path or _exists(location) else None
+
+
+def _exists(location) -> bool:
+    from pathlib import Path
+
+    return (Path(location) / "index.sqlite").exists()
+
+
+def _attach_optional_commands() -> None:
+    for module, name in (("neurosym.search.commands", "synthesize"),
+                         ("neurosym.library.commands", "library")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        main.add_command(getattr(mod, name))
+
+
+_attach_optional_commands()

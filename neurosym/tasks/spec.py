@@ -1,0 +1,398 @@
+"""Task specs: what to learn (types, loss, metric), from which data, under which budgets.
+
+A task is a TOML file (bundled ones live in `tasks/NAME.toml`):
+
+    name = "basic_motions"
+    description = "one line"
+    [data]    source = "aeon", dataset = "BasicMotions", ...   (keys of the source)
+    [types]   input = "List[Vec[6]]", output = "Vec[4]"        (DSL type strings)
+    [train]   loss, metric, seed, val_fraction, class_weights, epochs, lr, batch_size, ...
+    [search]  time_limit, ...
+
+Everything is checked here, before any training, so that a search never runs on NaNs,
+on labels out of range, or on data whose layout disagrees with the declared types.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neurosym.interp.values import Seq, Value, check_value, index
+from neurosym.lang.errors import DataError, NeurosymError, TaskError
+from neurosym.lang.types import BOOL, FLOAT, Arrow, Type, Vec, free_vars
+from neurosym.resources import tasks_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+METRICS_FOR_LOSS = {
+    "cross_entropy": ("accuracy", "macro_f1"),
+    "bce": ("accuracy", "macro_f1"),
+    "mse": ("mse",),
+}
+DEFAULT_METRIC = {"cross_entropy": "accuracy", "bce": "macro_f1", "mse": "mse"}
+_TOP_LEVEL = {"name", "description", "data", "types", "train"}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Split:
+    """Inputs `x` (a batched value of the task's input type) and targets `y`, row-aligned."""
+
+    x: Value
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, idx: Any) -> Split:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Split(index(self.x, idx), self.y[idx])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Task:
+    """A loaded, validated task. `options` holds the budget settings of the TOML file:
+    the extra keys of `[train]` (epochs, lr, batch_size, ...) at top level, every other
+    table by its name (`options["search"]["time_limit"]`), and `data_fraction`."""
+
+    name: str
+    description: str
+    input_type: Type
+    output_type: Type
+    loss: str
+    metric: str
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple[str, ...] | None
+    seed: int
+    class_weights: torch.Tensor | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int | None:
+        """C for cross-entropy, 2 for bce, None for regression."""
+        if self.loss == "cross_entropy":
+            return int(self.output_type.n)
+        return 2 if self.loss == "bce" else None
+
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def stratified_partition(
+    labels: torch.Tensor | None, n: int, fractions: tuple[float, ...], seed: int
+) -> list[torch.Tensor]:
+    """Split `range(n)` into parts of the given shares, class by class, so every part keeps
+    the class balance. Earlier parts are guaranteed one example of each class first (a
+    1% training subset still sees every class). The same seed gives the same parts, and
+    the first part grows by prefixes, so smaller data fractions are nested in larger ones."""
+    gen = torch.Generator().manual_seed(seed)
+    if labels is None:
+        groups = [torch.arange(n)]
+    else:
+        groups = [(labels == c).nonzero().flatten() for c in torch.unique(labels)]
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for members in groups:
+        perm = members[torch.randperm(len(members), generator=gen)]
+        start = 0
+        for i, size in enumerate(_part_sizes(len(perm), fractions)):
+            parts[i].append(perm[start : start + size])
+            start += size
+    return [torch.cat(p).sort().values if p else torch.zeros(0, dtype=torch.long) for p in parts]
+
+
+def _part_sizes(n: int, fractions: tuple[float, ...]) -> list[int]:
+    raw = [n * f for f in fractions]
+    sizes = [int(r) for r in raw]
+    by_remainder = sorted(range(len(raw)), key=lambda i: sizes[i] - raw[i])
+    for i in by_remainder[: n - sum(sizes)]:
+        sizes[i] += 1
+    for i, f in enumerate(fractions):
+        if sizes[i] == 0 and f > 0:
+            donors = [j for j in range(len(sizes)) if sizes[j] > 1 or (j > i and sizes[j] > 0)]
+            if donors:
+                j = max(donors, key=lambda j: sizes[j])
+                sizes[j] -= 1
+                sizes[i] += 1
+    return sizes
+
+
+def list_tasks() -> list[tuple[str, str]]:
+    """(name, description) of every bundled task; files without a `[data]` table (such as
+    lifelong task sequences) are not tasks and are skipped."""
+    found = []
+    for path in sorted(tasks_dir().glob("*.toml")):
+        try:
+            spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(spec.get("data"), dict):
+            found.append((path.stem, str(spec.get("description", ""))))
+    return found
+
+
+def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
+    """Load a bundled task by name or a task file by path, with its data, validated.
+    `data_fraction` < 1 keeps that share of the training split only (stratified,
+    deterministic under the task seed), for learning-curve and transfer experiments."""
+    if isinstance(data_fraction, bool) or not 0.0 < float(data_fraction) <= 1.0:
+        raise TaskError(f"data_fraction must be in (0, 1], got {data_fraction!r}")
+    path = _find_task_file(name_or_path)
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise TaskError(f"{path}: invalid TOML: {err}") from err
+    header = _parse_header(spec, path)
+    splits, classes = _load_splits(header, spec["data"])
+    train = splits["train"]
+    if data_fraction < 1.0:
+        labels = None if header["loss"] == "mse" else train.y
+        keep = stratified_partition(
+            labels, len(train), (data_fraction, 1.0 - data_fraction), header["seed"]
+        )[0]
+        train = train.subset(keep)
+    return Task(
+        name=header["name"],
+        description=header["description"],
+        input_type=header["input_type"],
+        output_type=header["output_type"],
+        loss=header["loss"],
+        metric=header["metric"],
+        train=train,
+        val=splits["val"],
+        test=splits["test"],
+        classes=classes,
+        seed=header["seed"],
+        class_weights=_class_weights(header, train),
+        options={**header["options"], "data_fraction": float(data_fraction)},
+    )
+
+
+def _find_task_file(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".toml" or "/" in text or "\\" in text or path.is_file():
+        if not path.is_file():
+            raise TaskError(f"task file {text} not found")
+        return path
+    bundled = tasks_dir() / f"{text}.toml"
+    if not bundled.is_file():
+        known = ", ".join(name for name, _ in list_tasks()) or "(none)"
+        raise TaskError(f"unknown task {text!r}; bundled tasks: {known}")
+    return bundled
+
+
+def _table(spec: dict, key: str, path: Path, required: bool = False) -> dict:
+    value = spec.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        what = "missing" if value is None else "not a table"
+        raise TaskError(f"{path}: [{key}] is {what}")
+    return value
+
+
+def _get(table: dict, key: str, kind: type | tuple, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise TaskError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise TaskError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
+    """Everything but the data: names, types, loss/metric, seed, options."""
+    for key, value in spec.items():
+        if key not in _TOP_LEVEL and not isinstance(value, dict):
+            raise TaskError(f"{path}: unknown top-level key {key!r}")
+    _table(spec, "data", path, required=True)
+    types = _table(spec, "types", path, required=True)
+    train = dict(_table(spec, "train", path))
+    where = f"{path} [train]"
+    input_type = _parse_type(types, "input", path)
+    output_type = _parse_type(types, "output", path)
+    loss = _get(train, "loss", str, _infer_loss(output_type, path), where)
+    if loss not in METRICS_FOR_LOSS:
+        raise TaskError(f"{where}: loss must be one of {sorted(METRICS_FOR_LOSS)}, got {loss!r}")
+    metric = _get(train, "metric", str, DEFAULT_METRIC[loss], where)
+    if metric not in METRICS_FOR_LOSS[loss]:
+        raise TaskError(f"{where}: metric {metric!r} does not fit loss {loss!r}")
+    _check_output(loss, output_type, path)
+    val_fraction = float(_get(train, "val_fraction", (int, float), 0.2, where))
+    if not 0.0 < val_fraction < 1.0:
+        raise TaskError(f"{where}: val_fraction must be in (0, 1), got {val_fraction}")
+    special = {"loss", "metric", "seed", "val_fraction", "class_weights"}
+    options = {k: v for k, v in train.items() if k not in special}
+    options.update({k: v for k, v in spec.items() if isinstance(v, dict) and k not in _TOP_LEVEL})
+    return {
+        "path": path,
+        "name": _get(spec, "name", str, path.stem, str(path)),
+        "description": _get(spec, "description", str, "", str(path)),
+        "input_type": input_type,
+        "output_type": output_type,
+        "loss": loss,
+        "metric": metric,
+        "seed": _get(train, "seed", int, 0, where),
+        "val_fraction": val_fraction,
+        "class_weights": train.get("class_weights"),
+        "options": options,
+    }
+
+
+def _parse_type(types: dict, key: str, path: Path) -> Type:
+    from neurosym.lang.parser import parse_type  # the parser lives beside; imported late
+
+    text = _get(types, key, str, None, f"{path} [types]") if key in types else None
+    if text is None:
+        raise TaskError(f"{path}: [types] has no {key!r} type")
+    try:
+        t = parse_type(text)
+    except NeurosymError as err:
+        raise TaskError(f"{path}: bad {key} type {text!r}: {err.message}") from err
+    if free_vars(t) or _has_arrow(t):
+        raise TaskError(f"{path}: {key} type {t} must be concrete data (no variables/functions)")
+    return t
+
+
+def _has_arrow(t: Type) -> bool:
+    return isinstance(t, Arrow) or (hasattr(t, "elem") and _has_arrow(t.elem))
+
+
+def _infer_loss(output_type: Type, path: Path) -> str:
+    if isinstance(output_type, Vec):
+        return "cross_entropy"
+    if output_type == BOOL:
+        return "bce"
+    if output_type == FLOAT:
+        return "mse"
+    raise TaskError(f"{path}: cannot infer a loss for output type {output_type}; set [train] loss")
+
+
+def _check_output(loss: str, output_type: Type, path: Path) -> None:
+    ok = {
+        "cross_entropy": isinstance(output_type, Vec),
+        "bce": output_type == BOOL,
+        "mse": output_type == FLOAT,
+    }[loss]
+    if not ok:
+        need = {"cross_entropy": "Vec[C]", "bce": "Bool", "mse": "Float"}[loss]
+        raise TaskError(f"{path}: loss {loss!r} needs output type {need}, not {output_type}")
+
+
+def _load_splits(header: dict, data: dict) -> tuple[dict[str, Split], tuple[str, ...] | None]:
+    from neurosym.tasks.sources import SOURCES  # sources build Splits, so import late
+
+    name, where = header["name"], f"{header['path']} [data]"
+    source = _get(data, "source", str, None, where) if "source" in data else None
+    if source not in SOURCES:
+        raise TaskError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+    try:
+        raw = SOURCES[source](data, header["seed"], header["val_fraction"])
+    except NeurosymError as err:
+        raise type(err)(f"task {name!r}: {err.message}") from err
+    classes = tuple(str(c) for c in raw.classes) if raw.classes is not None else None
+    n_classes = _n_classes(header, classes)
+    splits = {
+        split: _validated(name, split, s, header, n_classes)
+        for split, s in (("train", raw.train), ("val", raw.val), ("test", raw.test))
+    }
+    return splits, classes
+
+
+def _n_classes(header: dict, classes: tuple[str, ...] | None) -> int | None:
+    loss, out = header["loss"], header["output_type"]
+    n = {"cross_entropy": out.n if isinstance(out, Vec) else None, "bce": 2}.get(loss)
+    if classes is not None and n is not None and len(classes) != n:
+        raise DataError(
+            f"task {header['name']!r}: the data has {len(classes)} classes but the output "
+            f"type {out} needs {n}"
+        )
+    return n
+
+
+def _validated(name: str, split: str, s: Split, header: dict, n_classes: int | None) -> Split:
+    """Layout, finiteness and label checks for one split; returns it with float32 inputs."""
+    where = f"task {name!r}, split {split!r}"
+    if len(s) == 0:
+        raise DataError(f"{where}: the split is empty")
+    if not isinstance(s.x, torch.Tensor | Seq):
+        raise DataError(f"{where}: inputs must be a tensor or a Seq, got {type(s.x).__name__}")
+    _check_finite(where, s)
+    x = _as_float32(s.x)
+    try:
+        check_value(x, header["input_type"], rows=len(s))
+    except ValueError as err:
+        raise DataError(f"{where}: inputs do not fit {header['input_type']}: {err}") from err
+    return Split(x, _checked_labels(where, s.y, header["loss"], n_classes))
+
+
+def _check_finite(where: str, s: Split) -> None:
+    problems = []
+    xs = [s.x.data, s.x.weights] if isinstance(s.x, Seq) else [s.x]
+    for what, tensors in (("inputs", xs), ("labels", [s.y])):
+        nan = sum(int(torch.isnan(t).sum()) for t in tensors if t.is_floating_point())
+        inf = sum(int(torch.isinf(t).sum()) for t in tensors if t.is_floating_point())
+        if nan or inf:
+            problems.append(f"{nan} NaN and {inf} infinite values in the {what}")
+    if problems:
+        raise DataError(f"{where}: {'; '.join(problems)}; refusing to train on non-finite data")
+
+
+def _as_float32(x: Value) -> Value:
+    if isinstance(x, Seq):
+        return Seq(x.data.float(), x.weights.float())
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def _checked_labels(where: str, y: torch.Tensor, loss: str, n_classes: int | None) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor) or y.dim() != 1:
+        raise DataError(f"{where}: targets must be a 1-D tensor")
+    if loss == "mse":
+        return y.float()
+    if loss == "cross_entropy":
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise DataError(f"{where}: cross-entropy labels must be integer class indices")
+        y = y.long()
+        bad = int(((y < 0) | (y >= n_classes)).sum())
+        if bad:
+            raise DataError(f"{where}: {bad} labels outside 0..{n_classes - 1}")
+        return y
+    y = y.float()
+    bad = int(((y != 0) & (y != 1)).sum())
+    if bad:
+        raise DataError(f"{where}: {bad} bce targets are not 0 or 1")
+    return y
+
+
+def _class_weights(header: dict, train: Split) -> torch.Tensor | None:
+    """`class_weights = "balanced"` (N / (C * n_c), from the training split as loaded) or a
+    list of C floats. For bce the tensor is [w_negative, w_positive]."""
+    spec, loss = header["class_weights"], header["loss"]
+    if spec is None:
+        return None
+    where = f"{header['path']} [train] class_weights"
+    if loss == "mse":
+        raise TaskError(f"{where}: class weights need a classification loss")
+    c = int(header["output_type"].n) if loss == "cross_entropy" else 2
+    if spec == "balanced":
+        counts = torch.bincount(train.y.long(), minlength=c).float()
+        return len(train) / (c * counts.clamp(min=1.0))
+    if isinstance(spec, list) and all(isinstance(w, int | float) for w in spec) and spec:
+        if len(spec) != c or any(w < 0 for w in spec):
+            raise TaskError(f"{where}: need {c} non-negative weights, got {spec}")
+        return torch.tensor([float(w) for w in spec])
+    raise TaskError(f'{where}: must be "balanced" or a list of {c} numbers, got {spec!r}')
