@@ -9,12 +9,20 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neurosym.lang.errors import NeurosymError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def out() -> Console:
+    """A console made per call, so it follows the current terminal (and COLUMNS)."""
+    return Console(highlight=False)
+
+
+def report(err: NeurosymError) -> None:
+    """Errors go out as plain text: rich would re-wrap the caret line."""
+    click.echo(err.format(), err=True)
 
 
 def friendly_errors(fn):
@@ -25,7 +33,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except NeurosymError as err:
-            err_console.print(err.format(), markup=False)
+            report(err)
             sys.exit(1)
 
     return wrapper
@@ -51,13 +59,13 @@ def check(files: tuple[str, ...], library_path: str | None) -> None:
         try:
             checked = check_file(path, library)
         except NeurosymError as err:
-            err_console.print(err.format(), markup=False)
+            report(err)
             failed += 1
             continue
         for name, t in checked.def_types.items():
-            console.print(f"{path}: [bold]{name}[/] : {t}")
+            click.echo(f"{path}: {name} : {t}")
     if failed:
-        err_console.print(f"{failed} of {len(files)} file(s) failed")
+        click.echo(f"{failed} of {len(files)} file(s) failed", err=True)
         sys.exit(1)
 
 
@@ -76,17 +84,20 @@ def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: fl
     """Train a hand-written program's learnable parts on a task and print its scores."""
     from neurosym.api import run_file
 
+    console = out()
     with console.status("training…", spinner="dots"):
         result = run_file(file, task_name, entry=entry, epochs=epochs, lr=lr, seed=seed,
                           library=_open_library(library_path))
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
-    console.print(f"[bold]{result.entry}[/] : {result.type}   ({result.parameters} parameters)")
-    print_evaluation(result.evaluation)
+    console.print(f"[bold]{result.entry}[/] : {escape(result.type)}   "
+                  f"({result.parameters} parameters)")
+    print_evaluation(result.evaluation, console)
 
 
-def print_evaluation(ev) -> None:
+def print_evaluation(ev, console: Console | None = None) -> None:
+    console = console or out()
     table = Table(show_header=True, header_style="bold")
     for col in ("split", ev.metric):
         table.add_column(col, justify="right")
@@ -107,8 +118,8 @@ def tasks_command() -> None:
 
     table = Table("task", "description", header_style="bold")
     for name, description in list_tasks():
-        table.add_row(name, description)
-    console.print(table)
+        table.add_row(name, escape(description))
+    out().print(table)
 
 
 @main.command()
@@ -122,9 +133,10 @@ def primitives() -> None:
         try:
             shown = str(prim.type_of(()))
         except ValueError as err:
-            shown = f"[dim]{err}[/]"
-        table.add_row(name, shown, prim.doc.splitlines()[0] if prim.doc else "")
-    console.print(table)
+            shown = str(err)
+        doc = prim.doc.splitlines()[0] if prim.doc else ""
+        table.add_row(name, escape(shown), escape(doc))
+    out().print(table)
 
 
 def _open_library(path: str | None):

@@ -83,7 +83,7 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
             batch_loss = loss(model(index(x, idx)), y[idx])
             if not torch.isfinite(batch_loss):
                 raise TrainingError(
-                    f"non-finite loss ({float(batch_loss)}) at epoch {epoch}: the program "
+                    f"non-finite loss ({batch_loss.item()}) at epoch {epoch}: the program "
                     "produced NaN or inf; check the data scale or lower the learning rate")
             opt.zero_grad()
             batch_loss.backward()

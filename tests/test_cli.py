@@ -1,0 +1,102 @@
+"""The command line: clear errors (no tracebacks), checks of the shipped programs, and a
+real training run on BasicMotions."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neurosym.cli import main
+
+ROOT = Path(__file__).parents[1]
+DSL_FILES = sorted(str(p) for p in (ROOT / "dsl").glob("*.ns"))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})
+
+
+def test_check_accepts_every_shipped_program():
+    result = invoke("check", *DSL_FILES)
+    assert result.exit_code == 0, result.output
+    assert "main : List[Vec[6]] -> Vec[4]" in result.output
+
+
+def test_syntax_error_is_located_with_caret_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.ns"
+    bad.write_text("def main : List[Vec[6]] -> Vec[4] =\n  \\xs -> affine (mean xs\n")
+    result = invoke("check", str(bad))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{bad}:2:") and "expected ')'" in lines[0]
+    assert lines[1] == "    \\xs -> affine (mean xs" and lines[2].strip() == "^"
+    assert "Traceback" not in result.output
+
+
+def test_type_error_names_both_types(tmp_path):
+    bad = tmp_path / "bad.ns"
+    bad.write_text("def main : List[Vec[6]] -> Vec[4] = \\xs -> affine (map mean xs)\n")
+    result = invoke("check", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:1:" in result.output and "expected List[" in result.output
+    assert "found List[Vec[6]]" in result.output and "Traceback" not in result.output
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    empty = tmp_path / "empty.ns"
+    empty.write_text("")
+    result = invoke("check", str(empty), str(tmp_path / "missing.ns"))
+    assert result.exit_code == 1
+    assert "no definitions" in result.output and "cannot read" in result.output
+
+
+def test_run_on_basic_motions_reaches_high_accuracy():
+    result = invoke("run", str(ROOT / "dsl/basic_motions.ns"), "--task", "basic_motions",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["test"] >= 0.85
+    assert scores["baseline"] == pytest.approx(0.25)
+
+
+def test_run_rejects_a_program_of_the_wrong_type():
+    result = invoke("run", str(ROOT / "dsl/digits.ns"), "--task", "basic_motions")
+    assert result.exit_code == 1
+    assert "needs List[Vec[6]] -> Vec[4]" in result.output and "Traceback" not in result.output
+
+
+def test_run_unknown_task():
+    result = invoke("run", str(ROOT / "dsl/basic_motions.ns"), "--task", "no_such_task")
+    assert result.exit_code == 1 and "basic_motions" in result.output
+
+
+def test_run_on_non_finite_data_fails_before_training(tmp_path):
+    data = tmp_path / "nan.csv"
+    data.write_text("")
+    task = tmp_path / "nan.toml"
+    task.write_text(
+        'name = "nan"\ndescription = "d"\n[data]\nsource = "aeon"\ndataset = "BasicMotions"\n'
+        'normalize = false\n[types]\ninput = "List[Vec[6]]"\noutput = "Vec[4]"\n')
+    import neurosym.tasks.sources as sources
+
+    original = sources.SOURCES["aeon"]
+
+    def poisoned(*args, **kwargs):
+        data = original(*args, **kwargs)
+        data.train.x.data[0, 3, 1] = float("nan")
+        return data
+
+    sources.SOURCES["aeon"] = poisoned
+    try:
+        result = invoke("run", str(ROOT / "dsl/basic_motions.ns"), "--task", str(task))
+    finally:
+        sources.SOURCES["aeon"] = original
+    assert result.exit_code == 1
+    assert "NaN" in result.output and "Traceback" not in result.output
+
+
+def test_tasks_and_primitives_list():
+    assert "japanese_vowels" in invoke("tasks").output
+    out = invoke("primitives").output
+    assert "map" in out and "(a -> b) -> List[a] -> List[b]" in out
