@@ -207,7 +207,14 @@ def _image_lists(
     return Split(Seq(data, weights), (value[picks] * weights).sum(1))
 
 
+def _planted(params: Mapping[str, Any], seed: int, val_fraction: float) -> SourceData:
+    from neurosym.tasks.planted import planted_source
+
+    return planted_source(params, seed, val_fraction)
+
+
 SOURCES: dict[str, Source] = {
     "aeon": aeon_source,
     "digits": digits_source,
+    "planted": _planted,
 }
