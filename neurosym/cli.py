@@ -48,7 +48,8 @@ def main() -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--library", "library_path", type=click.Path(file_okay=False), default=None,
-              help="Library for lib.NAME references (default: $NEUROSYM_LIBRARY or ./library_store).")
+              help="Library for lib.NAME references "
+              "(default: $NEUROSYM_LIBRARY or ./library_store).")
 def check(files: tuple[str, ...], library_path: str | None) -> None:
     """Parse and type-check DSL files; print every definition's type."""
     from neurosym.lang.load import check_file
@@ -111,6 +112,51 @@ def print_evaluation(ev, console: Console | None = None) -> None:
     console.print(f"[dim]{ev.epochs} epochs, {ev.seconds:.1f} s[/]")
 
 
+@main.command()
+@click.argument("task_name", metavar="TASK")
+@click.option("--search", "algorithm", type=click.Choice(["astar", "iddfs", "enumerate"]),
+              default="astar", show_default=True, help="Search algorithm.")
+@click.option("--time-limit", type=float, default=None,
+              help="Search budget in seconds (default: the task's [search] time_limit).")
+@click.option("--max-depth", type=int, default=None, help="Deepest derivation explored.")
+@click.option("--max-nodes", type=int, default=None, help="Most nodes trained.")
+@click.option("--epochs-per-node", type=int, default=None, help="Training epochs per node.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Processes evaluating sibling nodes in parallel.")
+@click.option("--top-k", type=int, default=3, show_default=True,
+              help="Programs retrained in full and reported.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Save the best program as a .ns file (check/run accept it).")
+@click.option("--library", "library_path", type=click.Path(file_okay=False), default=None,
+              help="Library whose functions join the search as primitives.")
+@friendly_errors
+def synthesize(task_name: str, algorithm: str, time_limit: float | None, max_depth: int | None,
+               max_nodes: int | None, epochs_per_node: int | None, workers: int, top_k: int,
+               seed: int, as_json: bool, out_file: str | None,
+               library_path: str | None) -> None:
+    """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
+    relaxations) and print the best ones in DSL syntax."""
+    from neurosym.search import synthesize as run_search
+    from neurosym.search.display import SearchDisplay, print_result, result_json, save_program
+    from neurosym.tasks.spec import load_task
+
+    task = load_task(task_name)
+    library = _open_library(library_path)
+    with SearchDisplay(out(), enabled=not as_json) as display:
+        result = run_search(task, algorithm=algorithm, time_limit=time_limit,
+                            max_depth=max_depth, max_nodes=max_nodes,
+                            epochs_per_node=epochs_per_node, workers=workers, top_k=top_k,
+                            seed=seed, library=library, on_progress=display.update)
+    if out_file and result.best is not None:
+        save_program(result.best, task, out_file)
+    if as_json:
+        click.echo(json.dumps(result_json(result, task), indent=2))
+    else:
+        print_result(result, task, out())
+
+
 @main.command("tasks")
 def tasks_command() -> None:
     """List the bundled tasks."""
@@ -156,8 +202,7 @@ def _exists(location) -> bool:
 
 
 def _attach_optional_commands() -> None:
-    for module, name in (("neurosym.search.commands", "synthesize"),
-                         ("neurosym.library.commands", "library")):
+    for module, name in (("neurosym.library.commands", "library"),):
         try:
             mod = __import__(module, fromlist=[name])
         except ImportError:

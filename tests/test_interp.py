@@ -71,8 +71,8 @@ def test_soft_filter_count_and_ite():
     xs = Seq(torch.tensor([[[5.0], [-5.0], [20.0]]]), torch.tensor([[1.0, 1.0, 0.0]]))
     count = run(r"count (\x -> gt (mul (select[0] x) 10.0) 0.0)", "List[Vec[1]] -> Float", xs)
     assert count.item() == pytest.approx(1.0, abs=1e-4)  # padding is not counted
-    kept = run(r"\xs -> sum (filter (\x -> gt (mul (select[0] x) 10.0) 0) xs)", "List[Vec[1]] -> Vec[1]",
-               xs)
+    kept = run(r"\xs -> sum (filter (\x -> gt (mul (select[0] x) 10.0) 0) xs)",
+               "List[Vec[1]] -> Vec[1]", xs)
     assert kept.item() == pytest.approx(5.0, abs=1e-3)
     x = torch.tensor([[3.0, 1.0], [-3.0, 1.0]])
     out = run(r"\x -> ite (gt (mul (select[0] x) 100.0) 0) (select[1] x) 7.0", "Vec[2] -> Float", x)

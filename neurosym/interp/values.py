@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -48,7 +48,7 @@ class Seq:
         return Seq(self.data[idx], self.weights[idx])
 
 
-Value = Union[torch.Tensor, Seq, Callable[..., Any]]
+Value = torch.Tensor | Seq | Callable[..., Any]
 
 
 def batch_size(v: Value) -> int | None:

@@ -4,7 +4,6 @@ program equals its re-parse whatever the layout of the text."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from neurosym.lang.errors import Span
 from neurosym.lang.types import Type
@@ -20,7 +19,7 @@ class Slice:
     stop: int
 
 
-Param = Union[int, Slice]
+Param = int | Slice
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +79,7 @@ class App:
     span: Span | None = _SPAN
 
 
-Term = Union[Var, Num, Hole, LibRef, Lam, Let, App]
+Term = Var | Num | Hole | LibRef | Lam | Let | App
 
 
 @dataclass(frozen=True, slots=True)

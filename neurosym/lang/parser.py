@@ -150,8 +150,8 @@ def _syntax_error(err: UnexpectedInput) -> DSLSyntaxError:
                               Span(max(err.line, 1), max(err.column, 1)) if err.line > 0 else None)
     assert isinstance(err, UnexpectedToken)
     tok = err.token
-    return DSLSyntaxError(f"unexpected {str(tok)!r}; expected {_describe(err.accepts or err.expected)}",
-                          _tok_span(tok))
+    expected = _describe(err.accepts or err.expected)
+    return DSLSyntaxError(f"unexpected {str(tok)!r}; expected {expected}", _tok_span(tok))
 
 
 def _parse(text: str, start: str, filename: str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Union
 
 from neurosym.lang.errors import TypeMismatch
 
@@ -22,7 +21,7 @@ class DimVar:
         return self.name
 
 
-Dim = Union[int, DimVar]
+Dim = int | DimVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ class TVar:
         return self.name
 
 
-Type = Union[Base, Vec, Image, ListT, Arrow, TVar]
+Type = Base | Vec | Image | ListT | Arrow | TVar
 
 FLOAT, BOOL, INT = Base("Float"), Base("Bool"), Base("Int")
 BASE_TYPES = {"Float": FLOAT, "Bool": BOOL, "Int": INT}

@@ -1,0 +1,111 @@
+"""How a search looks to a person: a live progress panel while it runs, the programs found
+(DSL syntax, highlighted) with their scores beside the majority baseline, and a .ns file
+that `neurosym check` and `neurosym run` accept."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.highlighter import RegexHighlighter
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from rich.theme import Theme
+
+from neurosym.lang import ast
+from neurosym.lang.printer import show_def
+from neurosym.lang.types import Arrow
+from neurosym.search.algorithms import Progress
+from neurosym.tasks.spec import Task
+
+
+class DSLHighlighter(RegexHighlighter):
+    base_style = "dsl."
+    highlights = [
+        r"(?P<keyword>\b(def|let|in)\b|\\|->)",
+        r"(?P<hole>\?\?)",
+        r"(?P<lib>\blib\.[A-Za-z0-9_@]+)",
+        r"(?P<type>\b[A-Z][A-Za-z]*\b)",
+        r"(?P<number>(?<![\w.])-?[0-9]+(\.[0-9]+)?\b)",
+    ]
+
+
+THEME = Theme({"dsl.keyword": "bold magenta", "dsl.hole": "bold red", "dsl.lib": "bold green",
+               "dsl.type": "cyan", "dsl.number": "yellow"})
+highlight = DSLHighlighter()
+
+
+class SearchDisplay:
+    """A rich Live panel fed by the search's progress callback."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.console, self.enabled = console, enabled
+        self._live: Live | None = None
+
+    def __enter__(self) -> SearchDisplay:
+        if self.enabled:
+            self.console.push_theme(THEME)
+            self._live = Live(Text("starting search…"), console=self.console,
+                              refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self.console.pop_theme()
+
+    def update(self, p: Progress) -> None:
+        if self._live is None:
+            return
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("elapsed", f"{p.elapsed:6.1f} s", "expanded", str(p.expanded),
+                     "trained", str(p.trained), "frontier", str(p.frontier))
+        best = highlight(Text(p.best_text or "(no complete program yet)"))
+        self._live.update(Group(grid, Text.assemble("best f ", f"{p.best_f:.4f}  ", best)))
+
+
+def print_result(result, task: Task, console: Console) -> None:
+    console.push_theme(THEME)
+    try:
+        for rank, prog in enumerate(result.programs, 1):
+            ev = prog.evaluation
+            console.print(Text.assemble((f"#{rank}  ", "bold"), highlight(Text(prog.text))))
+            console.print(f"    {ev.metric}: val {ev.val:.4f}  test {ev.test:.4f}   "
+                          f"(majority baseline {ev.baseline:.4f})   size {prog.size}, "
+                          f"cost {prog.cost:g}")
+            if ev.per_class_f1:
+                f1 = " ".join(f"{v:.2f}" for v in ev.per_class_f1)
+                console.print(f"    per-class F1 (test): {f1}")
+        s = result.stats
+        console.print(escape(
+            f"[{s.algorithm}] {s.expanded} expanded, {s.trained} trained, {s.seconds:.1f} s, "
+            f"stopped by {s.stopped_by}" + (" (interrupted: best so far)" if s.interrupted
+                                            else "")), style="dim")
+    finally:
+        console.pop_theme()
+
+
+def result_json(result, task: Task) -> dict:
+    s = result.stats
+    return {
+        "task": task.name,
+        "programs": [{"program": p.text, "size": p.size, "cost": p.cost, "f": p.f,
+                      **p.evaluation.as_dict()} for p in result.programs],
+        "stats": {"algorithm": s.algorithm, "expanded": s.expanded, "trained": s.trained,
+                  "seconds": s.seconds, "frontier": s.frontier, "stopped_by": s.stopped_by,
+                  "interrupted": s.interrupted},
+    }
+
+
+def save_program(prog, task: Task, path: str | Path) -> None:
+    """Write the program as `def main : IN -> OUT = ...` with where it came from."""
+    ev = prog.evaluation
+    header = (f"# Found by `neurosym synthesize {task.name}` on "
+              f"{datetime.date.today().isoformat()}: {ev.metric} val {ev.val:.4f}, "
+              f"test {ev.test:.4f} (majority baseline {ev.baseline:.4f}).\n")
+    definition = ast.Def("main", Arrow(task.input_type, task.output_type), prog.term)
+    Path(path).write_text(header + show_def(definition) + "\n")
