@@ -3,10 +3,10 @@
 import pytest
 
 from neurosym.lang import ast
+from neurosym.lang.checker import check_term
 from neurosym.lang.errors import DSLTypeError
 from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
-from neurosym.lang.checker import check_term
 from neurosym.lang.types import FLOAT, Arrow, Vec
 
 
