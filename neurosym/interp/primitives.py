@@ -13,7 +13,7 @@ from neurosym.interp.registry import Site, primitive
 from neurosym.interp.values import Seq, align, batch_size
 from neurosym.lang import ast
 from neurosym.lang.parser import parse_type
-from neurosym.lang.types import Base, Type, Vec, is_tensor, uncurry
+from neurosym.lang.types import Type, Vec, is_tensor, uncurry
 
 _EPS = 1e-6
 
@@ -262,4 +262,25 @@ def select(site: Site, x):
     return x[:, p.start:p.stop] if isinstance(p, ast.Slice) else x[:, p]
 
 
-__all__ = ["call", "Base"]
+
+
+def _neural(t: Type, params) -> nn.Module:
+    from neurosym.relax.networks import Relaxation
+
+    return Relaxation([], t)
+
+
+def _encodable_function(t: Type, params) -> str | None:
+    from neurosym.relax.networks import encodable
+
+    (arg,), result = uncurry(t)
+    if not encodable(arg) or not is_tensor(result):
+        return f"needs a tensor or list input and a tensor output, not {t}"
+    return None
+
+
+@primitive("nn", "a -> b", module=_neural, validate=_encodable_function, cost=2.0)
+def neural(site: Site, x):
+    """A small neural network of the type around it (MLP, CNN for images, pooled lists):
+    the neural part of a program, and what the library stores for reuse."""
+    return site.module([x], batch_size(x))
