@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from neurosym.lang import ast
-from neurosym.lang.errors import DSLTypeError, TypeMismatch
+from neurosym.lang.errors import DSLTypeError, NeurosymError, TypeMismatch
 from neurosym.lang.printer import show
 from neurosym.lang.types import FLOAT, INT, Arrow, Subst, TVar, Type, free_vars, pretty
 
@@ -148,6 +148,8 @@ class Checker:
         except KeyError as err:
             raise DSLTypeError(f"lib.{name}: {err.args[0] if err.args else 'not found'}",
                                term.span) from None
+        except NeurosymError as err:  # a damaged library: say so where it is used
+            raise DSLTypeError(f"lib.{name}: {err.message}", term.span) from None
 
     def _app(self, term: ast.App, fn: ast.Term, args, env) -> Type:
         fn_type = self.infer(fn, env)
