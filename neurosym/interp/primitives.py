@@ -38,14 +38,21 @@ def _weighted(xs: Seq) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ---- type checks run on a primitive's resolved type -------------------------------------
 
-def _result_tensor(t: Type, params) -> str | None:
-    result = uncurry(t)[1]
-    return None if is_tensor(result) else f"works on Float, Bool, Int, Vec and Image, not {result}"
+def _result_tensor(arity: int):
+    """The value after the primitive's own `arity` arguments must be a tensor (read after
+    uncurrying everything, `add f g` on two functions would pass)."""
+
+    def check(t: Type, params) -> str | None:
+        for _ in range(arity):
+            t = t.result
+        return None if is_tensor(t) else f"works on Float, Bool, Int, Vec and Image, not {t}"
+
+    return check
 
 
 def _all_tensors(t: Type, params) -> str | None:
-    args, result = uncurry(t)
-    bad = [x for x in (*args, result) if not is_tensor(x)]
+    """One tensor argument to a tensor (`a -> b` must not stand for a two-argument function)."""
+    bad = [x for x in (t.arg, t.result) if not is_tensor(x)]
     return f"works on Float, Bool, Int, Vec and Image, not {bad[0]}" if bad else None
 
 
@@ -73,7 +80,7 @@ def filter_(site: Site, p, xs: Seq) -> Seq:
     return Seq(xs.data, xs.weights * keep)
 
 
-@primitive("fold", "(b -> a -> b) -> b -> List[a] -> b", validate=_result_tensor, cost=1.5)
+@primitive("fold", "(b -> a -> b) -> b -> List[a] -> b", validate=_result_tensor(3), cost=1.5)
 def fold(site: Site, f, init: torch.Tensor, xs: Seq) -> torch.Tensor:
     """Left fold; padding (weight 0) leaves the accumulator unchanged."""
     acc = align(init, xs.data.shape[0])
@@ -104,19 +111,19 @@ def window(site: Site, f, xs: Seq) -> Seq:
     return xs.with_data(f(inner))
 
 
-@primitive("mean", "List[a] -> a", validate=_result_tensor)
+@primitive("mean", "List[a] -> a", validate=_result_tensor(1))
 def mean(site: Site, xs: Seq) -> torch.Tensor:
     data, w = _weighted(xs)
     return (w * data).sum(1) / w.sum(1).clamp_min(_EPS)
 
 
-@primitive("sum", "List[a] -> a", validate=_result_tensor)
+@primitive("sum", "List[a] -> a", validate=_result_tensor(1))
 def sum_(site: Site, xs: Seq) -> torch.Tensor:
     data, w = _weighted(xs)
     return (w * data).sum(1)
 
 
-@primitive("std", "List[a] -> a", validate=_result_tensor)
+@primitive("std", "List[a] -> a", validate=_result_tensor(1))
 def std(site: Site, xs: Seq) -> torch.Tensor:
     """Weighted standard deviation, centred first for stability."""
     data, w = _weighted(xs)
@@ -126,7 +133,7 @@ def std(site: Site, xs: Seq) -> torch.Tensor:
     return torch.sqrt(var + _EPS)
 
 
-@primitive("last", "List[a] -> a", validate=_result_tensor)
+@primitive("last", "List[a] -> a", validate=_result_tensor(1))
 def last(site: Site, xs: Seq) -> torch.Tensor:
     """The last present element (padding skipped)."""
     pos = torch.arange(xs.length).expand_as(xs.weights)
@@ -153,7 +160,7 @@ def compose(site: Site, f, g, x):
     return f(g(x))
 
 
-@primitive("ite", "Bool -> a -> a -> a", validate=_result_tensor, cost=1.5)
+@primitive("ite", "Bool -> a -> a -> a", validate=_result_tensor(3), cost=1.5)
 def ite(site: Site, cond: torch.Tensor, then, other):
     """Soft if-then-else: sigmoid(cond) * then + (1 - sigmoid(cond)) * else."""
     gate = torch.sigmoid(align(cond, batch_size(then)))
@@ -162,22 +169,22 @@ def ite(site: Site, cond: torch.Tensor, then, other):
 
 # ---- arithmetic and logic ----------------------------------------------------------------
 
-@primitive("add", "a -> a -> a", validate=_result_tensor)
+@primitive("add", "a -> a -> a", validate=_result_tensor(2))
 def add(site: Site, x, y):
     return x + y
 
 
-@primitive("sub", "a -> a -> a", validate=_result_tensor)
+@primitive("sub", "a -> a -> a", validate=_result_tensor(2))
 def sub(site: Site, x, y):
     return x - y
 
 
-@primitive("mul", "a -> a -> a", validate=_result_tensor)
+@primitive("mul", "a -> a -> a", validate=_result_tensor(2))
 def mul(site: Site, x, y):
     return x * y
 
 
-@primitive("relu", "a -> a", validate=_result_tensor)
+@primitive("relu", "a -> a", validate=_result_tensor(1))
 def relu(site: Site, x):
     return torch.relu(x)
 
@@ -273,7 +280,7 @@ def _neural(t: Type, params) -> nn.Module:
 def _encodable_function(t: Type, params) -> str | None:
     from neurosym.relax.networks import encodable
 
-    (arg,), result = uncurry(t)
+    arg, result = t.arg, t.result  # one argument: `a -> b` is not `a -> c -> d`
     if not encodable(arg) or not is_tensor(result):
         return f"needs a tensor or list input and a tensor output, not {t}"
     return None

@@ -1,0 +1,246 @@
+"""A*, iterative-deepening branch-and-bound and size-ordered enumeration over any graph.
+
+The algorithms see a graph only through `Graph`: a root, children, whether a node is a
+complete program, its structural cost and search-tree depth, a key, and `evaluate`, which
+returns f = cost term + heuristic for a batch of nodes (training them, in the search). So
+they can be tested on small graphs with known heuristics and no training at all.
+
+Every algorithm keeps the best complete programs seen (by f) and stops cleanly on a
+budget (time, nodes evaluated) or on Ctrl-C, which it turns into `interrupted`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+N = TypeVar("N")
+
+
+class Graph(Protocol[N]):
+    def root(self) -> N: ...
+    def children(self, node: N) -> list[N]: ...
+    def is_complete(self, node: N) -> bool: ...
+    def cost(self, node: N) -> float: ...
+    def depth(self, node: N) -> int: ...
+    def key(self, node: N) -> Hashable: ...
+    def evaluate(self, nodes: Sequence[N]) -> list[float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    time_limit: float = math.inf  # seconds
+    max_nodes: int | None = None  # nodes evaluated (trained)
+    batch: int = 1  # nodes evaluated together (the worker count)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    elapsed: float
+    expanded: int
+    trained: int
+    frontier: int
+    best_f: float
+    best_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStats:
+    algorithm: str
+    expanded: int
+    trained: int
+    seconds: float
+    frontier: int
+    interrupted: bool
+    exhausted: bool  # the graph ran out of nodes (or A* proved its top-k) within budget
+    stopped_by: str  # "done", "time", "nodes" or "interrupt"
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+@dataclass
+class Run(Generic[N]):
+    """One search in progress: the budget bookkeeping all algorithms share."""
+
+    graph: Graph[N]
+    budget: Budget
+    top_k: int = 3
+    on_progress: Callable[[Progress], None] | None = None
+    show: Callable[[N], str] = str
+    start: float = field(default_factory=time.perf_counter)
+    expanded: int = 0
+    evaluated: int = 0
+    frontier: int = 0
+    scores: dict[Hashable, float] = field(default_factory=dict)
+    complete: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
+    partial: list[tuple[float, int, N]] = field(default_factory=list)
+    _count: itertools.count = field(default_factory=itertools.count)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def check_budget(self) -> None:
+        if self.elapsed() >= self.budget.time_limit:
+            raise _Stop("time")
+        if self.budget.max_nodes is not None and self.evaluated >= self.budget.max_nodes:
+            raise _Stop("nodes")
+
+    def expand(self, node: N) -> list[N]:
+        self.check_budget()
+        self.expanded += 1
+        return self.graph.children(node)
+
+    def evaluate(self, nodes: Sequence[N]) -> list[tuple[float, N]]:
+        """f of each node. Nodes seen before (IDDFS passes revisit them) are not evaluated
+        again; new ones go in chunks of `budget.batch`, with a budget check before each."""
+        key = self.graph.key
+        fresh = list({key(n): n for n in nodes if key(n) not in self.scores}.values())
+        for i in range(0, len(fresh), self.budget.batch):
+            self.check_budget()
+            chunk = fresh[i:i + self.budget.batch]
+            if self.budget.max_nodes is not None:
+                chunk = chunk[: self.budget.max_nodes - self.evaluated]
+            for node, f in zip(chunk, self.graph.evaluate(chunk)):
+                self.scores[key(node)] = f
+                self.evaluated += 1
+                self._record(node, f)
+                self.report()
+        if any(key(n) not in self.scores for n in nodes):
+            raise _Stop("nodes")  # the node budget ran out inside the last chunk
+        return [(self.scores[key(n)], n) for n in nodes]
+
+    def _record(self, node: N, f: float) -> None:
+        if not math.isfinite(f):
+            return
+        if self.graph.is_complete(node):
+            self.complete[self.graph.key(node)] = (f, node)
+        else:
+            heapq.heappush(self.partial, (f, next(self._count), node))
+            if len(self.partial) > 4 * self.top_k:
+                self.partial = heapq.nsmallest(self.top_k, self.partial)
+
+    def best(self) -> list[tuple[float, N]]:
+        """The top-k complete programs by f (ties: first found)."""
+        return sorted(self.complete.values(), key=lambda fn: fn[0])[: self.top_k]
+
+    def best_partial(self) -> list[tuple[float, N]]:
+        return [(f, n) for f, _, n in heapq.nsmallest(self.top_k, self.partial)]
+
+    def report(self) -> None:
+        if self.on_progress is None:
+            return
+        top = self.best()
+        self.on_progress(Progress(self.elapsed(), self.expanded, self.evaluated, self.frontier,
+                                  top[0][0] if top else math.inf,
+                                  self.show(top[0][1]) if top else None))
+
+    def stats(self, algorithm: str, reason: str) -> SearchStats:
+        return SearchStats(algorithm, self.expanded, self.evaluated, self.elapsed(),
+                           self.frontier, reason == "interrupt", reason == "done", reason)
+
+
+def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None) -> SearchStats:
+    """Run `algorithm` ("astar", "iddfs" or "enumerate") until done, out of budget or
+    interrupted; the results are in `search.best()`."""
+    algorithms = {"astar": lambda s: astar(s, frontier_capacity), "iddfs": iddfs,
+                  "enumerate": enumerate_by_size}
+    if algorithm not in algorithms:
+        raise ValueError(f"unknown search algorithm {algorithm!r}; one of {sorted(algorithms)}")
+    try:
+        algorithms[algorithm](search)
+        reason = "done"
+    except _Stop as stop:
+        reason = stop.reason
+    except KeyboardInterrupt:
+        reason = "interrupt"
+    return search.stats(algorithm, reason)
+
+
+def astar(search: Run[N], capacity: int | None = None) -> None:
+    """Expand the lowest f; a complete program popped is the best left (h admissible).
+    Ties go to complete programs, then to cheaper ones. Stops after `top_k` complete
+    programs have been popped. With a `capacity`, only that many of the best nodes stay
+    on the frontier (NEAR's frontier capacity: a beam that trades optimality for depth)."""
+    g = search.graph
+    frontier: list[tuple[float, bool, float, int, N]] = []
+    tie = itertools.count()
+
+    def push(scored: list[tuple[float, N]]) -> None:
+        for f, node in scored:
+            if math.isfinite(f):
+                heapq.heappush(frontier, (f, not g.is_complete(node), g.cost(node), next(tie),
+                                          node))
+        if capacity is not None and len(frontier) > capacity:
+            frontier[:] = heapq.nsmallest(capacity, frontier)  # sorted, so still a heap
+        search.frontier = len(frontier)
+
+    push(search.evaluate([g.root()]))
+    popped = 0
+    while frontier:
+        *_, node = heapq.heappop(frontier)
+        search.frontier = len(frontier)
+        if g.is_complete(node):
+            popped += 1
+            if popped >= search.top_k:
+                return
+            continue
+        push(search.evaluate(search.expand(node)))
+
+
+def iddfs(search: Run[N], start_depth: int = 1) -> None:
+    """Depth-first, best child first, pruning nodes whose f is not below the bound (the
+    k-th best complete f so far); the depth limit grows until nothing was cut off."""
+    g = search.graph
+    root = g.root()
+    search.evaluate([root])
+    limit = start_depth
+    while True:
+        cut = _dfs(search, root, limit)
+        if not cut:
+            return
+        limit += 1
+
+
+def _bound(search: Run) -> float:
+    top = search.best()
+    return top[-1][0] if len(top) >= search.top_k else math.inf
+
+
+def _dfs(search: Run[N], node: N, limit: int) -> bool:
+    """One bounded depth-first pass; True if some node was cut off by the depth limit."""
+    g = search.graph
+    if g.is_complete(node):
+        return False
+    if g.depth(node) >= limit:
+        return True
+    scored = sorted(search.evaluate(search.expand(node)), key=lambda fn: fn[0])
+    cut = False
+    for f, child in scored:
+        search.frontier = len(scored)
+        if math.isfinite(f) and f < _bound(search) and not g.is_complete(child):
+            cut = _dfs(search, child, limit) or cut
+    return cut
+
+
+def enumerate_by_size(search: Run[N]) -> None:
+    """The baseline: complete programs in order of structural cost, no heuristic; only
+    complete programs are trained."""
+    g = search.graph
+    tie = itertools.count()
+    frontier: list[tuple[float, int, N]] = [(g.cost(g.root()), next(tie), g.root())]
+    while frontier:
+        search.frontier = len(frontier)
+        _, _, node = heapq.heappop(frontier)
+        if g.is_complete(node):
+            search.evaluate([node])
+            continue
+        for child in search.expand(node):
+            heapq.heappush(frontier, (g.cost(child), next(tie), child))

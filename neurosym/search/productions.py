@@ -1,0 +1,179 @@
+"""Production sets: the DSL templates the search may put into a hole, each with a cost.
+
+A set lives in `dsl/search/NAME.toml`:
+
+    name = "sequence"
+    [[production]]
+    term = '\\xs -> ?? (mean xs)'      # DSL syntax; holes are applied to variables
+    cost = 1.0
+    [[production]]
+    term = '\\x -> affine (select[{group}] x)'
+    per_group = true                    # one copy per feature group of the task ("0:3")
+
+Holes in templates stand for functions applied to the template's variables (`?? x`), so
+every relaxation is a closed function of its arguments, as in NEAR. Feature groups come
+from the task (`[search] feature_groups`), else every single feature of the input.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neurosym.lang import ast
+from neurosym.lang.checker import Checker, LibraryTypes
+from neurosym.lang.errors import NeurosymError, SearchError, TypeMismatch
+from neurosym.lang.parser import parse_term, parse_type
+from neurosym.lang.printer import show
+from neurosym.lang.types import Image, ListT, Subst, Type, Vec, pretty
+from neurosym.resources import dsl_dir
+from neurosym.search.terms import holes_in_arguments
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Group = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """One template. `scheme` is its most general type, for a cheap pre-filter by
+    unification before the whole program is checked."""
+
+    text: str
+    term: ast.Term = field(compare=False)
+    cost: float
+    scheme: Type = field(compare=False)
+    holes: int = 0
+
+    def fits(self, hole_type: Type) -> bool:
+        subst = Subst()
+        try:
+            subst.unify(hole_type, subst.instantiate(self.scheme))
+        except TypeMismatch:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionSet:
+    name: str
+    productions: tuple[Production, ...]
+
+    def __len__(self) -> int:
+        return len(self.productions)
+
+    def describe(self) -> str:
+        return "\n".join(f"{p.cost:4.1f}  {p.text}" for p in self.productions)
+
+
+def make_production(text: str, cost: float = 1.0,
+                    library: LibraryTypes | None = None) -> Production:
+    """Parse and vet one template: closed, well-typed on its own, no hole inside the
+    argument of another hole (plugging would duplicate it)."""
+    term = parse_term(text, "<production>")
+    if holes_in_arguments(term):
+        raise SearchError(f"production {text!r}: a hole's argument may not contain a hole")
+    checker = Checker(library)
+    try:
+        inferred = checker.subst.resolve(checker.infer(term, {}))
+    except NeurosymError as err:
+        raise SearchError(f"production {text!r}: {err.message}") from None
+    if cost < 0:
+        raise SearchError(f"production {text!r}: cost must be >= 0, got {cost}")
+    # Renamed to plain names (a, b, n): instantiating a scheme whose variables look like
+    # the fresh ones ('t0) could map a variable to itself.
+    scheme = parse_type(pretty(inferred)[0])
+    return Production(show(term), term, float(cost), scheme, ast.holes(term))
+
+
+def available_sets() -> list[str]:
+    return sorted(p.stem for p in (dsl_dir() / "search").glob("*.toml"))
+
+
+def _find_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" or "/" in name:
+        if not path.is_file():
+            raise SearchError(f"production set file {name} not found")
+        return path
+    bundled = dsl_dir() / "search" / f"{name}.toml"
+    if not bundled.is_file():
+        known = ", ".join(available_sets()) or "(none)"
+        raise SearchError(f"unknown production set {name!r}; bundled: {known}")
+    return bundled
+
+
+def load_productions(name: str, groups: list[Group] | None = None,
+                     library: LibraryTypes | None = None) -> ProductionSet:
+    """Load a bundled set by name (or a file by path), expanding `per_group` templates
+    over `groups` (none given: no per-group copies)."""
+    path = _find_file(name)
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise SearchError(f"{path}: cannot read production set: {err}") from None
+    entries = spec.get("production")
+    if not isinstance(entries, list) or not entries:
+        raise SearchError(f"{path}: no [[production]] entries")
+    prods: list[Production] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("term"), str):
+            raise SearchError(f"{path}: every [[production]] needs a term = '...' string")
+        cost = entry.get("cost", 1.0)
+        if isinstance(cost, bool) or not isinstance(cost, int | float):
+            raise SearchError(f"{path}: cost of {entry['term']!r} must be a number")
+        texts = ([entry["term"].replace("{group}", f"{a}:{b}") for a, b in groups or []]
+                 if entry.get("per_group") else [entry["term"]])
+        prods += [make_production(t, cost, library) for t in texts]
+    unique = tuple(dict.fromkeys(prods))  # a group listed twice gives one production
+    return ProductionSet(str(spec.get("name", path.stem)), unique)
+
+
+def with_library(pset: ProductionSet, library, cost: float = 1.0) -> ProductionSet:
+    """Add every function of a library (`library.names()`) as a leaf production."""
+    names = getattr(library, "names", None)
+    if library is None or names is None:
+        return pset
+    extra = []
+    for name in names():
+        try:
+            extra.append(make_production(f"lib.{name}", cost, library))
+        except SearchError:
+            continue  # an entry the checker cannot type is skipped, like a damaged one
+    return ProductionSet(pset.name, tuple(dict.fromkeys((*pset.productions, *extra))))
+
+
+# ---- choosing a set and feature groups for a task -------------------------------------------
+
+def default_set(input_type: Type) -> str:
+    """Digits for images (or lists of images), sequence for everything else."""
+    inner = input_type.elem if isinstance(input_type, ListT) else input_type
+    return "digits" if isinstance(inner, Image) else "sequence"
+
+
+def feature_count(input_type: Type) -> int | None:
+    inner = input_type.elem if isinstance(input_type, ListT) else input_type
+    return int(inner.n) if isinstance(inner, Vec) and isinstance(inner.n, int) else None
+
+
+def feature_groups(spec, input_type: Type) -> list[Group]:
+    """`[search] feature_groups`: a table {name = [start, stop]} or a list of [start, stop]
+    pairs; missing, every single feature of a Vec[n] input (nothing for images)."""
+    n = feature_count(input_type)
+    if spec is None:
+        return [(i, i + 1) for i in range(n)] if n and n > 1 else []
+    pairs = list(spec.values()) if isinstance(spec, dict) else spec
+    if not isinstance(pairs, list):
+        raise SearchError(f"feature_groups must be a table or a list, got {spec!r}")
+    groups = []
+    for pair in pairs:
+        ok = (isinstance(pair, list | tuple) and len(pair) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in pair))
+        if not ok or not 0 <= pair[0] < pair[1] or (n is not None and pair[1] > n):
+            raise SearchError(f"feature group {pair!r} is not [start, stop] within 0..{n}")
+        groups.append((pair[0], pair[1]))
+    return groups

@@ -1,0 +1,295 @@
+"""`synthesize`: NEAR on a task, from loading the production set to the top-k programs
+retrained in full and scored on validation and test data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
+from neurosym.interp.compiler import CompiledTerm
+from neurosym.lang import ast
+from neurosym.lang.errors import SearchError
+from neurosym.search import algorithms
+from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
+from neurosym.search.graph import Node, ProgramGraph
+from neurosym.search.productions import (
+    ProductionSet,
+    default_set,
+    feature_groups,
+    load_productions,
+    with_library,
+)
+from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, build, loss_scale
+from neurosym.tasks.spec import Task, load_task
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FoundProgram:
+    """A complete program retrained with the full budget. `cost` is its structural cost
+    (sum of production costs), `f` its score in the search (short training)."""
+
+    term: ast.Term
+    text: str
+    size: int
+    cost: float
+    f: float
+    evaluation: Evaluation
+    model: CompiledTerm
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SearchResult:
+    programs: list[FoundProgram]
+    stats: SearchStats
+    productions: str  # the name of the production set used
+    config: SearchConfig | None = None
+    failures: tuple[tuple[str, str], ...] = ()  # (program, error) of nodes that could not train
+
+    @property
+    def best(self) -> FoundProgram | None:
+        return self.programs[0] if self.programs else None
+
+
+class NeuralGraph:
+    """The program graph as `algorithms.Graph`: f = h + cost_weight * scale * g, where h
+    is the trained node's validation loss (or 1 - metric) and `scale` the loss of
+    knowing nothing, so the cost weight means the same on every task."""
+
+    def __init__(self, programs: ProgramGraph, scorer: Scorer, cost_weight: float,
+                 scale: float, warm_start: bool = True) -> None:
+        self.programs, self.scorer = programs, scorer
+        self.cost_weight, self.scale, self.warm_start = cost_weight, scale, warm_start
+        self._root: Node | None = None
+
+    def root(self) -> Node:
+        if self._root is None:
+            self._root = self.programs.root()
+        return self._root
+
+    def children(self, node: Node) -> list[Node]:
+        return self.programs.children(node)
+
+    def is_complete(self, node: Node) -> bool:
+        return node.complete
+
+    def cost(self, node: Node) -> float:
+        return node.cost
+
+    def depth(self, node: Node) -> int:
+        return node.steps
+
+    def key(self, node: Node) -> str:
+        return node.text
+
+    def f(self, h: float, cost: float) -> float:
+        return h + self.cost_weight * self.scale * cost
+
+    def evaluate(self, nodes: Sequence[Node]) -> list[float]:
+        scores = self.scorer.score([(n.text, self._warm(n)) for n in nodes])
+        return [self.f(s.h, n.cost) for s, n in zip(scores, nodes)]
+
+    def _warm(self, node: Node) -> HoleStates | None:
+        """The parent's trained relaxations for the holes the child kept (all but the
+        first: the child filled it), aligned with the child's holes."""
+        parent = node.parent
+        if not self.warm_start or parent is None:
+            return None
+        done = self.scorer.cache.get(parent.text)
+        if done is None or done.states is None:
+            return None
+        new = len(node.hole_depths) - (len(parent.hole_depths) - 1)
+        return (None,) * new + done.states[1:]
+
+
+def _options(task: Task) -> dict:
+    search = task.options.get("search", {})
+    return search if isinstance(search, dict) else {}
+
+
+def production_set(task: Task, productions: ProductionSet | str | None = None,
+                   library=None) -> ProductionSet:
+    """The set named by the caller, else by the task's `[search] productions`, else the
+    default for its input type; per-group templates use the task's feature groups."""
+    if isinstance(productions, ProductionSet):
+        return with_library(productions, library)
+    opts = _options(task)
+    name = productions or opts.get("productions") or default_set(task.input_type)
+    groups = feature_groups(opts.get("feature_groups"), task.input_type)
+    return with_library(load_productions(str(name), groups, library), library)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """Every knob of a search, resolved: the caller's value, else the task's `[search]`
+    table, else the default here."""
+
+    algorithm: str = "astar"
+    time_limit: float = 300.0
+    max_nodes: int | None = None
+    max_depth: int = 6
+    max_size: int | None = None
+    workers: int = 1
+    top_k: int = 3
+    seed: int = 0
+    epochs_per_node: int = 10
+    final_epochs: int = 150
+    lr: float = 0.03
+    hidden: int = 32
+    heuristic: str = "loss"  # "loss" (validation loss) or "metric" (1 - validation metric)
+    cost_weight: float = 0.05
+    warm_start: bool = True
+    frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
+
+
+_CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": int,
+          "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
+          "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
+          "cost_weight": float, "warm_start": bool, "frontier_capacity": int}
+
+
+def resolve_config(task: Task, **given) -> SearchConfig:
+    """Merge the caller's options (None: not given) over the task's `[search]` table. The
+    defaults that depend on the task: about `node_steps` (150) optimizer steps per node,
+    3x the task's learning rate (a few epochs must bring an affine program near its optimum,
+    or complete programs look worse than the relaxations they are compared with), and a
+    final retraining of at least 150 epochs at that rate."""
+    opts = _options(task)
+    base = train_config(task)
+    derived = {"epochs_per_node": node_epochs(task, int(opts.get("node_steps", 150))),
+               "lr": 3 * base.lr, "final_epochs": max(base.epochs, 150)}
+    values = {}
+    for name, cast in _CASTS.items():
+        value = given.get(name)
+        value = opts.get(name, derived.get(name)) if value is None else value
+        try:
+            values[name] = None if value is None else cast(value)
+        except (TypeError, ValueError):
+            raise SearchError(
+                f"search option {name} = {value!r} is not a {cast.__name__}") from None
+    config = replace(SearchConfig(), **{k: v for k, v in values.items()
+                                        if v is not None or k in _OPTIONAL})
+    _validate(config)
+    return config
+
+
+_OPTIONAL = {"max_nodes", "max_size", "frontier_capacity"}
+
+
+def _validate(c: SearchConfig) -> None:
+    if c.algorithm not in ("astar", "iddfs", "enumerate"):
+        raise SearchError(f"algorithm must be astar, iddfs or enumerate, not {c.algorithm!r}")
+    if c.heuristic not in ("loss", "metric"):
+        raise SearchError(f"heuristic must be 'loss' or 'metric', not {c.heuristic!r}")
+    if min(c.workers, c.top_k, c.max_depth, c.epochs_per_node, c.final_epochs) < 1:
+        raise SearchError("workers, top_k, max_depth and epochs must be at least 1")
+    if c.time_limit <= 0 or c.cost_weight < 0 or c.lr <= 0:
+        raise SearchError("time_limit and lr must be positive, cost_weight non-negative")
+
+
+def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | None = None,
+               max_depth: int | None = None, workers: int = 1, top_k: int = 3, seed: int = 0,
+               epochs_per_node: int | None = None, final_epochs: int | None = None,
+               productions: ProductionSet | str | None = None, library=None,
+               on_progress: Callable[[Progress], None] | None = None,
+               **options) -> SearchResult:
+    """Search programs for `task` (a Task or a bundled task name) with NEAR.
+
+    Options left as None come from the task's `[search]` table, then `SearchConfig`'s
+    defaults; more knobs (max_nodes, cost_weight, heuristic, lr, hidden, warm_start,
+    frontier_capacity, ...) go in `options`. `time_limit` bounds the search; the final
+    retraining of the top-k comes after it. Ctrl-C stops the search and still returns
+    the best programs found so far (`stats.interrupted`).
+    """
+    task_ref = task if isinstance(task, str) else None
+    task = load_task(task) if isinstance(task, str) else task
+    unknown = set(options) - set(_CASTS)
+    if unknown:
+        raise SearchError(f"unknown search option(s): {', '.join(sorted(unknown))}")
+    config = resolve_config(task, algorithm=algorithm, time_limit=time_limit,
+                            max_depth=max_depth, workers=workers, top_k=top_k, seed=seed,
+                            epochs_per_node=epochs_per_node, final_epochs=final_epochs,
+                            **options)
+    pset = production_set(task, productions, library)
+    programs = ProgramGraph(task.input_type, task.output_type, pset, config.max_depth,
+                            config.max_size, library)
+    _check_expandable(programs, pset)
+    settings = NodeSettings(train_config(task, epochs=config.epochs_per_node, lr=config.lr,
+                                         seed=config.seed),
+                            config.heuristic, config.hidden, config.seed)
+    scale = 1.0 if config.heuristic == "metric" and task.metric != "mse" else loss_scale(task)
+    scorer = Scorer(task, settings, task_ref, config.workers, library)
+    graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
+    search = Run(graph, Budget(config.time_limit, config.max_nodes, config.workers),
+                 config.top_k, on_progress, show=lambda n: n.text)
+    try:
+        stats = algorithms.run(config.algorithm, search, config.frontier_capacity)
+    finally:
+        scorer.close()
+    failures = tuple((text, score.error) for text, score in scorer.cache.items()
+                     if score.error)
+    return SearchResult(_finish(task, search, programs, graph, config, library), stats,
+                        pset.name, config, failures)
+
+
+def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
+            config: SearchConfig, library) -> list[FoundProgram]:
+    """Retrain the top-k in full (fresh weights) and rank them by the same objective,
+    now measured after full training."""
+    final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
+                         patience=max(train_config(task).patience, 30))
+    found = [_retrain(task, f, node, final, config.hidden, library)
+             for f, node in _candidates(search, programs, config.top_k)]
+    found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
+    return found
+
+
+def node_epochs(task: Task, steps: int) -> int:
+    """Epochs for about `steps` optimizer steps: a budget in steps means the same on a task
+    of 30 examples as on one of 3,000 (3 to 60 epochs)."""
+    per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
+    return max(3, min(60, math.ceil(steps / per_epoch)))
+
+
+def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
+    root = programs.root()
+    if programs.first_complete(root) is None:
+        raise SearchError(
+            f"the production set '{pset.name}' cannot build a program of type {programs.type} "
+            f"within depth {programs.max_depth}; name another set in the task's [search] "
+            "table (productions = ...) or raise max_depth")
+
+
+def _candidates(search: Run, programs: ProgramGraph, top_k: int) -> list[tuple[float, Node]]:
+    """The top-k complete programs; if the budget ended before k were found, cheap
+    completions of the best partial programs make up the number."""
+    found = search.best()
+    seen = {node.text for _, node in found}
+    for f, partial in search.best_partial():
+        if len(found) >= top_k:
+            break
+        node = programs.first_complete(partial)
+        if node is not None and node.text not in seen:
+            found.append((f, node))
+            seen.add(node.text)
+    if not found:
+        node = programs.first_complete(programs.root())
+        found = [(math.inf, node)] if node is not None else []
+    return found
+
+
+def _retrain(task: Task, f: float, node: Node, config, hidden: int, library) -> FoundProgram:
+    torch.manual_seed(config.seed)
+    model = build(task, node.term, hidden, library)
+    evaluation = train_and_evaluate(model, task, config)
+    return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
+                        model)
+
+
+def _final_h(ev: Evaluation, heuristic: str, task: Task) -> float:
+    if heuristic == "loss":
+        return ev.val_loss if math.isfinite(ev.val_loss) else math.inf
+    return 1.0 - ev.val if task.metric != "mse" else ev.val
