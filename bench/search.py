@@ -57,24 +57,26 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--algorithms", nargs="*", default=["astar", "iddfs", "enumerate"])
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds per search (default: 300 planted, 600/900 real)")
+    parser.add_argument("--limits", default="",
+                        help="per-algorithm seconds, e.g. astar=240,enumerate=120")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
+    limits = dict(item.split("=") for item in args.limits.split(",") if item)
     rows = []
     for name in args.tasks:
         gru = gru_baseline(load_task(name))
         print(f"\n== {name}: end-to-end GRU test {gru.test:.4f} "
               f"(majority {gru.baseline:.4f})", flush=True)
         for algorithm in args.algorithms:
-            limit = args.time_limit or REAL.get(name, 300)
+            limit = float(limits.get(algorithm) or args.time_limit or REAL.get(name, 300))
             row = run_one(name, algorithm, limit, args.seed)
             row["gru_test"] = gru.test
             rows.append(row)
-            found = row["best_found_at"]
+            at = row["best_found_at"] or (float("nan"), 0)
             print(f"{algorithm:10} test {row['test']:.4f}  val {row['val']:.4f}  "
                   f"{row['search_seconds']:6.1f} s  {row['trained']:4d} nodes trained  "
-                  f"best at {found[0]:.0f} s / node {found[1]}" if found else "",
-                  flush=True)
+                  f"best found at {at[0]:.0f} s (node {at[1]})", flush=True)
             print(f"           {row['program']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -3,40 +3,17 @@ a Python traceback reaching a user is a bug."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from neurosym.console import friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError
-
-
-def out() -> Console:
-    """A console made per call, so it follows the current terminal (and COLUMNS)."""
-    return Console(highlight=False)
-
-
-def report(err: NeurosymError) -> None:
-    """Errors go out as plain text: rich would re-wrap the caret line."""
-    click.echo(err.format(), err=True)
-
-
-def friendly_errors(fn):
-    """Turn neurosym's errors into `file:line:col: error: ...` and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NeurosymError as err:
-            report(err)
-            sys.exit(1)
-
-    return wrapper
 
 
 @click.group()
@@ -186,28 +163,22 @@ def primitives() -> None:
 
 
 def _open_library(path: str | None):
-    """The library for lib.NAME references, or None when none exists yet."""
-    try:
-        from neurosym.library.store import Library, default_library_path
-    except ImportError:
-        return None
-    location = path or default_library_path()
-    return Library(location) if path or _exists(location) else None
+    """The library for lib.NAME references: the one named, else the default one if it
+    exists (a missing default is no error: most programs use no library)."""
+    from neurosym.library.store import Library, default_library_path
+
+    if path:
+        return Library(Path(path))
+    location = default_library_path()
+    return Library(location) if (location / "index.sqlite").exists() else None
 
 
-def _exists(location) -> bool:
-    from pathlib import Path
+def _attach_subcommands() -> None:
+    from neurosym.library.commands import library
+    from neurosym.library.lifelong_commands import lifelong, transfer
 
-    return (Path(location) / "index.sqlite").exists()
-
-
-def _attach_optional_commands() -> None:
-    for module, name in (("neurosym.library.commands", "library"),):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        main.add_command(getattr(mod, name))
+    for command in (library, lifelong, transfer):
+        main.add_command(command)
 
 
-_attach_optional_commands()
+_attach_subcommands()

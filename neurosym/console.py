@@ -1,0 +1,36 @@
+"""What every command shares: a console that follows the terminal, and errors reported as
+one clear message (exit code 1) instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+from rich.console import Console
+
+from neurosym.lang.errors import NeurosymError
+
+
+def out() -> Console:
+    """A console made per call, so it follows the current terminal (and COLUMNS)."""
+    return Console(highlight=False)
+
+
+def report(err: NeurosymError) -> None:
+    """Errors go out as plain text: rich would re-wrap the caret line."""
+    click.echo(err.format(), err=True)
+
+
+def friendly_errors(fn):
+    """Turn neurosym's errors into `file:line:col: error: ...` and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NeurosymError as err:
+            report(err)
+            sys.exit(1)
+
+    return wrapper
