@@ -19,6 +19,7 @@ from neurosym.lang.types import Arrow
 from neurosym.search import ProgramGraph, load_productions, synthesize
 from neurosym.search.algorithms import Budget, Run, run
 from neurosym.search.productions import ProductionSet, feature_groups, make_production
+from neurosym.search.synthesis import resolve_config
 from neurosym.search.terms import plug, substitute
 from neurosym.tasks.spec import Split, Task
 
@@ -171,9 +172,18 @@ class ToyGraph:
         return [self.g[n] + 0.5 * self.remaining(n) for n in nodes]
 
 
-def toy_run(algorithm: str, top_k: int = 1, **budget):
-    search = Run(ToyGraph(budget.pop("delay", 0.0)), Budget(**budget), top_k)
-    stats = run(algorithm, search)
+class LazyToyGraph(ToyGraph):
+    """With a lower bound on a child's f, A* trains children only when they surface."""
+
+    def lower_bound(self, parent_f: float, parent: str, child: str) -> float:
+        return parent_f + 0.5 * EDGES[parent][child]  # h is consistent: f grows by >= half
+
+
+def toy_run(algorithm: str, top_k: int = 1, lazy: bool = False, anytime: bool = False,
+            **budget):
+    graph = (LazyToyGraph if lazy else ToyGraph)(budget.pop("delay", 0.0))
+    search = Run(graph, Budget(**budget), top_k)
+    stats = run(algorithm, search, anytime=anytime)
     return search, stats
 
 
@@ -191,6 +201,21 @@ def test_astar_stops_once_the_optimum_is_proved():
     assert not {"d", "e", "A1"} & set(search.graph.evaluated)
     search, _ = toy_run("astar", top_k=2)
     assert [f for f, _ in search.best()] == [3.0, 5.0]
+
+
+def test_lazy_astar_finds_the_optimum_training_fewer_nodes():
+    eager, _ = toy_run("astar", top_k=2)
+    lazy, stats = toy_run("astar", top_k=2, lazy=True)
+    assert stats.stopped_by == "done"
+    assert [f for f, _ in lazy.best()] == [3.0, 5.0]
+    assert len(lazy.graph.evaluated) < len(eager.graph.evaluated)
+
+
+def test_anytime_astar_goes_on_after_the_proof():
+    search, stats = toy_run("astar", anytime=True)
+    assert stats.stopped_by == "done"
+    assert {"A1", "D1", "E1"} <= set(search.graph.evaluated)  # the whole toy tree
+    assert search.best()[0][1] == "B1"
 
 
 def test_enumeration_trains_only_complete_programs_in_cost_order():
@@ -273,6 +298,17 @@ def test_time_limit_stops_the_search():
     assert result.stats.stopped_by == "time"
     assert result.stats.seconds < 4.0 and time.perf_counter() - start < 15.0
     assert math.isfinite(result.programs[0].evaluation.val_loss)
+
+
+def test_options_come_from_the_task_then_the_caller():
+    task = tiny_task(cost_weight=0.2, max_depth=2, epochs_per_node=4)
+    config = resolve_config(task, max_depth=3)
+    assert (config.cost_weight, config.max_depth, config.epochs_per_node) == (0.2, 3, 4)
+    assert config.lr == pytest.approx(3 * 0.05) and config.final_epochs >= 150
+    with pytest.raises(SearchError, match="unknown search option"):
+        synthesize(task, no_such_option=1)
+    with pytest.raises(SearchError, match="heuristic"):
+        synthesize(task, heuristic="vibes")
 
 
 def test_a_type_the_productions_cannot_build_is_a_search_error():

@@ -147,10 +147,11 @@ class Run(Generic[N]):
                            self.frontier, reason == "interrupt", reason == "done", reason)
 
 
-def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None) -> SearchStats:
+def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None,
+        anytime: bool = False) -> SearchStats:
     """Run `algorithm` ("astar", "iddfs" or "enumerate") until done, out of budget or
     interrupted; the results are in `search.best()`."""
-    algorithms = {"astar": lambda s: astar(s, frontier_capacity), "iddfs": iddfs,
+    algorithms = {"astar": lambda s: astar(s, frontier_capacity, anytime), "iddfs": iddfs,
                   "enumerate": enumerate_by_size}
     if algorithm not in algorithms:
         raise ValueError(f"unknown search algorithm {algorithm!r}; one of {sorted(algorithms)}")
@@ -164,35 +165,52 @@ def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None) ->
     return search.stats(algorithm, reason)
 
 
-def astar(search: Run[N], capacity: int | None = None) -> None:
+def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) -> None:
     """Expand the lowest f; a complete program popped is the best left (h admissible).
     Ties go to complete programs, then to cheaper ones. Stops after `top_k` complete
-    programs have been popped. With a `capacity`, only that many of the best nodes stay
-    on the frontier (NEAR's frontier capacity: a beam that trades optimality for depth)."""
+    programs have been popped, or, `anytime`, goes on in f order until the budget ends (a
+    neural heuristic is not truly admissible, so the proof may be wrong).
+
+    If the graph has `lower_bound(parent_f, parent, child)`, children are not trained when
+    generated but pushed with that bound and trained when they reach the top (lazy
+    evaluation: the same order when f never drops along a path, and siblings that never
+    reach the top are never trained). With a `capacity`, only that many of the best nodes
+    stay on the frontier (NEAR's frontier capacity: a beam that trades optimality for
+    depth)."""
     g = search.graph
-    frontier: list[tuple[float, bool, float, int, N]] = []
+    bound = getattr(g, "lower_bound", None)
+    frontier: list[tuple[float, bool, float, int, bool, N]] = []
     tie = itertools.count()
 
-    def push(scored: list[tuple[float, N]]) -> None:
-        for f, node in scored:
-            if math.isfinite(f):
-                heapq.heappush(frontier, (f, not g.is_complete(node), g.cost(node), next(tie),
-                                          node))
+    def push(f: float, node: N, scored: bool) -> None:
+        if math.isfinite(f):
+            entry = (f, not g.is_complete(node), g.cost(node), next(tie), scored, node)
+            heapq.heappush(frontier, entry)
+
+    for f, node in search.evaluate([g.root()]):
+        push(f, node, True)
+    popped = 0
+    while frontier:
+        f, *_, scored, node = heapq.heappop(frontier)
+        if not scored:
+            batch = [node]
+            while frontier and not frontier[0][4] and len(batch) < search.budget.batch:
+                batch.append(heapq.heappop(frontier)[-1])
+            for cf, child in search.evaluate(batch):
+                push(cf, child, True)
+        elif g.is_complete(node):
+            popped += 1
+            if popped >= search.top_k and not anytime:
+                return
+        elif bound is None:
+            for cf, child in search.evaluate(search.expand(node)):
+                push(cf, child, True)
+        else:
+            for child in search.expand(node):
+                push(bound(f, node, child), child, False)
         if capacity is not None and len(frontier) > capacity:
             frontier[:] = heapq.nsmallest(capacity, frontier)  # sorted, so still a heap
         search.frontier = len(frontier)
-
-    push(search.evaluate([g.root()]))
-    popped = 0
-    while frontier:
-        *_, node = heapq.heappop(frontier)
-        search.frontier = len(frontier)
-        if g.is_complete(node):
-            popped += 1
-            if popped >= search.top_k:
-                return
-            continue
-        push(search.evaluate(search.expand(node)))
 
 
 def iddfs(search: Run[N], start_depth: int = 1) -> None:

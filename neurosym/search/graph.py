@@ -82,18 +82,16 @@ class ProgramGraph:
         kids = []
         for prod in self.productions.productions:
             if prod.fits(hole_type):
-                child = self._child(node, path, args, prod)
+                child = self._child(node, path, hole, args, prod)
                 if child is not None:
                     kids.append(child)
         return kids
 
-    def _child(self, node: Node, path, args, prod: Production) -> Node | None:
+    def _child(self, node: Node, path, hole: ast.Hole, args, prod: Production) -> Node | None:
         level = node.hole_depths[0]
         if prod.holes and level + 1 > self.max_depth:
             return None
-        new = plug(prod.term, args)
-        if not args:
-            new = self._named(new, node, path)
+        new = plug(prod.term, args) if args else self._named(prod.term, node, hole)
         term = replace(node.term, path, new)
         if self.max_size is not None and ast.size(term) > self.max_size:
             return None
@@ -114,11 +112,13 @@ class ProgramGraph:
             return None  # a dead end: no complete program below it within max_depth
         return child
 
-    def _named(self, new: ast.Term, node: Node, path) -> ast.Term:
-        hole = hole_site(node.term)[2]
+    def _named(self, template: ast.Term, node: Node, hole: ast.Hole) -> ast.Term:
+        """A production put where a bare hole stands: eta-reduced, its parameters named by
+        what they receive, never shadowing the hole's scope."""
         arg_types = uncurry(node.checked.type_of(hole))[0]
         taken = {name for name, _ in node.checked.scopes.get(id(hole), ())}
-        return name_params(new, [isinstance(t, ListT) for t in arg_types], taken)
+        return name_params(plug(template, ()), [isinstance(t, ListT) for t in arg_types],
+                           taken)
 
     def closable(self, hole_type: Type, levels: int) -> bool:
         """Whether some program of `hole_type` is at most `levels` productions deep (memo)."""

@@ -66,9 +66,10 @@ def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm
 
 
 def relaxations(model: CompiledTerm) -> list[nn.Module]:
-    """The relaxation of each hole, in pre-order (the compiler keys parts by path)."""
+    """The relaxation of each hole, in pre-order (the compiler keys parts by path); none
+    if that ever changes, which only turns warm starts off."""
     keys = ["n" + "_".join(map(str, path)) for path, _ in hole_paths(model.term)]
-    return [model.parts[k] for k in keys]
+    return [model.parts[k] for k in keys] if all(k in model.parts for k in keys) else []
 
 
 def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates | None = None,

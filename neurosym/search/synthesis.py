@@ -88,6 +88,11 @@ class NeuralGraph:
     def f(self, h: float, cost: float) -> float:
         return h + self.cost_weight * self.scale * cost
 
+    def lower_bound(self, parent_f: float, parent: Node, child: Node) -> float:
+        """The child's f if its loss were no lower than its parent's (filling a hole can
+        only constrain the program): lets A* train a child only when it reaches the top."""
+        return parent_f + self.cost_weight * self.scale * (child.cost - parent.cost)
+
     def evaluate(self, nodes: Sequence[Node]) -> list[float]:
         scores = self.scorer.score([(n.text, self._warm(n)) for n in nodes])
         return [self.f(s.h, n.cost) for s, n in zip(scores, nodes)]
@@ -143,12 +148,14 @@ class SearchConfig:
     cost_weight: float = 0.05
     warm_start: bool = True
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
+    anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
 
 
 _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": int,
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
-          "cost_weight": float, "warm_start": bool, "frontier_capacity": int}
+          "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
+          "anytime": bool}
 
 
 def resolve_config(task: Task, **given) -> SearchConfig:
@@ -226,7 +233,8 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
     search = Run(graph, Budget(config.time_limit, config.max_nodes, config.workers),
                  config.top_k, on_progress, show=lambda n: n.text)
     try:
-        stats = algorithms.run(config.algorithm, search, config.frontier_capacity)
+        stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
+                               config.anytime)
     finally:
         scorer.close()
     failures = tuple((text, score.error) for text, score in scorer.cache.items()
@@ -237,14 +245,14 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
 
 def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
             config: SearchConfig, library) -> list[FoundProgram]:
-    """Retrain the top-k in full (fresh weights) and rank them by the same objective,
-    now measured after full training."""
+    """Retrain the candidates in full (fresh weights), rank them by the same objective now
+    measured after full training, and keep the top-k."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     found = [_retrain(task, f, node, final, config.hidden, library)
              for f, node in _candidates(search, programs, config.top_k)]
     found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
-    return found
+    return found[: config.top_k]
 
 
 def node_epochs(task: Task, steps: int) -> int:
@@ -264,13 +272,13 @@ def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
 
 
 def _candidates(search: Run, programs: ProgramGraph, top_k: int) -> list[tuple[float, Node]]:
-    """The top-k complete programs; if the budget ended before k were found, cheap
-    completions of the best partial programs make up the number."""
+    """The top-k complete programs and the cheapest completions of the top-k partial ones:
+    a relaxation can fit better than any complete program trained briefly, so the search
+    may not have met the best completions of its best nodes (and on a small budget it
+    may have met no complete program at all)."""
     found = search.best()
     seen = {node.text for _, node in found}
     for f, partial in search.best_partial():
-        if len(found) >= top_k:
-            break
         node = programs.first_complete(partial)
         if node is not None and node.text not in seen:
             found.append((f, node))
