@@ -107,27 +107,40 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Save the best program as a .ns file (check/run accept it).")
 @click.option("--library", "library_path", type=click.Path(file_okay=False), default=None,
-              help="Library whose functions join the search as primitives.")
+              help="Library whose functions join the search as primitives "
+              "(default: $NEUROSYM_LIBRARY or ./library_store, if it exists).")
+@click.option("--finetune-library", is_flag=True,
+              help="Fine-tune library functions instead of keeping them frozen.")
+@click.option("--save-as", default=None,
+              help="Store the best program in the library under this name.")
 @friendly_errors
 def synthesize(task_name: str, algorithm: str, time_limit: float | None, max_depth: int | None,
                max_nodes: int | None, epochs_per_node: int | None, workers: int, top_k: int,
-               seed: int, as_json: bool, out_file: str | None,
-               library_path: str | None) -> None:
+               seed: int, as_json: bool, out_file: str | None, library_path: str | None,
+               finetune_library: bool, save_as: str | None) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
+    from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
     from neurosym.search import synthesize as run_search
     from neurosym.search.display import SearchDisplay, print_result, result_json, save_program
     from neurosym.tasks.spec import load_task
 
     task = load_task(task_name)
-    library = _open_library(library_path)
+    found = _open_library(library_path)
+    library = SearchLibrary(found.path, finetune_library) if found else None
     with SearchDisplay(out(), enabled=not as_json) as display:
         result = run_search(task, algorithm=algorithm, time_limit=time_limit,
                             max_depth=max_depth, max_nodes=max_nodes,
                             epochs_per_node=epochs_per_node, workers=workers, top_k=top_k,
-                            seed=seed, library=library, on_progress=display.update)
+                            seed=seed, library=library, on_progress=display.update,
+                            productions=search_productions(task, library))
     if out_file and result.best is not None:
         save_program(result.best, task, out_file)
+    if save_as and result.best is not None:
+        store = library or SearchLibrary(Path(library_path) if library_path else
+                                         _default_library())
+        for entry in save_found(store, result.best, task, save_as, seed):
+            click.echo(f"saved lib.{entry.name}@{entry.version} in {store.path}", err=True)
     if as_json:
         click.echo(json.dumps(result_json(result, task), indent=2))
     else:
@@ -165,12 +178,18 @@ def primitives() -> None:
 def _open_library(path: str | None):
     """The library for lib.NAME references: the one named, else the default one if it
     exists (a missing default is no error: most programs use no library)."""
-    from neurosym.library.store import Library, default_library_path
+    from neurosym.library.store import Library
 
     if path:
         return Library(Path(path))
-    location = default_library_path()
+    location = _default_library()
     return Library(location) if (location / "index.sqlite").exists() else None
+
+
+def _default_library() -> Path:
+    from neurosym.library.store import default_library_path
+
+    return default_library_path()
 
 
 def _attach_subcommands() -> None:
