@@ -23,7 +23,8 @@ def report(err: NeurosymError) -> None:
 
 
 def friendly_errors(fn):
-    """Turn neurosym's errors into `file:line:col: error: ...` and exit 1."""
+    """Turn neurosym's errors into `file:line:col: error: ...`, and a file that cannot be
+    read or written into one line: both are the user's to fix. Exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -31,6 +32,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except NeurosymError as err:
             report(err)
-            sys.exit(1)
+        except OSError as err:
+            click.echo(f"error: {err}", err=True)
+        sys.exit(1)
 
     return wrapper

@@ -3,7 +3,6 @@ NeurosymError (and every OS error) becomes one clear message and exit code 1."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -13,25 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from neurosym.lang.errors import NeurosymError
+from neurosym.console import friendly_errors
 from neurosym.library.entry import Entry, parse_ref
 from neurosym.library.store import ENV_VAR, Library, default_library_path
-
-
-def _friendly(fn):
-    """Errors a user can act on are printed as one line, never as a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NeurosymError as err:
-            click.echo(err.format(), err=True)
-        except OSError as err:
-            click.echo(f"error: {err}", err=True)
-        raise click.exceptions.Exit(1)
-
-    return wrapper
 
 
 @click.group()
@@ -47,7 +30,7 @@ def library(ctx: click.Context, library_path: Path | None) -> None:
 @library.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable entries.")
 @click.pass_obj
-@_friendly
+@friendly_errors
 def list_entries(lib: Library, as_json: bool) -> None:
     """List every entry: name, type, version, task, metric, date."""
     entries = lib.entries()
@@ -77,7 +60,7 @@ def list_entries(lib: Library, as_json: bool) -> None:
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 @click.pass_obj
-@_friendly
+@friendly_errors
 def show(lib: Library, ref: str, as_json: bool) -> None:
     """Show one entry (the newest version unless @VERSION is given)."""
     entry = lib.get(*parse_ref(ref))
@@ -104,7 +87,7 @@ def show(lib: Library, ref: str, as_json: bool) -> None:
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.option("--force", is_flag=True, help="Remove even if other entries use it.")
 @click.pass_obj
-@_friendly
+@friendly_errors
 def remove(lib: Library, ref: str, force: bool) -> None:
     """Remove one version, or every version of NAME. Versions are never reused."""
     removed = lib.remove(*parse_ref(ref), force=force)
@@ -115,7 +98,7 @@ def remove(lib: Library, ref: str, force: bool) -> None:
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
-@_friendly
+@friendly_errors
 def export(lib: Library, ref: str, file: Path) -> None:
     """Write an entry, and the entries it uses, to one archive FILE."""
     name, version = parse_ref(ref)
@@ -127,7 +110,7 @@ def export(lib: Library, ref: str, file: Path) -> None:
 @library.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
-@_friendly
+@friendly_errors
 def import_(lib: Library, file: Path) -> None:
     """Add the entries of an archive made by `export`."""
     entries = lib.import_(file)
@@ -136,7 +119,7 @@ def import_(lib: Library, file: Path) -> None:
 
 @library.command()
 @click.pass_obj
-@_friendly
+@friendly_errors
 def verify(lib: Library) -> None:
     """Check that every entry loads and no stray files lie around; exit 1 on problems."""
     problems = lib.verify()

@@ -1,10 +1,9 @@
 """`neurosym lifelong SEQUENCE` and `neurosym transfer TASK`: grow the library over a
 sequence of tasks, and measure what it is worth. Errors a user can act on print as one
-message and exit 1 (see `neurosym.cli.friendly_errors`), never as a traceback."""
+message and exit 1 (see `neurosym.console.friendly_errors`), never as a traceback."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -19,20 +18,6 @@ from neurosym.console import friendly_errors, out
 from neurosym.library.store import ENV_VAR, default_library_path
 
 _LIBRARY_HELP = "Library directory (default: $NEUROSYM_LIBRARY, else ./library_store)."
-
-
-def _os_errors(fn):
-    """A file that cannot be read or written is the user's to fix: one line, exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except OSError as err:
-            click.echo(f"error: {err}", err=True)
-            raise click.exceptions.Exit(1) from None
-
-    return wrapper
 
 
 def _console() -> Console:
@@ -52,7 +37,6 @@ def _console() -> Console:
               help="Let later tasks train the library functions they use (default: frozen).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @friendly_errors
-@_os_errors
 def lifelong(sequence: str, library_path: Path | None, time_limit: float | None,
              finetune_library: bool, as_json: bool) -> None:
     """Solve the tasks of SEQUENCE (a name in tasks/sequences/ or a TOML file) in order,
@@ -141,7 +125,6 @@ def _step_json(r) -> dict:
               help="Also draw the curves into this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @friendly_errors
-@_os_errors
 def transfer(task_name: str, library_path: Path, fractions: str, time_limit: float,
              max_nodes: int | None, epochs: int | None, program_without: str | None,
              program_with: str | None, finetune_library: bool, only: tuple[str, ...],
