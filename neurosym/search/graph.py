@@ -17,7 +17,7 @@ from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, ListT, Type, is_tensor, uncurry
 from neurosym.relax.networks import encodable
 from neurosym.search.productions import Production, ProductionSet
-from neurosym.search.terms import hole_paths, hole_site, name_params, plug, replace
+from neurosym.search.terms import fresh, hole_paths, hole_site, name_params, plug, replace
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -92,7 +92,7 @@ class ProgramGraph:
         if prod.holes and level + 1 > self.max_depth:
             return None
         new = plug(prod.term, args) if args else self._named(prod.term, node, hole)
-        term = replace(node.term, path, new)
+        term = fresh(replace(node.term, path, new))
         if self.max_size is not None and ast.size(term) > self.max_size:
             return None
         try:

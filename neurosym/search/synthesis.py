@@ -12,7 +12,7 @@ import torch
 from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
 from neurosym.interp.compiler import CompiledTerm
 from neurosym.lang import ast
-from neurosym.lang.errors import SearchError
+from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.search import algorithms
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
 from neurosym.search.graph import Node, ProgramGraph
@@ -30,13 +30,14 @@ from neurosym.tasks.spec import Task, load_task
 @dataclass(frozen=True, slots=True, eq=False)
 class FoundProgram:
     """A complete program retrained with the full budget. `cost` is its structural cost
-    (sum of production costs), `f` its score in the search (short training)."""
+    (sum of production costs), `f` its score in the search (short training; None for a
+    completion of a partial program that the search did not train)."""
 
     term: ast.Term
     text: str
     size: int
     cost: float
-    f: float
+    f: float | None
     evaluation: Evaluation
     model: CompiledTerm
 
@@ -249,8 +250,8 @@ def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
     measured after full training, and keep the top-k."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
-    found = [_retrain(task, f, node, final, config.hidden, library)
-             for f, node in _candidates(search, programs, config.top_k)]
+    found = [p for f, node in _candidates(search, programs)
+             for p in [_retrain(task, f, node, final, config.hidden, library)] if p is not None]
     found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
     return found[: config.top_k]
 
@@ -271,28 +272,32 @@ def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
             "table (productions = ...) or raise max_depth")
 
 
-def _candidates(search: Run, programs: ProgramGraph, top_k: int) -> list[tuple[float, Node]]:
+def _candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, Node]]:
     """The top-k complete programs and the cheapest completions of the top-k partial ones:
     a relaxation can fit better than any complete program trained briefly, so the search
     may not have met the best completions of its best nodes (and on a small budget it
     may have met no complete program at all)."""
     found = search.best()
     seen = {node.text for _, node in found}
-    for f, partial in search.best_partial():
-        node = programs.first_complete(partial)
+    partial = [node for _, node in search.best_partial()] or [programs.root()]
+    for start in partial:
+        node = programs.first_complete(start)
         if node is not None and node.text not in seen:
-            found.append((f, node))
+            found.append((None, node))  # never trained in the search: no f
             seen.add(node.text)
-    if not found:
-        node = programs.first_complete(programs.root())
-        found = [(math.inf, node)] if node is not None else []
     return found
 
 
-def _retrain(task: Task, f: float, node: Node, config, hidden: int, library) -> FoundProgram:
+def _retrain(task: Task, f: float | None, node: Node, config, hidden: int,
+             library) -> FoundProgram | None:
+    """Full training from fresh weights; None if it fails (a non-finite loss at the final
+    learning rate, say): the other candidates still make a result."""
     torch.manual_seed(config.seed)
-    model = build(task, node.term, hidden, library)
-    evaluation = train_and_evaluate(model, task, config)
+    try:
+        model = build(task, node.term, hidden, library)
+        evaluation = train_and_evaluate(model, task, config)
+    except (NeurosymError, RuntimeError, ValueError):
+        return None
     return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
                         model)
 

@@ -8,6 +8,7 @@ eta-reduced (`\\x -> affine x` becomes `affine`). Substitution is capture-avoidi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from neurosym.lang import ast
@@ -39,6 +40,16 @@ def rebuild(t: ast.Term, kids: list[ast.Term]) -> ast.Term:
         case ast.App():
             return apply(kids[0], tuple(kids[1:]))
     return t
+
+
+def fresh(t: ast.Term) -> ast.Term:
+    """A copy made of new objects. The checker and compiler key types and modules by node
+    identity, so one object may not stand at two places of a program: a template used
+    twice, or an argument copied by beta-reduction, would share one `affine` of one size."""
+    kids = ast.children(t)
+    if kids:
+        return rebuild(t, [fresh(c) for c in kids])
+    return dataclasses.replace(t)
 
 
 def apply(fn: ast.Term, args: tuple[ast.Term, ...]) -> ast.Term:
