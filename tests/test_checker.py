@@ -85,3 +85,12 @@ def test_integer_literals_adapt_to_float_but_not_to_vectors():
     check_source("def f : Float -> Float = \\x -> add x 1")
     assert "expected Vec[2], found" in _type_error(
         "def f : Vec[2] -> Vec[2] = \\x -> add x 1.0").message
+
+
+def test_instantiating_a_scheme_whose_variables_look_fresh():
+    from neurosym.lang.types import ListT, Subst, TVar, arrows
+
+    subst = Subst()
+    scheme = arrows(TVar("'t1"), TVar("'t0"), ListT(TVar("'t1")))
+    t = subst.instantiate(scheme)
+    assert t.arg != t.result.arg and t.result.result == ListT(t.arg)

@@ -138,7 +138,7 @@ class Subst:
         renaming: dict[str, Type | Dim] = {}
         for name in sorted(free_vars(t)):
             renaming[name] = self.fresh() if _is_type_var(t, name) else self.fresh_dim()
-        return _apply(t, renaming)
+        return _apply(t, renaming, deep=False)
 
     def resolve(self, t: Type | Dim) -> Type | Dim:
         return _apply(t, self.map)
@@ -193,18 +193,22 @@ def _is_type_var(t: Type | Dim, name: str) -> bool:
     return False
 
 
-def _apply(t, mapping: dict):
+def _apply(t, mapping: dict, deep: bool = True):
+    """Substitute variables; `deep` also substitutes inside what they map to (a solved
+    substitution), while a renaming must not (its targets may reuse source names)."""
     match t:
         case TVar(name) | DimVar(name):
-            return _apply(mapping[name], mapping) if name in mapping else t
+            if name not in mapping:
+                return t
+            return _apply(mapping[name], mapping) if deep else mapping[name]
         case Vec(n):
-            return Vec(_apply(n, mapping))
+            return Vec(_apply(n, mapping, deep))
         case Image(h, w):
-            return Image(_apply(h, mapping), _apply(w, mapping))
+            return Image(_apply(h, mapping, deep), _apply(w, mapping, deep))
         case ListT(elem):
-            return ListT(_apply(elem, mapping))
+            return ListT(_apply(elem, mapping, deep))
         case Arrow(a, r):
-            return Arrow(_apply(a, mapping), _apply(r, mapping))
+            return Arrow(_apply(a, mapping, deep), _apply(r, mapping, deep))
     return t
 
 
