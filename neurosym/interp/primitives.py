@@ -113,12 +113,14 @@ def window(site: Site, f, xs: Seq) -> Seq:
 
 @primitive("mean", "List[a] -> a", validate=_result_tensor(1))
 def mean(site: Site, xs: Seq) -> torch.Tensor:
+    """Weighted average over the list (padding excluded)."""
     data, w = _weighted(xs)
     return (w * data).sum(1) / w.sum(1).clamp_min(_EPS)
 
 
 @primitive("sum", "List[a] -> a", validate=_result_tensor(1))
 def sum_(site: Site, xs: Seq) -> torch.Tensor:
+    """Sum over the list (padding excluded)."""
     data, w = _weighted(xs)
     return (w * data).sum(1)
 
@@ -143,6 +145,7 @@ def last(site: Site, xs: Seq) -> torch.Tensor:
 
 @primitive("length", "List[a] -> Float")
 def length(site: Site, xs: Seq) -> torch.Tensor:
+    """Number of elements (soft after `filter`)."""
     return xs.weights.sum(1)
 
 
@@ -157,6 +160,7 @@ def count(site: Site, p, xs: Seq) -> torch.Tensor:
 
 @primitive("compose", "(b -> c) -> (a -> b) -> a -> c")
 def compose(site: Site, f, g, x):
+    """`compose f g x` is `f (g x)`."""
     return f(g(x))
 
 
@@ -171,21 +175,25 @@ def ite(site: Site, cond: torch.Tensor, then, other):
 
 @primitive("add", "a -> a -> a", validate=_result_tensor(2))
 def add(site: Site, x, y):
+    """Elementwise sum."""
     return x + y
 
 
 @primitive("sub", "a -> a -> a", validate=_result_tensor(2))
 def sub(site: Site, x, y):
+    """Elementwise difference."""
     return x - y
 
 
 @primitive("mul", "a -> a -> a", validate=_result_tensor(2))
 def mul(site: Site, x, y):
+    """Elementwise product."""
     return x * y
 
 
 @primitive("relu", "a -> a", validate=_result_tensor(1))
 def relu(site: Site, x):
+    """max(x, 0), elementwise."""
     return torch.relu(x)
 
 
@@ -197,6 +205,7 @@ def gt(site: Site, x, y):
 
 @primitive("not", "Bool -> Bool")
 def not_(site: Site, b):
+    """Negation of a Bool (its logit changes sign)."""
     return -b
 
 
