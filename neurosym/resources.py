@@ -8,7 +8,15 @@ checkout copy is only trusted when a `pyproject.toml` sits beside it, so an unre
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from neurosym.lang.errors import NeurosymError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -29,3 +37,11 @@ def tasks_dir() -> Path:
 def dsl_dir() -> Path:
     """Folder of the bundled DSL sources (`*.ns`)."""
     return _resource_dir("dsl")
+
+
+def read_toml(path: Path, error: type[NeurosymError], what: str) -> dict:
+    """A TOML file of ours (task, sequence, production set), or `error` naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise error(f"{path}: cannot read the {what}: {err}") from None

@@ -138,9 +138,7 @@ def std(site: Site, xs: Seq) -> torch.Tensor:
 @primitive("last", "List[a] -> a", validate=_result_tensor(1))
 def last(site: Site, xs: Seq) -> torch.Tensor:
     """The last present element (padding skipped)."""
-    pos = torch.arange(xs.length).expand_as(xs.weights)
-    idx = torch.where(xs.weights > 0, pos, torch.zeros_like(pos)).amax(1)
-    return xs.data[torch.arange(xs.data.shape[0]), idx]
+    return xs.data[torch.arange(xs.data.shape[0]), xs.last_index()]
 
 
 @primitive("length", "List[a] -> Float")

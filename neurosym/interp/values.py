@@ -44,6 +44,11 @@ class Seq:
             raise TypeError("lists of lists are not supported")
         return Seq(flat.reshape(b, n, *flat.shape[1:]), self.weights)
 
+    def last_index(self) -> torch.Tensor:
+        """Per example, the position of the last present element (padding skipped)."""
+        pos = torch.arange(self.length).expand_as(self.weights)
+        return torch.where(self.weights > 0, pos, torch.zeros_like(pos)).amax(1)
+
     def index(self, idx: torch.Tensor) -> Seq:
         return Seq(self.data[idx], self.weights[idx])
 

@@ -38,16 +38,16 @@ from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, ListT, Type, free_vars
 from neurosym.library.entry import Entry, Provenance, check_name
 from neurosym.library.store import Library
-from neurosym.resources import tasks_dir
+from neurosym.resources import read_toml, tasks_dir
 from neurosym.search.productions import Production, ProductionSet, make_production
 from neurosym.search.terms import free_names, hole_site, plug
 from neurosym.search.terms import replace as replace_at
 from neurosym.tasks.spec import Task
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 MAX_EPOCH_SCALE = 20.0
 _STEP_KEYS = {"task", "save_as", "data_fraction", "time_limit", "max_nodes", "epochs_per_node",
@@ -123,10 +123,7 @@ def list_sequences() -> list[tuple[str, str]]:
 def load_sequence(name_or_path: str | Path) -> TaskSequence:
     """A bundled sequence by name, or a sequence file by path, validated."""
     path = _find_sequence(str(name_or_path))
-    try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise TaskError(f"{path}: cannot read the sequence: {err}") from None
+    spec = read_toml(path, TaskError, "sequence")
     steps = spec.get("step")
     if not isinstance(steps, list) or not steps:
         raise TaskError(f"{path}: a sequence needs at least one [[step]] table")

@@ -47,11 +47,6 @@ class _ImageEncoder(nn.Module):
         return self.net(x.unsqueeze(1))
 
 
-def _last_index(xs: Seq) -> torch.Tensor:
-    pos = torch.arange(xs.length).expand_as(xs.weights)
-    return torch.where(xs.weights > 0, pos, torch.zeros_like(pos)).amax(1)
-
-
 class _GRUEncoder(nn.Module):
     """A GRU over the element encodings; the state at the last present element.
     Order-aware but sequential, so slow to train on a CPU."""
@@ -69,7 +64,7 @@ class _GRUEncoder(nn.Module):
 
     def forward(self, xs: Seq) -> torch.Tensor:
         out = self.steps(xs)
-        return out[torch.arange(out.shape[0]), _last_index(xs)]
+        return out[torch.arange(out.shape[0]), xs.last_index()]
 
 
 class _PoolEncoder(nn.Module):
@@ -95,7 +90,7 @@ class _PoolEncoder(nn.Module):
         mean = (w * h).sum(1) / total
         spread = torch.sqrt((w * (h - mean.unsqueeze(1)) ** 2).sum(1) / total + 1e-6)
         peak = torch.where(w > 0, h, torch.full_like(h, -1e4)).amax(1)
-        last = h[torch.arange(h.shape[0]), _last_index(xs)]
+        last = h[torch.arange(h.shape[0]), xs.last_index()]
         return self.mix(torch.cat([mean, spread, peak, last], 1))
 
 

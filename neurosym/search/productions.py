@@ -27,13 +27,13 @@ from neurosym.lang.errors import NeurosymError, SearchError, TypeMismatch
 from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.printer import show
 from neurosym.lang.types import Image, ListT, Subst, Type, Vec, pretty
-from neurosym.resources import dsl_dir
+from neurosym.resources import dsl_dir, read_toml
 from neurosym.search.terms import holes_in_arguments
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 Group = tuple[int, int]
 
@@ -112,10 +112,7 @@ def load_productions(name: str, groups: list[Group] | None = None,
     """Load a bundled set by name (or a file by path), expanding `per_group` templates
     over `groups` (none given: no per-group copies)."""
     path = _find_file(name)
-    try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise SearchError(f"{path}: cannot read production set: {err}") from None
+    spec = read_toml(path, SearchError, "production set")
     entries = spec.get("production")
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")

@@ -25,7 +25,7 @@ import torch
 from neurosym.interp.values import Seq, Value, check_value, index
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
 from neurosym.lang.types import BOOL, FLOAT, Arrow, Type, Vec, free_vars
-from neurosym.resources import tasks_dir
+from neurosym.resources import read_toml, tasks_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,10 +146,7 @@ def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
     if isinstance(data_fraction, bool) or not 0.0 < float(data_fraction) <= 1.0:
         raise TaskError(f"data_fraction must be in (0, 1], got {data_fraction!r}")
     path = _find_task_file(name_or_path)
-    try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise TaskError(f"{path}: invalid TOML: {err}") from err
+    spec = read_toml(path, TaskError, "task")
     header = _parse_header(spec, path)
     splits, classes = _load_splits(header, spec["data"])
     train = splits["train"]
