@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from neurosym.lang.types import Arrow
 from neurosym.search import ProgramGraph, load_productions, synthesize
 from neurosym.search.algorithms import Budget, Run, run
 from neurosym.search.productions import ProductionSet, feature_groups, make_production
-from neurosym.search.scoring import build
+from neurosym.search.scoring import build, rescaled_loss
 from neurosym.search.synthesis import resolve_config
 from neurosym.search.terms import plug, substitute
 from neurosym.tasks.spec import Split, Task
@@ -66,6 +67,29 @@ def test_substitution_avoids_capture():
 
 
 # ---------------------------------------------------------------- productions
+
+
+@pytest.mark.parametrize("loss", ["bce", "cross_entropy", "mse"])
+def test_rescaled_loss_sees_through_timid_outputs(loss):
+    """Right but timid outputs (a briefly trained linear program) score near zero once
+    rescaled, never above the plain loss; random outputs stay bad."""
+    torch.manual_seed(0)
+    task = SimpleNamespace(loss=loss, class_weights=None)
+    if loss == "bce":
+        y = (torch.rand(300) > 0.5).float()
+        timid = 0.01 * (2 * y - 1) + 0.3
+    elif loss == "cross_entropy":
+        y = torch.randint(0, 3, (300,))
+        timid = 0.01 * torch.nn.functional.one_hot(y, 3).float() - 0.2
+    else:
+        y = torch.randn(300, 2)
+        timid = 0.1 * y + 5.0
+    plain = {"bce": lambda o: torch.nn.functional.binary_cross_entropy_with_logits(o, y),
+             "cross_entropy": lambda o: torch.nn.functional.cross_entropy(o, y),
+             "mse": lambda o: torch.nn.functional.mse_loss(o, y)}[loss]
+    assert rescaled_loss(task, timid, y) < 0.05 < float(plain(timid))
+    noise = torch.randn_like(timid)
+    assert 0.3 < rescaled_loss(task, noise, y) <= float(plain(noise)) + 1e-9
 
 
 def test_sequence_set_expands_groups():

@@ -28,7 +28,7 @@ from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, fit, predict
+from neurosym.train import TrainConfig, fit, loss_function, predict
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -38,7 +38,9 @@ class NodeSettings:
     """How one node is trained and scored: the same for every node of a search."""
 
     train: TrainConfig
-    heuristic: str = "loss"  # "loss": validation loss; "metric": 1 - val metric (or mse)
+    # "rescaled": validation loss after the best affine rescaling of the outputs; "loss":
+    # plain validation loss; "metric": 1 - validation metric (or the mse)
+    heuristic: str = "rescaled"
     hidden: int = 32
     seed: int = 0
 
@@ -85,13 +87,53 @@ def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates |
                 _load_matching(net, state)
         result = fit(model, (task.train.x, task.train.y), (task.val.x, task.val.y), task.loss,
                      replace(settings.train, seed=seed), task.class_weights)
-        metric = metrics.score(task, predict(model, task.val.x), task.val.y)
+        out = predict(model, task.val.x)
+        metric = metrics.score(task, out, task.val.y)
+        h = {"loss": lambda: result.val_loss,
+             "metric": lambda: _metric_h(task.metric, metric),
+             "rescaled": lambda: rescaled_loss(task, out, task.val.y)}[settings.heuristic]()
     except (NeurosymError, RuntimeError, ValueError) as err:
         return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
-    h = result.val_loss if settings.heuristic == "loss" else _metric_h(task.metric, metric)
     states = tuple(_copy(n.state_dict()) for n in nets) if nets else None
     return NodeScore(h if math.isfinite(h) else math.inf, result.val_loss, metric,
                      result.seconds, states)
+
+
+def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor) -> float:
+    """The loss of `a * out + b` with the best scale a and offset b. A few epochs leave a
+    simple program's outputs correct but timid (a linear classifier's logits still small),
+    while a relaxation's MLP is already sharp: the plain loss then ranks a right program
+    below partial ones. Full training can reach any rescaling, so this is what the node
+    would score trained longer: a better estimate, and no larger than the plain loss."""
+    out = out.detach().reshape(len(y), -1).double()
+    if task.loss == "mse":  # least squares per output, in closed form
+        target = y.reshape(len(y), -1).double()
+        design = torch.stack([out, torch.ones_like(out)], 2)  # [n, d, 2]
+        fitted = [torch.linalg.lstsq(design[:, j], target[:, j:j + 1]).solution
+                  for j in range(out.shape[1])]
+        pred = torch.cat([design[:, j] @ w for j, w in enumerate(fitted)], 1)
+        return float(((pred - target) ** 2).mean())
+    loss = loss_function(task.loss, None if task.class_weights is None
+                         else task.class_weights.double())
+    target = y.double() if task.loss == "bce" else y
+    out = out.reshape(y.shape) if task.loss == "bce" else out
+    scale = torch.ones((), dtype=torch.float64, requires_grad=True)
+    offset = torch.zeros(out.shape[1:], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([scale, offset], lr=1.0, max_iter=30,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = loss(scale * out + offset, target)
+        value.backward()
+        return value
+
+    plain = float(loss(out, target))
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        best = float(loss(scale * out + offset, target))
+    return min(plain, best) if math.isfinite(best) else plain
 
 
 def _metric_h(metric: str, value: float) -> float:

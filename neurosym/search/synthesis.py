@@ -145,7 +145,7 @@ class SearchConfig:
     final_epochs: int = 150
     lr: float = 0.03
     hidden: int = 32
-    heuristic: str = "loss"  # "loss" (validation loss) or "metric" (1 - validation metric)
+    heuristic: str = "rescaled"  # see NodeSettings
     cost_weight: float = 0.05
     warm_start: bool = True
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
@@ -190,8 +190,9 @@ _OPTIONAL = {"max_nodes", "max_size", "frontier_capacity"}
 def _validate(c: SearchConfig) -> None:
     if c.algorithm not in ("astar", "iddfs", "enumerate"):
         raise SearchError(f"algorithm must be astar, iddfs or enumerate, not {c.algorithm!r}")
-    if c.heuristic not in ("loss", "metric"):
-        raise SearchError(f"heuristic must be 'loss' or 'metric', not {c.heuristic!r}")
+    if c.heuristic not in ("rescaled", "loss", "metric"):
+        raise SearchError(
+            f"heuristic must be 'rescaled', 'loss' or 'metric', not {c.heuristic!r}")
     if min(c.workers, c.top_k, c.max_depth, c.epochs_per_node, c.final_epochs) < 1:
         raise SearchError("workers, top_k, max_depth and epochs must be at least 1")
     if c.time_limit <= 0 or c.cost_weight < 0 or c.lr <= 0:
@@ -303,6 +304,6 @@ def _retrain(task: Task, f: float | None, node: Node, config, hidden: int,
 
 
 def _final_h(ev: Evaluation, heuristic: str, task: Task) -> float:
-    if heuristic == "loss":
+    if heuristic != "metric":
         return ev.val_loss if math.isfinite(ev.val_loss) else math.inf
     return 1.0 - ev.val if task.metric != "mse" else ev.val
