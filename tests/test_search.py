@@ -303,6 +303,7 @@ def test_synthesize_tiny_task_under_a_node_budget():
     for prog in result.programs:
         check_term(parse_term(prog.text), want)
         assert "??" not in prog.text
+        assert prog.f is None or 0.0 <= prog.found_at <= result.stats.seconds
         ev = prog.evaluation
         assert 0.0 <= ev.test <= 1.0 and ev.baseline > 0
         out = prog.model(task.test.x)

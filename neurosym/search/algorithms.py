@@ -81,6 +81,7 @@ class Run(Generic[N]):
     frontier: int = 0
     scores: dict[Hashable, float] = field(default_factory=dict)
     complete: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
+    found_at: dict[Hashable, float] = field(default_factory=dict)  # complete: first scored
     partial: list[tuple[float, int, N]] = field(default_factory=list)
     _count: itertools.count = field(default_factory=itertools.count)
 
@@ -122,6 +123,7 @@ class Run(Generic[N]):
             return
         if self.graph.is_complete(node):
             self.complete[self.graph.key(node)] = (f, node)
+            self.found_at.setdefault(self.graph.key(node), self.elapsed())
         else:
             heapq.heappush(self.partial, (f, next(self._count), node))
             if len(self.partial) > 4 * self.top_k:

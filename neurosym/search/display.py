@@ -94,7 +94,7 @@ def result_json(result, task: Task) -> dict:
     return {
         "task": task.name,
         "programs": [{"program": p.text, "size": p.size, "cost": p.cost, "f": p.f,
-                      **p.evaluation.as_dict()} for p in result.programs],
+                      "found_at": p.found_at, **p.evaluation.as_dict()} for p in result.programs],
         "stats": {"algorithm": s.algorithm, "expanded": s.expanded, "trained": s.trained,
                   "seconds": s.seconds, "frontier": s.frontier, "stopped_by": s.stopped_by,
                   "interrupted": s.interrupted},

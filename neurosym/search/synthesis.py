@@ -31,7 +31,8 @@ from neurosym.tasks.spec import Task, load_task
 class FoundProgram:
     """A complete program retrained with the full budget. `cost` is its structural cost
     (sum of production costs), `f` its score in the search (short training; None for a
-    completion of a partial program that the search did not train)."""
+    completion of a partial program that the search did not train), `found_at` the
+    seconds into the search when it was first trained (None for such a completion)."""
 
     term: ast.Term
     text: str
@@ -40,6 +41,7 @@ class FoundProgram:
     f: float | None
     evaluation: Evaluation
     model: CompiledTerm
+    found_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -251,7 +253,8 @@ def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
     measured after full training, and keep the top-k."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
-    found = [p for f, node in _candidates(search, programs)
+    found = [replace(p, found_at=search.found_at.get(node.text))
+             for f, node in _candidates(search, programs)
              for p in [_retrain(task, f, node, final, config.hidden, library)] if p is not None]
     found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
     return found[: config.top_k]
