@@ -77,17 +77,17 @@ def test_rescaled_loss_sees_through_timid_outputs(loss):
     task = SimpleNamespace(loss=loss, class_weights=None)
     if loss == "bce":
         y = (torch.rand(300) > 0.5).float()
-        timid = 0.01 * (2 * y - 1) + 0.3
+        timid = 1.5 * (2 * y - 1) + 0.3
     elif loss == "cross_entropy":
         y = torch.randint(0, 3, (300,))
-        timid = 0.01 * torch.nn.functional.one_hot(y, 3).float() - 0.2
+        timid = 1.5 * torch.nn.functional.one_hot(y, 3).float() - 0.2
     else:
         y = torch.randn(300, 2)
         timid = 0.1 * y + 5.0
     plain = {"bce": lambda o: torch.nn.functional.binary_cross_entropy_with_logits(o, y),
              "cross_entropy": lambda o: torch.nn.functional.cross_entropy(o, y),
              "mse": lambda o: torch.nn.functional.mse_loss(o, y)}[loss]
-    assert rescaled_loss(task, timid, y) < 0.05 < float(plain(timid))
+    assert rescaled_loss(task, timid, y) < 0.05 < 0.1 < float(plain(timid))
     noise = torch.randn_like(timid)
     assert 0.3 < rescaled_loss(task, noise, y) <= float(plain(noise)) + 1e-9
 

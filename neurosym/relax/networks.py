@@ -89,7 +89,7 @@ class _PoolEncoder(nn.Module):
         total = w.sum(1).clamp_min(1e-6)
         mean = (w * h).sum(1) / total
         spread = torch.sqrt((w * (h - mean.unsqueeze(1)) ** 2).sum(1) / total + 1e-6)
-        peak = torch.where(w > 0, h, torch.full_like(h, -1e4)).amax(1)
+        peak = h.masked_fill(w == 0, -1e4).amax(1)
         last = h[torch.arange(h.shape[0]), xs.last_index()]
         return self.mix(torch.cat([mean, spread, peak, last], 1))
 

@@ -99,12 +99,14 @@ def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates |
                      result.seconds, states)
 
 
-def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor) -> float:
-    """The loss of `a * out + b` with the best scale a and offset b. A few epochs leave a
-    simple program's outputs correct but timid (a linear classifier's logits still small),
-    while a relaxation's MLP is already sharp: the plain loss then ranks a right program
-    below partial ones. Full training can reach any rescaling, so this is what the node
-    would score trained longer: a better estimate, and no larger than the plain loss."""
+def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor,
+                  max_scale: float = 4.0) -> float:
+    """The validation loss of `a * out + b`, with the best offset b and scale a (up to
+    `max_scale` for classification). A few epochs leave a simple program's outputs right
+    but timid (a linear classifier's logits still small) while a relaxation's MLP is
+    already sharp, so the plain loss ranks a right program below partial ones; more
+    training would sharpen it. The cap keeps a validation set that every candidate
+    separates from scoring them all zero. Never above the plain loss."""
     out = out.detach().reshape(len(y), -1).double()
     if task.loss == "mse":  # least squares per output, in closed form
         target = y.reshape(len(y), -1).double()
@@ -117,22 +119,22 @@ def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor) -> float:
                          else task.class_weights.double())
     target = y.double() if task.loss == "bce" else y
     out = out.reshape(y.shape) if task.loss == "bce" else out
-    scale = torch.ones((), dtype=torch.float64, requires_grad=True)
+    # a = max_scale * sigmoid(t), starting at a = 1
+    t = torch.full((), -math.log(max_scale - 1), dtype=torch.float64, requires_grad=True)
     offset = torch.zeros(out.shape[1:], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([scale, offset], lr=1.0, max_iter=30,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([t, offset], lr=1.0, max_iter=30, line_search_fn="strong_wolfe")
+    value = lambda: loss(max_scale * torch.sigmoid(t) * out + offset, target)  # noqa: E731
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        value = loss(scale * out + offset, target)
-        value.backward()
-        return value
+        v = value()
+        v.backward()
+        return v
 
-    plain = float(loss(out, target))
     with torch.enable_grad():
         opt.step(closure)
     with torch.no_grad():
-        best = float(loss(scale * out + offset, target))
+        plain, best = float(loss(out, target)), float(value())
     return min(plain, best) if math.isfinite(best) else plain
 
 

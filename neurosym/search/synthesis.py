@@ -229,7 +229,7 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
                             config.max_size, library)
     _check_expandable(programs, pset)
     settings = NodeSettings(train_config(task, epochs=config.epochs_per_node, lr=config.lr,
-                                         seed=config.seed),
+                                         seed=config.seed, eval_every=node_eval_every(task)),
                             config.heuristic, config.hidden, config.seed)
     scale = 1.0 if config.heuristic == "metric" and task.metric != "mse" else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library)
@@ -265,6 +265,13 @@ def node_epochs(task: Task, steps: int) -> int:
     of 30 examples as on one of 3,000 (3 to 60 epochs)."""
     per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
     return max(3, min(60, math.ceil(steps / per_epoch)))
+
+
+def node_eval_every(task: Task, steps: int = 8) -> int:
+    """Validate a node about every `steps` optimizer steps, not after every epoch: on a
+    small training set an epoch is one step, and validating after each doubled the cost."""
+    per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
+    return max(1, round(steps / per_epoch))
 
 
 def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
