@@ -111,3 +111,19 @@ def test_non_finite_loss_stops_training():
     x, y = torch.full((8, 2), 1e30), torch.zeros(8)
     with pytest.raises(TrainingError, match="non-finite loss"):
         fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=3))
+
+
+def test_validation_every_k_epochs_and_patience_in_checks():
+    """A search node validates every `eval_every` epochs (and after the last one); patience
+    counts those checks, and the best checked weights are the ones kept."""
+    term = parse_term(r"\x -> affine x")
+    model = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
+    x = torch.randn(64, 2)
+    y = x @ torch.tensor([1.0, -2.0])
+    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=10, eval_every=4, lr=0.05))
+    assert len(result.history) == 3  # after epochs 4, 8 and 10
+    assert result.val_loss == pytest.approx(min(v for _, v in result.history))
+    stuck = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
+    flat = fit(stuck, (x, y), (x, y), "mse",
+               TrainConfig(epochs=50, lr=0.0, eval_every=2, patience=3))
+    assert flat.epochs == 6  # three checks (epochs 2, 4, 6) without improvement

@@ -25,6 +25,7 @@ from neurosym.search.productions import (
 )
 from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, build, loss_scale
 from neurosym.tasks.spec import Task, load_task
+from neurosym.train import TrainConfig
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -228,9 +229,8 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
     programs = ProgramGraph(task.input_type, task.output_type, pset, config.max_depth,
                             config.max_size, library)
     _check_expandable(programs, pset)
-    settings = NodeSettings(train_config(task, epochs=config.epochs_per_node, lr=config.lr,
-                                         seed=config.seed, eval_every=node_eval_every(task)),
-                            config.heuristic, config.hidden, config.seed)
+    settings = NodeSettings(node_training(task, config), config.heuristic, config.hidden,
+                            config.seed)
     scale = 1.0 if config.heuristic == "metric" and task.metric != "mse" else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
@@ -267,11 +267,16 @@ def node_epochs(task: Task, steps: int) -> int:
     return max(3, min(60, math.ceil(steps / per_epoch)))
 
 
-def node_eval_every(task: Task, steps: int = 8) -> int:
-    """Validate a node about every `steps` optimizer steps, not after every epoch: on a
-    small training set an epoch is one step, and validating after each doubled the cost."""
+def node_training(task: Task, config: SearchConfig, steps_between_checks: int = 8,
+                  patience: int = 3) -> TrainConfig:
+    """How a node trains: `epochs_per_node` at the search's rate, validated about every 8
+    optimizer steps rather than after every epoch (on a small training set an epoch is one
+    step, and validating after each doubled a node's cost), and stopped after 3 checks
+    without improvement."""
     per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
-    return max(1, round(steps / per_epoch))
+    return train_config(task, epochs=config.epochs_per_node, lr=config.lr, seed=config.seed,
+                        eval_every=max(1, round(steps_between_checks / per_epoch)),
+                        patience=patience)
 
 
 def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
