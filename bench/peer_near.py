@@ -1,0 +1,222 @@
+"""Side by side with the peer (issue 5): our NEAR search and neurosym-lib 0.0.80's on the
+same train/validation/test splits, with the same time budget, each in its own process.
+
+    bash bench/peer_setup.sh     # once: the peer in its own venv (bench/.peer/)
+    python bench/peer_near.py --time-limit 120 --before 13c6cdf
+
+For each task (BasicMotions, JapaneseVowels, planted_ite_mean by default) it prints best
+test accuracy, the wall time at which the search first scored the program it finally
+returned, nodes trained (and per second) and peak memory: ours with 1 and 2 worker
+processes, the peer's, and the ratios ours/peer. `--before REF` also times node training
+as of git REF (checked out in a worktree under bench/out/) and now, on one fixed workload:
+the first nodes of the first task's derivation graph. Settings that could not be made
+equal are printed at the end (the peer runner lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEER_PYTHON = HERE / ".peer" / "venv" / "bin" / "python"
+OUT = HERE / "out"
+TASKS = ["basic_motions", "japanese_vowels", "planted_ite_mean"]
+
+
+def export_split(task_name: str, path: Path) -> None:
+    """The task's splits as dense arrays for the peer: sequences padded to one length by
+    repeating their last step (the peer has no padding masks, so this keeps `last` right
+    and disturbs mean and spread least), labels as class indices."""
+    from neurosym.tasks.spec import load_task
+
+    task = load_task(task_name)
+    length = max(s.x.data.shape[1] for s in (task.train, task.val, task.test))
+    arrays = {}
+    for name, split in (("train", task.train), ("val", task.val), ("test", task.test)):
+        last = split.x.last_index().numpy()
+        take = np.minimum(np.arange(length)[None, :], last[:, None])  # [n, length]
+        padded = np.take_along_axis(split.x.data.numpy(), take[:, :, None], axis=1)
+        arrays[f"x_{name}"] = padded.astype(np.float32)
+        arrays[f"y_{name}"] = split.y.numpy().astype(np.int64)
+    np.savez(path, **arrays)
+
+
+def ours(task_name: str, time_limit: float, seed: int, workers: int) -> dict:
+    """Our search in this process (run as a child, so peak memory is its own; with
+    workers, the peak of the search process, not of its workers)."""
+    from neurosym.search import synthesize
+
+    start = time.perf_counter()
+    result = synthesize(task_name, algorithm="astar", time_limit=time_limit, top_k=1,
+                        seed=seed, workers=workers)
+    best = result.best
+    found_at = getattr(best, "found_at", None)  # older versions (--before) lack it
+    return {
+        "system": "ours", "program": best.text, "test_accuracy": best.evaluation.test,
+        "val_accuracy": best.evaluation.val,
+        "time_to_best_s": result.stats.seconds if found_at is None else found_at,
+        "search_s": result.stats.seconds, "total_s": time.perf_counter() - start,
+        "nodes_trained": result.stats.trained,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def workload(task_name: str, count: int) -> list[str]:
+    """The first `count` nodes of the task's derivation graph, breadth-first: a fixed set
+    of partial and complete programs to time node training on, before and after."""
+    from neurosym.search.graph import ProgramGraph
+    from neurosym.search.synthesis import production_set
+    from neurosym.tasks.spec import load_task
+
+    task = load_task(task_name)
+    graph = ProgramGraph(task.input_type, task.output_type, production_set(task), 6)
+    queue, texts = [graph.root()], []
+    while queue and len(texts) < count:
+        node = queue.pop(0)
+        texts.append(node.text)
+        queue.extend(graph.children(node))
+    return texts
+
+
+def replay(task_name: str, texts: list[str], seed: int) -> dict:
+    """Train each node as this version's search would (run as a child, with PYTHONPATH at
+    the version to time)."""
+    from neurosym.search import synthesis
+    from neurosym.search.scoring import NodeSettings, train_node
+    from neurosym.tasks.spec import load_task
+
+    task = load_task(task_name)
+    config = synthesis.resolve_config(task, seed=seed)
+    if hasattr(synthesis, "node_training"):
+        train = synthesis.node_training(task, config)
+    else:  # before the speed work
+        train = synthesis.train_config(task, epochs=config.epochs_per_node, lr=config.lr,
+                                       seed=config.seed)
+    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed)
+    train_node(task, texts[0], settings)  # warm-up: first-call costs are not node costs
+    start = time.perf_counter()
+    for text in texts:
+        train_node(task, text, settings)
+    seconds = time.perf_counter() - start
+    return {"nodes": len(texts), "seconds": seconds, "nodes_per_s": len(texts) / seconds}
+
+
+def child(command: list[str], env: dict | None = None) -> dict:
+    """Run one system; its last stdout line is its JSON result."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        sys.exit(f"{command[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def run_ours(task: str, limit: float, seed: int, workers: int = 1,
+             source: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    return child([sys.executable, __file__, "--ours", task, "--time-limit", str(limit),
+                  "--seed", str(seed), "--workers", str(workers)], env)
+
+
+def run_peer(npz: Path, limit: float, seed: int) -> dict:
+    return child([str(PEER_PYTHON), str(HERE / "peer_runner.py"), str(npz),
+                  "--time-limit", str(limit), "--seed", str(seed)])
+
+
+def worktree(ref: str) -> Path:
+    path = OUT / f"before-{ref}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+                       check=True, capture_output=True)
+    return path
+
+
+def speed(task: str, ref: str, count: int, seed: int) -> dict:
+    """Node training speed before (git `ref`) and now, on the same fixed workload."""
+    texts = OUT / f"{task}-workload.json"
+    texts.write_text(json.dumps(workload(task, count)))
+    times = {}
+    for name, source in (("before", worktree(ref)), ("now", ROOT)):
+        env = {**os.environ, "PYTHONPATH": str(source)}
+        times[name] = child([sys.executable, __file__, "--ours", task, "--texts", str(texts),
+                             "--seed", str(seed)], env)
+    before, now = times["before"]["nodes_per_s"], times["now"]["nodes_per_s"]
+    print(f"-- node training speed on {task}, its first {count} derivation-graph nodes "
+          f"(breadth-first): before ({ref}) {before:.2f} nodes/s, now {now:.2f} nodes/s "
+          f"({now / before:.2f}x)")
+    return {"ref": ref, "task": task, **times}
+
+
+def row(name: str, r: dict) -> str:
+    rate = r["nodes_trained"] / max(r["search_s"], 1e-9)
+    return (f"{name:22} {r['test_accuracy']:9.4f} {r['time_to_best_s']:9.1f} "
+            f"{r['nodes_trained']:7d} {rate:8.2f} {r['peak_rss_mb']:8.0f}")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=TASKS)
+    parser.add_argument("--time-limit", type=float, default=120.0, help="search seconds each")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                        help="our worker processes: one row per value (the peer's search "
+                             "trains one node at a time)")
+    parser.add_argument("--before", default=None, help="git ref of our code before the speed "
+                        "work: its nodes/s on the first task, same budget")
+    parser.add_argument("--replay", type=int, default=60,
+                        help="with --before: nodes in the fixed workload")
+    parser.add_argument("--ours", default=None, help=argparse.SUPPRESS)  # child modes
+    parser.add_argument("--texts", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=OUT / "peer_near.json")
+    args = parser.parse_args(argv)
+    if args.ours and args.texts:
+        print(json.dumps(replay(args.ours, json.loads(args.texts.read_text()), args.seed)))
+        return
+    if args.ours:
+        print(json.dumps(ours(args.ours, args.time_limit, args.seed, args.workers[0])))
+        return
+    if not PEER_PYTHON.exists():
+        sys.exit("the peer is not installed: run `bash bench/peer_setup.sh` first")
+    OUT.mkdir(exist_ok=True)
+    started, results = time.perf_counter(), {}
+    header = (f"{'':22} {'test acc':>9} {'to best s':>9} {'nodes':>7} {'nodes/s':>8} "
+              f"{'peak MB':>8}")
+    print(f"time limit {args.time_limit:.0f} s per search, seed {args.seed}\n{header}")
+    for task in args.tasks:
+        npz = OUT / f"{task}.npz"
+        export_split(task, npz)
+        runs = {n: run_ours(task, args.time_limit, args.seed, n) for n in args.workers}
+        peer = run_peer(npz, args.time_limit, args.seed)
+        results[task] = {"peer": peer, **{f"ours_{n}": r for n, r in runs.items()}}
+        print(f"-- {task}")
+        for n, us in runs.items():
+            print(row(f"ours, {n} worker{'s' * (n > 1)}", us))
+        print(row(peer["system"], peer))
+        for n, us in runs.items():
+            ratio = us["time_to_best_s"] / max(peer["time_to_best_s"] or args.time_limit, 1e-9)
+            print(f"{f'ours ({n}) / peer':22} {us['test_accuracy'] - peer['test_accuracy']:+9.4f} "
+                  f"{ratio:8.2f}x {us['nodes_trained'] / max(peer['nodes_trained'], 1):6.2f}x "
+                  f"{'':8} {us['peak_rss_mb'] / peer['peak_rss_mb']:7.2f}x")
+        for n, us in runs.items():
+            print(f"   ours ({n}): {us['program']}")
+        print(f"   peer: {peer['program']}", flush=True)
+    if args.before:
+        results["speed"] = speed(args.tasks[0], args.before, args.replay, args.seed)
+    print("\nsettings not made equal:")
+    for line in next(iter(results.values()))["peer"]["settings_not_equal"]:
+        print(f" - {line}")
+    print(f"\nbenchmark wall time {time.perf_counter() - started:.0f} s")
+    args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
