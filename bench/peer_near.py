@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +31,15 @@ PEER_PYTHON = HERE / ".peer" / "venv" / "bin" / "python"
 OUT = HERE / "out"
 TASKS = ["basic_motions", "japanese_vowels", "planted_ite_mean"]
 
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that
+    across exec, so a child started by a large parent reports the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 def export_split(task_name: str, path: Path) -> None:
     """The task's splits as dense arrays for the peer: sequences padded to one length by
@@ -67,7 +75,7 @@ def ours(task_name: str, time_limit: float, seed: int, workers: int) -> dict:
         "time_to_best_s": result.stats.seconds if found_at is None else found_at,
         "search_s": result.stats.seconds, "total_s": time.perf_counter() - start,
         "nodes_trained": result.stats.trained,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import math
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != _REPO]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from peer_near import peak_rss_mb  # noqa: E402  (bench/ is this script's folder)
 from torch import nn  # noqa: E402
 
 try:
@@ -64,6 +64,8 @@ NOT_EQUAL = [
 
 class TimeUp(Exception):
     """Raised from inside the cost function when the search budget is spent."""
+
+
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -222,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
         "search_exhausted": exhausted,
         "fallback_program": fallback,
         "epochs_per_node": epochs,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "settings_not_equal": NOT_EQUAL,
     }
 
