@@ -97,7 +97,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
                            foreach=True)
     gen = torch.Generator().manual_seed(config.seed)
-    best_state, waited, history, epoch = _snapshot(model), 0, [], 0
+    best_state, waited, history, epoch = snapshot(model), 0, [], 0
     x, y = train
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -119,7 +119,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
         val_loss = evaluate_loss(model, *val, loss)
         history.append((total / len(y), val_loss))
         if val_loss < best - 1e-6 or math.isnan(best):
-            best, waited, best_state = val_loss, 0, _snapshot(model)
+            best, waited, best_state = val_loss, 0, snapshot(model)
         else:
             waited += 1
         timed_out = config.max_seconds and time.perf_counter() - start > config.max_seconds
@@ -129,7 +129,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
     return TrainResult(best, epoch, time.perf_counter() - start, history)
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the weights (cheaper than deepcopy, which a search node paid for at
-    every improving epoch)."""
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the weights (cheaper than deepcopy, which a search node paid
+    for at every improving epoch)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -28,7 +28,7 @@ from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, fit, loss_function, predict
+from neurosym.train import TrainConfig, fit, loss_function, predict, snapshot
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -89,12 +89,15 @@ def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates |
                      replace(settings.train, seed=seed), task.class_weights)
         out = predict(model, task.val.x)
         metric = metrics.score(task, out, task.val.y)
-        h = {"loss": lambda: result.val_loss,
-             "metric": lambda: _metric_h(task.metric, metric),
-             "rescaled": lambda: rescaled_loss(task, out, task.val.y)}[settings.heuristic]()
+        if settings.heuristic == "rescaled":
+            h = rescaled_loss(task, out, task.val.y)
+        elif settings.heuristic == "metric":
+            h = _metric_h(task.metric, metric)
+        else:
+            h = result.val_loss
     except (NeurosymError, RuntimeError, ValueError) as err:
         return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
-    states = tuple(_copy(n.state_dict()) for n in nets) if nets else None
+    states = tuple(snapshot(n) for n in nets) if nets else None
     return NodeScore(h if math.isfinite(h) else math.inf, result.val_loss, metric,
                      result.seconds, states)
 
@@ -140,10 +143,6 @@ def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor,
 
 def _metric_h(metric: str, value: float) -> float:
     return 1.0 - value if metrics.higher_is_better(metric) else value
-
-
-def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def _load_matching(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
