@@ -4,7 +4,7 @@ same train/validation/test splits, with the same time budget, each in its own pr
     bash bench/peer_setup.sh     # once: the peer in its own venv (bench/.peer/)
     python bench/peer_near.py --time-limit 120 --before 13c6cdf
 
-For each task (BasicMotions, JapaneseVowels, planted_ite_mean by default) it prints best
+For each task (BasicMotions, JapaneseVowels, planted_compare by default) it prints best
 test accuracy, the wall time at which the search first scored the program it finally
 returned, nodes trained (and per second) and peak memory: ours with 1 and 2 worker
 processes, the peer's, and the ratios ours/peer. `--before REF` also times node training
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEER_PYTHON = HERE / ".peer" / "venv" / "bin" / "python"
 OUT = HERE / "out"
-TASKS = ["basic_motions", "japanese_vowels", "planted_ite_mean"]
+TASKS = ["basic_motions", "japanese_vowels", "planted_compare"]
 
 
 
