@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,11 +42,6 @@ from neurosym.search.productions import Production, ProductionSet, make_producti
 from neurosym.search.terms import free_names, hole_site, plug
 from neurosym.search.terms import replace as replace_at
 from neurosym.tasks.spec import Task
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 MAX_EPOCH_SCALE = 20.0
 _STEP_KEYS = {"task", "save_as", "data_fraction", "time_limit", "max_nodes", "epochs_per_node",

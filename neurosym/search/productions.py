@@ -17,7 +17,6 @@ from the task (`[search] feature_groups`), else every single feature of the inpu
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +28,6 @@ from neurosym.lang.printer import show
 from neurosym.lang.types import Image, ListT, Subst, Type, Vec, pretty
 from neurosym.resources import dsl_dir, read_toml
 from neurosym.search.terms import holes_in_arguments
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 Group = tuple[int, int]
 
