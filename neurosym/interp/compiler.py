@@ -37,6 +37,12 @@ def curried(fn: Callable[..., Value], arity: int) -> Value:
     return take(())
 
 
+def part_key(path: tuple[int, ...]) -> str:
+    """The name in `CompiledTerm.parts` of the module of the sub-term at `path` (child
+    indices from the root): search warm starts and library extraction find modules by it."""
+    return "n" + "_".join(map(str, path))
+
+
 class CompiledTerm(nn.Module):
     """A closed, checked term. Calling it with a batch applies the term's function to it."""
 
@@ -55,7 +61,7 @@ class CompiledTerm(nn.Module):
         return self.checked.type_of(self.term)
 
     def _build(self, term: ast.Term, path: tuple[int, ...], library, hidden: int) -> None:
-        key = "n" + "_".join(map(str, path))
+        key = part_key(path)
         t = self.checked.type_of(term)
         prim: Primitive | None = self.checked.primitives.get(id(term))
         if prim is not None:

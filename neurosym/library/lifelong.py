@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from neurosym.evaluate import Evaluation, train_config
-from neurosym.interp.compiler import CompiledTerm, compile_term
+from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
 from neurosym.lang import ast
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import LibraryError, NeurosymError, SearchError, TaskError
@@ -332,13 +332,8 @@ def reusable_parts(model: CompiledTerm, library: Library | None = None,
     return [_extract(model, path, t, library, hidden) for path, t in [((), model.term), *found]]
 
 
-def _key(path: tuple[int, ...]) -> str:
-    """The compiler's name for the module of the sub-term at `path`."""
-    return "n" + "_".join(map(str, path))
-
-
 def _learns(model: CompiledTerm, path: tuple[int, ...]) -> bool:
-    key = _key(path)
+    key = part_key(path)
     return any(p.requires_grad for k, m in model.parts.items()
                if k == key or k.startswith(key + "_") for p in m.parameters())
 
@@ -352,7 +347,7 @@ def _extract(model: CompiledTerm, path: tuple[int, ...], term: ast.Term,
     fresh = compile_term(fresh_term, check_term(fresh_term, typ, library=library), library,
                          hidden=hidden)
     for key, module in fresh.parts.items():
-        own = _key((*path, *(int(i) for i in key[1:].split("_") if i)))
+        own = part_key((*path, *(int(i) for i in key[1:].split("_") if i)))
         if own not in model.parts:
             raise LibraryError(f"cannot take the part {source} out of its program: the "
                                f"module {key} has no counterpart {own}")

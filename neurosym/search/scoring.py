@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from neurosym import metrics
-from neurosym.interp.compiler import CompiledTerm, compile_term
+from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
 from neurosym.lang import ast
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError
@@ -70,7 +70,7 @@ def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm
 def relaxations(model: CompiledTerm) -> list[nn.Module]:
     """The relaxation of each hole, in pre-order (the compiler keys parts by path); none
     if that ever changes, which only turns warm starts off."""
-    keys = ["n" + "_".join(map(str, path)) for path, _ in hole_paths(model.term)]
+    keys = [part_key(path) for path, _ in hole_paths(model.term)]
     return [model.parts[k] for k in keys] if all(k in model.parts for k in keys) else []
 
 
