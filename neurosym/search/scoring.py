@@ -92,7 +92,7 @@ def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates |
         if settings.heuristic == "rescaled":
             h = rescaled_loss(task, out, task.val.y)
         elif settings.heuristic == "metric":
-            h = _metric_h(task.metric, metric)
+            h = metric_h(task.metric, metric)
         else:
             h = result.val_loss
     except (NeurosymError, RuntimeError, ValueError) as err:
@@ -141,7 +141,8 @@ def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor,
     return min(plain, best) if math.isfinite(best) else plain
 
 
-def _metric_h(metric: str, value: float) -> float:
+def metric_h(metric: str, value: float) -> float:
+    """A metric as a loss: 1 - value where higher is better (accuracy, F1), else itself."""
     return 1.0 - value if metrics.higher_is_better(metric) else value
 
 

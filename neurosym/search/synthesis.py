@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from neurosym import metrics
 from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
 from neurosym.interp.compiler import CompiledTerm
 from neurosym.lang import ast
@@ -23,7 +24,14 @@ from neurosym.search.productions import (
     load_productions,
     with_library,
 )
-from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, build, loss_scale
+from neurosym.search.scoring import (
+    HoleStates,
+    NodeSettings,
+    Scorer,
+    build,
+    loss_scale,
+    metric_h,
+)
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
 
@@ -231,7 +239,8 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
     _check_expandable(programs, pset)
     settings = NodeSettings(node_training(task, config), config.heuristic, config.hidden,
                             config.seed)
-    scale = 1.0 if config.heuristic == "metric" and task.metric != "mse" else loss_scale(task)
+    metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
+    scale = 1.0 if metric_scale else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
     search = Run(graph, Budget(config.time_limit, config.max_nodes, config.workers),
@@ -253,18 +262,21 @@ def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
     measured after full training, and keep the top-k."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
-    found = [replace(p, found_at=search.found_at.get(node.text))
-             for f, node in _candidates(search, programs)
-             for p in [_retrain(task, f, node, final, config.hidden, library)] if p is not None]
+    found = [p for f, node in _candidates(search, programs)
+             for p in [_retrain(task, f, node, final, config.hidden, library,
+                                search.found_at.get(node.text))] if p is not None]
     found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
     return found[: config.top_k]
+
+
+def _steps_per_epoch(task: Task) -> int:
+    return math.ceil(len(task.train) / train_config(task).batch_size)
 
 
 def node_epochs(task: Task, steps: int) -> int:
     """Epochs for about `steps` optimizer steps: a budget in steps means the same on a task
     of 30 examples as on one of 3,000 (3 to 60 epochs)."""
-    per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
-    return max(3, min(60, math.ceil(steps / per_epoch)))
+    return max(3, min(60, math.ceil(steps / _steps_per_epoch(task))))
 
 
 def node_training(task: Task, config: SearchConfig, steps_between_checks: int = 8,
@@ -273,9 +285,8 @@ def node_training(task: Task, config: SearchConfig, steps_between_checks: int = 
     optimizer steps rather than after every epoch (on a small training set an epoch is one
     step, and validating after each doubled a node's cost), and stopped after 3 checks
     without improvement."""
-    per_epoch = math.ceil(len(task.train) / train_config(task).batch_size)
     return train_config(task, epochs=config.epochs_per_node, lr=config.lr, seed=config.seed,
-                        eval_every=max(1, round(steps_between_checks / per_epoch)),
+                        eval_every=max(1, round(steps_between_checks / _steps_per_epoch(task))),
                         patience=patience)
 
 
@@ -304,8 +315,8 @@ def _candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None,
     return found
 
 
-def _retrain(task: Task, f: float | None, node: Node, config, hidden: int,
-             library) -> FoundProgram | None:
+def _retrain(task: Task, f: float | None, node: Node, config, hidden: int, library,
+             found_at: float | None) -> FoundProgram | None:
     """Full training from fresh weights; None if it fails (a non-finite loss at the final
     learning rate, say): the other candidates still make a result."""
     torch.manual_seed(config.seed)
@@ -315,10 +326,10 @@ def _retrain(task: Task, f: float | None, node: Node, config, hidden: int,
     except (NeurosymError, RuntimeError, ValueError):
         return None
     return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
-                        model)
+                        model, found_at)
 
 
 def _final_h(ev: Evaluation, heuristic: str, task: Task) -> float:
     if heuristic != "metric":
         return ev.val_loss if math.isfinite(ev.val_loss) else math.inf
-    return 1.0 - ev.val if task.metric != "mse" else ev.val
+    return metric_h(task.metric, ev.val)
