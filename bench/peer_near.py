@@ -128,11 +128,15 @@ def child(command: list[str], env: dict | None = None) -> dict:
     return json.loads(lines[-1])
 
 
-def run_ours(task: str, limit: float, seed: int, workers: int = 1,
-             source: Path = ROOT) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    return child([sys.executable, __file__, "--ours", task, "--time-limit", str(limit),
-                  "--seed", str(seed), "--workers", str(workers)], env)
+def ours_child(source: Path, *args: str) -> dict:
+    """This script in child mode, importing our package from `source` (a checkout)."""
+    return child([sys.executable, __file__, "--ours", *args],
+                 {**os.environ, "PYTHONPATH": str(source)})
+
+
+def run_ours(task: str, limit: float, seed: int, workers: int = 1) -> dict:
+    return ours_child(ROOT, task, "--time-limit", str(limit), "--seed", str(seed),
+                      "--workers", str(workers))
 
 
 def run_peer(npz: Path, limit: float, seed: int) -> dict:
@@ -154,9 +158,7 @@ def speed(task: str, ref: str, count: int, seed: int) -> dict:
     texts.write_text(json.dumps(workload(task, count)))
     times = {}
     for name, source in (("before", worktree(ref)), ("now", ROOT)):
-        env = {**os.environ, "PYTHONPATH": str(source)}
-        times[name] = child([sys.executable, __file__, "--ours", task, "--texts", str(texts),
-                             "--seed", str(seed)], env)
+        times[name] = ours_child(source, task, "--texts", str(texts), "--seed", str(seed))
     before, now = times["before"]["nodes_per_s"], times["now"]["nodes_per_s"]
     print(f"-- node training speed on {task}, its first {count} derivation-graph nodes "
           f"(breadth-first): before ({ref}) {before:.2f} nodes/s, now {now:.2f} nodes/s "
