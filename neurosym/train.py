@@ -87,46 +87,59 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
 
 def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
          loss, config: TrainConfig) -> TrainResult:
+    """Early stopping counts from the first trained validation, not from the untrained
+    weights (a model that never beat its random start would keep it). `max_seconds` is
+    checked after every optimizer step; a run that times out still validates once."""
     start = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
-    best = evaluate_loss(model, *val, loss)
     if not params:
-        return TrainResult(best, 0, time.perf_counter() - start)
+        return TrainResult(evaluate_loss(model, *val, loss), 0, time.perf_counter() - start)
     # foreach: one vectorised update over all parameters (the default on a CPU is a Python
     # loop over them, a fifth of a search node's time)
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
                            foreach=True)
     gen = torch.Generator().manual_seed(config.seed)
-    best_state, waited, history, epoch = snapshot(model), 0, [], 0
-    x, y = train
+    deadline = math.inf if config.max_seconds is None else start + config.max_seconds
+    best, best_state, waited, history, epoch = math.nan, None, 0, [], 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        total = 0.0
-        order = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            batch_loss = loss(model(index(x, idx)), y[idx])
-            if not torch.isfinite(batch_loss):
-                raise TrainingError(
-                    f"non-finite loss ({batch_loss.item()}) at epoch {epoch}: the program "
-                    "produced NaN or inf; check the data scale or lower the learning rate")
-            opt.zero_grad()
-            batch_loss.backward()
-            opt.step()
-            total += batch_loss.item() * len(idx)
-        if epoch % config.eval_every and epoch < config.epochs:
+        total, seen = _epoch(model, train, loss, opt, config, gen, epoch, deadline)
+        timed_out = time.perf_counter() > deadline
+        if epoch % config.eval_every and epoch < config.epochs and not timed_out:
             continue
         val_loss = evaluate_loss(model, *val, loss)
-        history.append((total / len(y), val_loss))
-        if val_loss < best - 1e-6 or math.isnan(best):
+        history.append((total / max(seen, 1), val_loss))
+        if best_state is None or val_loss < best - 1e-6 or math.isnan(best):
             best, waited, best_state = val_loss, 0, snapshot(model)
         else:
             waited += 1
-        timed_out = config.max_seconds and time.perf_counter() - start > config.max_seconds
         if waited >= config.patience or timed_out:
             break
     model.load_state_dict(best_state)
     return TrainResult(best, epoch, time.perf_counter() - start, history)
+
+
+def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, config: TrainConfig,
+           gen: torch.Generator, epoch: int, deadline: float) -> tuple[float, int]:
+    """One pass over shuffled mini-batches (cut short at `deadline`); the summed loss and
+    the number of examples seen."""
+    model.train()
+    x, y = train
+    total, seen = 0.0, 0
+    order = torch.randperm(len(y), generator=gen)
+    for i in range(0, len(y), config.batch_size):
+        idx = order[i:i + config.batch_size]
+        batch_loss = loss(model(index(x, idx)), y[idx])
+        if not torch.isfinite(batch_loss):
+            raise TrainingError(
+                f"non-finite loss ({batch_loss.item()}) at epoch {epoch}: the program "
+                "produced NaN or inf; check the data scale or lower the learning rate")
+        opt.zero_grad()
+        batch_loss.backward()
+        opt.step()
+        total, seen = total + batch_loss.item() * len(idx), seen + len(idx)
+        if time.perf_counter() > deadline:
+            break
+    return total, seen
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

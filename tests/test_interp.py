@@ -1,6 +1,9 @@
 """The interpreter: batched semantics agree with a naive per-example reading, padding is
 invisible, gradients flow through soft choices, and NaN training is refused."""
 
+import math
+import time
+
 import pytest
 import torch
 
@@ -126,4 +129,35 @@ def test_validation_every_k_epochs_and_patience_in_checks():
     stuck = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
     flat = fit(stuck, (x, y), (x, y), "mse",
                TrainConfig(epochs=50, lr=0.0, eval_every=2, patience=3))
-    assert flat.epochs == 6  # three checks (epochs 2, 4, 6) without improvement
+    assert flat.epochs == 8  # the first check (epoch 2), then three (4, 6, 8) no better
+
+
+def test_early_stopping_starts_from_the_first_trained_epoch():
+    """Weights that start at the optimum and are knocked off it by a huge step: the model
+    keeps the best *trained* weights and reports their loss, not the untrained ones."""
+    term = parse_term(r"\x -> affine x")
+    model = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
+    x = torch.randn(64, 2)
+    with torch.no_grad():
+        y = model(x) + 0.01 * torch.randn(64)
+        untrained = float(((model(x) - y) ** 2).mean())
+    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=5, lr=1.0, patience=2))
+    assert result.val_loss == pytest.approx(min(v for _, v in result.history))
+    assert result.val_loss > 10 * untrained  # the untrained weights were not kept
+    with torch.no_grad():
+        assert float(((model(x) - y) ** 2).mean()) == pytest.approx(result.val_loss, rel=1e-4)
+
+
+def test_training_stops_at_its_time_bound():
+    """`max_seconds` is checked after every step, not only between epochs, and a run cut
+    short still validates once and keeps those weights."""
+    term = parse_term(r"\x -> affine x")
+    model = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
+    x = torch.randn(200_000, 2)
+    y = x @ torch.tensor([1.0, -2.0])
+    start = time.perf_counter()
+    result = fit(model, (x, y), (x, y), "mse",
+                 TrainConfig(epochs=1000, batch_size=8, max_seconds=0.3))
+    assert time.perf_counter() - start < 2.0
+    assert result.epochs == 1 and len(result.history) == 1
+    assert math.isfinite(result.val_loss)
