@@ -92,17 +92,18 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 @main.command()
 @click.argument("task_name", metavar="TASK")
 @click.option("--search", "algorithm", type=click.Choice(["astar", "iddfs", "enumerate"]),
-              default="astar", show_default=True, help="Search algorithm.")
+              default=None, help="Search algorithm (default: the task's, else astar).")
 @click.option("--time-limit", type=float, default=None,
-              help="Search budget in seconds (default: the task's [search] time_limit).")
+              help="Seconds for the whole run, final retraining included "
+              "(default: the task's [search] time_limit, else 300).")
 @click.option("--max-depth", type=int, default=None, help="Deepest derivation explored.")
 @click.option("--max-nodes", type=int, default=None, help="Most nodes trained.")
 @click.option("--epochs-per-node", type=int, default=None, help="Training epochs per node.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Processes evaluating sibling nodes in parallel.")
-@click.option("--top-k", type=int, default=3, show_default=True,
-              help="Programs retrained in full and reported.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None,
+              help="Processes evaluating sibling nodes in parallel (default: the task's, else 1).")
+@click.option("--top-k", type=int, default=None,
+              help="Programs retrained in full and reported (default: the task's, else 3).")
+@click.option("--seed", type=int, default=None, help="Search seed (default: the task's).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Save the best program as a .ns file (check/run accept it).")
@@ -114,10 +115,11 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 @click.option("--save-as", default=None,
               help="Store the best program in the library under this name.")
 @friendly_errors
-def synthesize(task_name: str, algorithm: str, time_limit: float | None, max_depth: int | None,
-               max_nodes: int | None, epochs_per_node: int | None, workers: int, top_k: int,
-               seed: int, as_json: bool, out_file: str | None, library_path: str | None,
-               finetune_library: bool, save_as: str | None) -> None:
+def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
+               max_depth: int | None, max_nodes: int | None, epochs_per_node: int | None,
+               workers: int | None, top_k: int | None, seed: int | None, as_json: bool,
+               out_file: str | None, library_path: str | None, finetune_library: bool,
+               save_as: str | None) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
@@ -139,7 +141,7 @@ def synthesize(task_name: str, algorithm: str, time_limit: float | None, max_dep
     if save_as and result.best is not None:
         store = library or SearchLibrary(Path(library_path) if library_path else
                                          _default_library())
-        for entry in save_found(store, result.best, task, save_as, seed):
+        for entry in save_found(store, result.best, task, save_as, result.config.seed):
             click.echo(f"saved lib.{entry.name}@{entry.version} in {store.path}", err=True)
     if as_json:
         click.echo(json.dumps(result_json(result, task), indent=2))

@@ -2,6 +2,7 @@
 real training run on BasicMotions."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def test_run_on_basic_motions_reaches_high_accuracy():
     scores = json.loads(result.output)
     assert scores["test"] >= 0.85
     assert scores["baseline"] == pytest.approx(0.25)
+
+
+def test_synthesize_ends_within_its_time_limit_on_basic_motions():
+    """The limit covers the final retraining too: a 20 s run ends in under 30 s wall."""
+    start = time.perf_counter()
+    result = invoke("synthesize", "basic_motions", "--time-limit", "20", "--json")
+    wall = time.perf_counter() - start
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert wall < 30 and out["stats"]["seconds"] <= 20
+    best = out["programs"][0]
+    assert best["test"] > best["baseline"] and "??" not in best["program"]
 
 
 def test_run_rejects_a_program_of_the_wrong_type():

@@ -21,9 +21,9 @@ from neurosym.search import ProgramGraph, load_productions, synthesize
 from neurosym.search.algorithms import Budget, Run, run
 from neurosym.search.productions import ProductionSet, feature_groups, make_production
 from neurosym.search.scoring import build, rescaled_loss
-from neurosym.search.synthesis import resolve_config
+from neurosym.search.synthesis import production_set, resolve_config
 from neurosym.search.terms import plug, substitute
-from neurosym.tasks.spec import Split, Task
+from neurosym.tasks.spec import Split, Task, load_task
 
 # ---------------------------------------------------------------- a tiny synthetic task
 
@@ -207,19 +207,46 @@ class ToyGraph:
     def evaluate(self, nodes) -> list[float]:
         time.sleep(self.delay)
         self.evaluated += list(nodes)
-        return [self.g[n] + 0.5 * self.remaining(n) for n in nodes]
+        return [0.5 * self.remaining(n) for n in nodes]
+
+    def f(self, node: str, h: float) -> float:
+        return self.g[node] + h
 
 
-class LazyToyGraph(ToyGraph):
-    """With a lower bound on a child's f, A* trains children only when they surface."""
+class ToyDAG(ToyGraph):
+    """Nodes are (name, cost so far); `x` is reached from `a` (dear) and from `b` (cheap),
+    and `X` below it. Keys are the names only: one program, two derivations."""
 
-    def lower_bound(self, parent_f: float, parent: str, child: str) -> float:
-        return parent_f + 0.5 * EDGES[parent][child]  # h is consistent: f grows by >= half
+    DAG = {"s": {"a": 1.0, "b": 1.5}, "a": {"x": 3.0}, "b": {"x": 0.5}, "x": {"X": 1.0}}
+
+    def root(self):
+        return ("s", 0.0)
+
+    def children(self, node):
+        return [(k, node[1] + c) for k, c in self.DAG.get(node[0], {}).items()]
+
+    def is_complete(self, node) -> bool:
+        return node[0].isupper()
+
+    def cost(self, node) -> float:
+        return node[1]
+
+    def depth(self, node) -> int:
+        return len(node[0])
+
+    def key(self, node):
+        return node[0]
+
+    def evaluate(self, nodes) -> list[float]:
+        self.evaluated += [n[0] for n in nodes]
+        return [0.0 for _ in nodes]  # h = 0: f is the cost
+
+    def f(self, node, h: float) -> float:
+        return node[1] + h
 
 
-def toy_run(algorithm: str, top_k: int = 1, lazy: bool = False, anytime: bool = False,
-            **budget):
-    graph = (LazyToyGraph if lazy else ToyGraph)(budget.pop("delay", 0.0))
+def toy_run(algorithm: str, top_k: int = 1, anytime: bool = False, graph=None, **budget):
+    graph = graph or ToyGraph(budget.pop("delay", 0.0))
     search = Run(graph, Budget(**budget), top_k)
     stats = run(algorithm, search, anytime=anytime)
     return search, stats
@@ -241,12 +268,20 @@ def test_astar_stops_once_the_optimum_is_proved():
     assert [f for f, _ in search.best()] == [3.0, 5.0]
 
 
-def test_lazy_astar_finds_the_optimum_training_fewer_nodes():
-    eager, _ = toy_run("astar", top_k=2)
-    lazy, stats = toy_run("astar", top_k=2, lazy=True)
+def test_astar_scores_every_child_before_any_grandchild():
+    search, _ = toy_run("astar", top_k=2)
+    order = search.graph.evaluated
+    assert order[:4] == ["s", "a", "b", "c"]
+
+
+@pytest.mark.parametrize("algorithm", ["astar", "iddfs", "enumerate"])
+def test_a_program_reached_twice_is_one_node_at_its_cheaper_cost(algorithm):
+    search, stats = toy_run(algorithm, anytime=True, graph=ToyDAG())
     assert stats.stopped_by == "done"
-    assert [f for f, _ in lazy.best()] == [3.0, 5.0]
-    assert len(lazy.graph.evaluated) < len(eager.graph.evaluated)
+    evaluated = search.graph.evaluated
+    assert evaluated.count("x") <= 1 and evaluated.count("X") == 1
+    (f, best), = search.best()
+    assert best == ("X", 3.0) and f == 3.0  # through b: 1.5 + 0.5 + 1
 
 
 def test_anytime_astar_goes_on_after_the_proof():
@@ -363,3 +398,107 @@ def test_parallel_workers_score_like_one_worker():
     parallel = synthesize(tiny_task(), workers=2, **kwargs)
     assert [(p.text, p.f) for p in serial.programs] == [
         (p.text, p.f) for p in parallel.programs]
+
+
+# ---------------------------------------------------------------- A* order on a real task
+
+
+def _traced_search(monkeypatch, task: str, **options):
+    """Run a search, logging the texts trained (in order) and the nodes expanded."""
+    from neurosym.search import scoring
+
+    trained, expanded = [], []
+    score, expand = scoring.Scorer.score, Run.expand
+
+    def logged_score(self, items):
+        trained.extend(t for t, _ in items if t not in self.cache)
+        return score(self, items)
+
+    def logged_expand(self, node):
+        expanded.append((node.text, node.cost))
+        return expand(self, node)
+
+    monkeypatch.setattr(scoring.Scorer, "score", logged_score)
+    monkeypatch.setattr(Run, "expand", logged_expand)
+    result = synthesize(task, final_epochs=2, **options)
+    return result, trained, expanded
+
+
+def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch):
+    result, trained, expanded = _traced_search(
+        monkeypatch, "planted_compare", algorithm="astar", max_nodes=40, time_limit=120)
+    task = load_task("planted_compare")
+    graph = ProgramGraph(task.input_type, task.output_type, production_set(task))
+    root_children = [c.text for c in graph.children(graph.root())]
+    assert trained[0] == "??" and trained[1:1 + len(root_children)] == root_children
+    assert r"\xs -> mean (map ?? xs)" in trained
+    assert len(trained) == result.stats.trained == 40
+
+
+def test_a_program_reached_twice_is_trained_and_expanded_once(monkeypatch):
+    """`add (affine (mean xs)) (?? (std xs))` is derived from `add (?? (mean xs)) (?? (std
+    xs))` and from `add (affine (mean xs)) (?? xs)`, at the same cost: one node."""
+    pset = ProductionSet("dag", tuple(make_production(t, c) for t, c in [
+        (r"\xs -> add (?? (mean xs)) (?? (std xs))", 3.0), (r"\x -> add (?? x) (?? x)", 1.0),
+        (r"\xs -> ?? (mean xs)", 1.0), (r"\xs -> ?? (std xs)", 1.0), ("affine", 1.0)]))
+    result, trained, expanded = _traced_search(
+        monkeypatch, tiny_task(), algorithm="astar", productions=pset, max_depth=3,
+        epochs_per_node=1, time_limit=120)
+    assert result.stats.stopped_by == "done"
+    shared = r"\xs -> add (affine (mean xs)) (?? (std xs))"
+    assert trained.count(shared) == 1
+    assert [text for text, _ in expanded].count(shared) == 1
+    assert len(trained) == len(set(trained))
+    assert len(expanded) == len({text for text, _ in expanded})
+
+
+def test_the_tasks_search_settings_reach_the_search():
+    task = tiny_task(algorithm="iddfs", top_k=5, seed=7, workers=2, max_depth=2,
+                     epochs_per_node=2, final_epochs=2, max_nodes=6)
+    result = synthesize(task, time_limit=60)
+    c = result.config
+    assert (c.algorithm, c.top_k, c.seed, c.workers) == ("iddfs", 5, 7, 2)
+    assert result.stats.algorithm == "iddfs"
+    override = resolve_config(task, algorithm="astar", top_k=1, seed=0, workers=1)
+    assert (override.algorithm, override.top_k, override.seed, override.workers) == (
+        "astar", 1, 0, 1)
+
+
+def test_final_ranking_is_the_search_objective_after_full_training():
+    """Each finalist's `final_f` is the search's f (the rescaled heuristic plus the cost
+    term) of its retrained model, and the programs are ranked by it."""
+    from neurosym.search.scoring import heuristic, loss_scale
+
+    task = tiny_task()
+    result = synthesize(task, algorithm="astar", time_limit=60, max_depth=3, top_k=4,
+                        epochs_per_node=3, final_epochs=20, max_nodes=12)
+    c = result.config
+    assert len(result.programs) >= 2
+    finals = [p.final_f for p in result.programs]
+    assert finals == sorted(finals)
+    for p in result.programs:
+        h, _ = heuristic(task, p.model, c.heuristic, p.evaluation.val_loss)
+        assert p.final_f == pytest.approx(h + c.cost_weight * loss_scale(task) * p.cost)
+
+
+def test_a_finalist_that_fails_to_retrain_is_reported(monkeypatch):
+    from neurosym.lang.errors import TrainingError
+    from neurosym.search import final
+
+    def broken(*args, **kwargs):
+        raise TrainingError("non-finite loss (nan) at epoch 1")
+
+    monkeypatch.setattr(final, "train_and_evaluate", broken)
+    result = synthesize(tiny_task(), algorithm="astar", time_limit=30, max_depth=2,
+                        epochs_per_node=2, final_epochs=2, max_nodes=5)
+    assert not result.programs and result.dropped
+    assert all("non-finite" in why for _, why in result.dropped)
+
+
+def test_time_limit_covers_the_final_retraining():
+    start = time.perf_counter()
+    result = synthesize(tiny_task(), algorithm="astar", time_limit=3.0, max_depth=4,
+                        epochs_per_node=5, final_epochs=100_000, top_k=3)
+    wall = time.perf_counter() - start
+    assert result.stats.seconds <= 3.0 * 0.8 + 1.0
+    assert wall < 3.0 + 1.5 and result.programs

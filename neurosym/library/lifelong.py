@@ -73,11 +73,11 @@ class Step:
     max_nodes: int | None = None
     epochs_per_node: int | None = None
     final_epochs: int | None = None
-    top_k: int = 3
-    algorithm: str = "astar"
+    top_k: int | None = None  # None: the task's [search] value, else the search default
+    algorithm: str | None = None
     productions: str | None = None
     parts: bool | tuple[tuple[str, str], ...] = False
-    seed: int = 0
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,8 @@ def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None
     best = result.best
     if best is None:
         raise TaskError(f"step {step.task}: the search found no program")
-    saved = save_found(library, best, task, step.save_as, seed=step.seed, parts=step.parts)
+    saved = save_found(library, best, task, step.save_as, seed=result.config.seed,
+                       parts=step.parts)
     reused = tuple(library.get(n, v).ref for n, v in library_refs(best.text))
     return StepResult(step, best.text, reused, best.evaluation, len(task.train), tuple(saved),
                       time.perf_counter() - start, best)

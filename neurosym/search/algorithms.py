@@ -1,8 +1,9 @@
 """A*, iterative-deepening branch-and-bound and size-ordered enumeration over any graph.
 
 The algorithms see a graph only through `Graph`: a root, children, whether a node is a
-complete program, its structural cost and search-tree depth, a key, and `evaluate`, which
-returns f = cost term + heuristic for a batch of nodes (training them, in the search). So
+complete program, its structural cost and search-tree depth, a key (one key per program:
+two derivations of the same program are one node), `evaluate`, which returns the heuristic
+h of a batch of nodes (training them, in the search), and `f`, which adds the cost term. So
 they can be tested on small graphs with known heuristics and no training at all.
 
 Every algorithm keeps the best complete programs seen (by f) and stops cleanly on a
@@ -30,6 +31,7 @@ class Graph(Protocol[N]):
     def depth(self, node: N) -> int: ...
     def key(self, node: N) -> Hashable: ...
     def evaluate(self, nodes: Sequence[N]) -> list[float]: ...
+    def f(self, node: N, h: float) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,9 @@ class _Stop(Exception):
 
 @dataclass
 class Run(Generic[N]):
-    """One search in progress: the budget bookkeeping all algorithms share."""
+    """One search in progress: the budget bookkeeping all algorithms share, the heuristic
+    of every node evaluated (by key: a program is trained once, however often it is
+    reached) and the best complete and partial programs seen."""
 
     graph: Graph[N]
     budget: Budget
@@ -79,11 +83,10 @@ class Run(Generic[N]):
     expanded: int = 0
     evaluated: int = 0
     frontier: int = 0
-    scores: dict[Hashable, float] = field(default_factory=dict)
+    scores: dict[Hashable, float] = field(default_factory=dict)  # h by key
     complete: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
+    partial: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
     found_at: dict[Hashable, float] = field(default_factory=dict)  # complete: first scored
-    partial: list[tuple[float, int, N]] = field(default_factory=list)
-    _count: itertools.count = field(default_factory=itertools.count)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -100,8 +103,9 @@ class Run(Generic[N]):
         return self.graph.children(node)
 
     def evaluate(self, nodes: Sequence[N]) -> list[tuple[float, N]]:
-        """f of each node. Nodes seen before (IDDFS passes revisit them) are not evaluated
-        again; new ones go in chunks of `budget.batch`, with a budget check before each."""
+        """f of each node, from its own cost and the h of its program. Programs seen before
+        are not evaluated again; new ones go in chunks of `budget.batch`, with a budget
+        check before each."""
         key = self.graph.key
         fresh = list({key(n): n for n in nodes if key(n) not in self.scores}.values())
         for i in range(0, len(fresh), self.budget.batch):
@@ -109,32 +113,34 @@ class Run(Generic[N]):
             chunk = fresh[i:i + self.budget.batch]
             if self.budget.max_nodes is not None:
                 chunk = chunk[: self.budget.max_nodes - self.evaluated]
-            for node, f in zip(chunk, self.graph.evaluate(chunk)):
-                self.scores[key(node)] = f
+            for node, h in zip(chunk, self.graph.evaluate(chunk)):
+                self.scores[key(node)] = h
                 self.evaluated += 1
-                self._record(node, f)
+                self._record(node, self.graph.f(node, h))
                 self.report()
         if any(key(n) not in self.scores for n in nodes):
             raise _Stop("nodes")  # the node budget ran out inside the last chunk
-        return [(self.scores[key(n)], n) for n in nodes]
+        scored = [(self.graph.f(n, self.scores[key(n)]), n) for n in nodes]
+        for f, n in scored:
+            self._record(n, f)  # a cheaper derivation of a program seen before
+        return scored
 
     def _record(self, node: N, f: float) -> None:
         if not math.isfinite(f):
             return
-        if self.graph.is_complete(node):
-            self.complete[self.graph.key(node)] = (f, node)
-            self.found_at.setdefault(self.graph.key(node), self.elapsed())
-        else:
-            heapq.heappush(self.partial, (f, next(self._count), node))
-            if len(self.partial) > 4 * self.top_k:
-                self.partial = heapq.nsmallest(self.top_k, self.partial)
+        k = self.graph.key(node)
+        table = self.complete if self.graph.is_complete(node) else self.partial
+        if k not in table or f < table[k][0]:
+            table[k] = (f, node)
+        if table is self.complete:
+            self.found_at.setdefault(k, self.elapsed())
 
     def best(self) -> list[tuple[float, N]]:
         """The top-k complete programs by f (ties: first found)."""
         return sorted(self.complete.values(), key=lambda fn: fn[0])[: self.top_k]
 
     def best_partial(self) -> list[tuple[float, N]]:
-        return [(f, n) for f, _, n in heapq.nsmallest(self.top_k, self.partial)]
+        return sorted(self.partial.values(), key=lambda fn: fn[0])[: self.top_k]
 
     def report(self) -> None:
         if self.on_progress is None:
@@ -147,6 +153,38 @@ class Run(Generic[N]):
     def stats(self, algorithm: str, reason: str) -> SearchStats:
         return SearchStats(algorithm, self.expanded, self.evaluated, self.elapsed(),
                            self.frontier, reason == "interrupt", reason == "done", reason)
+
+
+class Merged(Generic[N]):
+    """The derivation graph as a graph, not a tree: a program reached again is the node
+    already known (merged), unless the new derivation is strictly cheaper; then it takes
+    the cheaper cost, and is expanded again if it had been (its children get cheaper too;
+    nothing is trained again, scores are kept by key)."""
+
+    def __init__(self, graph: Graph[N]) -> None:
+        self.graph = graph
+        self.cheapest: dict[Hashable, float] = {}
+        self.closed: dict[Hashable, float] = {}  # expanded programs, at the cost expanded
+
+    def admit(self, nodes: Sequence[N]) -> list[N]:
+        """The nodes that are new programs, or cheaper derivations of known ones."""
+        kept = []
+        for node in nodes:
+            k, cost = self.graph.key(node), self.graph.cost(node)
+            if self.cheapest.get(k, math.inf) <= cost:
+                continue
+            self.cheapest[k] = cost
+            kept.append(node)
+        return kept
+
+    def close(self, node: N) -> bool:
+        """Mark `node` expanded; False if it is stale: a derivation no cheaper than one
+        already expanded, or than a cheaper one now known."""
+        k, cost = self.graph.key(node), self.graph.cost(node)
+        if cost >= self.closed.get(k, math.inf) or cost > self.cheapest.get(k, math.inf):
+            return False
+        self.closed[k] = cost
+        return True
 
 
 def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None,
@@ -168,62 +206,55 @@ def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None,
 
 
 def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) -> None:
-    """Expand the lowest f; a complete program popped is the best left (h admissible).
-    Ties go to complete programs, then to cheaper ones. Stops after `top_k` complete
-    programs have been popped, or, `anytime`, goes on in f order until the budget ends (a
-    neural heuristic is not truly admissible, so the proof may be wrong).
-
-    If the graph has `lower_bound(parent_f, parent, child)`, children are not trained when
-    generated but pushed with that bound and trained when they reach the top (lazy
-    evaluation: the same order when f never drops along a path, and siblings that never
-    reach the top are never trained). With a `capacity`, only that many of the best nodes
-    stay on the frontier (NEAR's frontier capacity: a beam that trades optimality for
-    depth)."""
+    """Expand the lowest f, scoring every child of the node expanded (in chunks of the
+    worker count) before anything else is popped; a complete program popped is the best
+    left (h admissible). Ties go to complete programs, then to cheaper ones. Stops after
+    `top_k` complete programs have been popped, or, `anytime`, goes on in f order until
+    the budget ends (a neural heuristic is not truly admissible, so the proof may be
+    wrong). Children are scored eagerly because a child's h is often below its parent's
+    (its relaxations fit better than the parent's one): a lazy bound from the parent
+    would put the first child trained ahead of all its untrained siblings. With a
+    `capacity`, only that many of the best nodes stay on the frontier (NEAR's frontier
+    capacity: a beam that trades optimality for depth)."""
     g = search.graph
-    bound = getattr(g, "lower_bound", None)
-    frontier: list[tuple[float, bool, float, int, bool, N]] = []
+    graph = Merged(g)
+    frontier: list[tuple[float, bool, float, int, N]] = []
     tie = itertools.count()
 
-    def push(f: float, node: N, scored: bool) -> None:
-        if math.isfinite(f):
-            entry = (f, not g.is_complete(node), g.cost(node), next(tie), scored, node)
-            heapq.heappush(frontier, entry)
-
-    for f, node in search.evaluate([g.root()]):
-        push(f, node, True)
-    popped = 0
-    while frontier:
-        f, *_, scored, node = heapq.heappop(frontier)
-        if not scored:
-            batch = [node]
-            while frontier and not frontier[0][4] and len(batch) < search.budget.batch:
-                batch.append(heapq.heappop(frontier)[-1])
-            for cf, child in search.evaluate(batch):
-                push(cf, child, True)
-        elif g.is_complete(node):
-            popped += 1
-            if popped >= search.top_k and not anytime:
-                return
-        elif bound is None:
-            for cf, child in search.evaluate(search.expand(node)):
-                push(cf, child, True)
-        else:
-            for child in search.expand(node):
-                push(bound(f, node, child), child, False)
+    def push(scored: list[tuple[float, N]]) -> None:
+        for f, node in scored:
+            if math.isfinite(f):
+                entry = (f, not g.is_complete(node), g.cost(node), next(tie), node)
+                heapq.heappush(frontier, entry)
         if capacity is not None and len(frontier) > capacity:
             frontier[:] = heapq.nsmallest(capacity, frontier)  # sorted, so still a heap
         search.frontier = len(frontier)
 
+    push(search.evaluate(graph.admit([g.root()])))
+    popped = 0
+    while frontier:
+        node = heapq.heappop(frontier)[-1]
+        if not graph.close(node):
+            continue  # merged into a cheaper derivation of the same program
+        if g.is_complete(node):
+            popped += 1
+            if popped >= search.top_k and not anytime:
+                return
+            continue
+        push(search.evaluate(graph.admit(search.expand(node))))
+
 
 def iddfs(search: Run[N], start_depth: int = 1) -> None:
     """Depth-first, best child first, pruning nodes whose f is not below the bound (the
-    k-th best complete f so far); the depth limit grows until nothing was cut off."""
+    k-th best complete f so far); the depth limit grows until nothing was cut off. Every
+    child of a node is scored before the first is descended into, and within a pass a
+    program reached again is not descended into twice."""
     g = search.graph
     root = g.root()
     search.evaluate([root])
     limit = start_depth
     while True:
-        cut = _dfs(search, root, limit)
+        cut = _dfs(search, Merged(g), root, limit)
         if not cut:
             return
         limit += 1
@@ -234,33 +265,37 @@ def _bound(search: Run) -> float:
     return top[-1][0] if len(top) >= search.top_k else math.inf
 
 
-def _dfs(search: Run[N], node: N, limit: int) -> bool:
+def _dfs(search: Run[N], graph: Merged[N], node: N, limit: int) -> bool:
     """One bounded depth-first pass; True if some node was cut off by the depth limit."""
     g = search.graph
     if g.is_complete(node):
         return False
     if g.depth(node) >= limit:
         return True
-    scored = sorted(search.evaluate(search.expand(node)), key=lambda fn: fn[0])
+    scored = sorted(search.evaluate(graph.admit(search.expand(node))), key=lambda fn: fn[0])
     cut = False
     for f, child in scored:
         search.frontier = len(scored)
-        if math.isfinite(f) and f < _bound(search) and not g.is_complete(child):
-            cut = _dfs(search, child, limit) or cut
+        if (math.isfinite(f) and f < _bound(search) and not g.is_complete(child)
+                and graph.close(child)):
+            cut = _dfs(search, graph, child, limit) or cut
     return cut
 
 
 def enumerate_by_size(search: Run[N]) -> None:
     """The baseline: complete programs in order of structural cost, no heuristic; only
-    complete programs are trained."""
+    complete programs are trained, each program once."""
     g = search.graph
+    graph = Merged(g)
     tie = itertools.count()
     frontier: list[tuple[float, int, N]] = [(g.cost(g.root()), next(tie), g.root())]
     while frontier:
         search.frontier = len(frontier)
         _, _, node = heapq.heappop(frontier)
+        if not graph.close(node):
+            continue
         if g.is_complete(node):
             search.evaluate([node])
             continue
-        for child in search.expand(node):
+        for child in graph.admit(search.expand(node)):
             heapq.heappush(frontier, (g.cost(child), next(tie), child))

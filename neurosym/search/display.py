@@ -80,6 +80,9 @@ def print_result(result, task: Task, console: Console) -> None:
             if ev.per_class_f1:
                 f1 = " ".join(f"{v:.2f}" for v in ev.per_class_f1)
                 console.print(f"    per-class F1 (test): {f1}")
+        for text, why in result.dropped:
+            console.print(Text.assemble(("not retrained: ", "yellow"), highlight(Text(text)),
+                                        f"  ({why})"))
         s = result.stats
         console.print(escape(
             f"[{s.algorithm}] {s.expanded} expanded, {s.trained} trained, {s.seconds:.1f} s, "
@@ -94,7 +97,9 @@ def result_json(result, task: Task) -> dict:
     return {
         "task": task.name,
         "programs": [{"program": p.text, "size": p.size, "cost": p.cost, "f": p.f,
-                      "found_at": p.found_at, **p.evaluation.as_dict()} for p in result.programs],
+                      "final_f": p.final_f, "found_at": p.found_at, **p.evaluation.as_dict()}
+                     for p in result.programs],
+        "dropped": [{"program": text, "error": why} for text, why in result.dropped],
         "stats": {"algorithm": s.algorithm, "expanded": s.expanded, "trained": s.trained,
                   "seconds": s.seconds, "frontier": s.frontier, "stopped_by": s.stopped_by,
                   "interrupted": s.interrupted},

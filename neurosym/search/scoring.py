@@ -87,19 +87,25 @@ def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates |
                 _load_matching(net, state)
         result = fit(model, (task.train.x, task.train.y), (task.val.x, task.val.y), task.loss,
                      replace(settings.train, seed=seed), task.class_weights)
-        out = predict(model, task.val.x)
-        metric = metrics.score(task, out, task.val.y)
-        if settings.heuristic == "rescaled":
-            h = rescaled_loss(task, out, task.val.y)
-        elif settings.heuristic == "metric":
-            h = metric_h(task.metric, metric)
-        else:
-            h = result.val_loss
+        h, metric = heuristic(task, model, settings.heuristic, result.val_loss)
     except (NeurosymError, RuntimeError, ValueError) as err:
         return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
     states = tuple(snapshot(n) for n in nets) if nets else None
-    return NodeScore(h if math.isfinite(h) else math.inf, result.val_loss, metric,
-                     result.seconds, states)
+    return NodeScore(h, result.val_loss, metric, result.seconds, states)
+
+
+def heuristic(task: Task, model: nn.Module, kind: str, val_loss: float) -> tuple[float, float]:
+    """h of a trained model (inf if not finite) and its validation metric: one objective
+    for a search node and for a final candidate retrained in full."""
+    out = predict(model, task.val.x)
+    metric = metrics.score(task, out, task.val.y)
+    if kind == "rescaled":
+        h = rescaled_loss(task, out, task.val.y)
+    elif kind == "metric":
+        h = metric_h(task.metric, metric)
+    else:
+        h = val_loss
+    return (h if math.isfinite(h) else math.inf), metric
 
 
 def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor,

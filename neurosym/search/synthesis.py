@@ -4,18 +4,16 @@ retrained in full and scored on validation and test data."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-import torch
-
 from neurosym import metrics
-from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
-from neurosym.interp.compiler import CompiledTerm
-from neurosym.lang import ast
-from neurosym.lang.errors import NeurosymError, SearchError
+from neurosym.evaluate import train_config
+from neurosym.lang.errors import SearchError
 from neurosym.search import algorithms
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
+from neurosym.search.final import FoundProgram, candidates, finalists
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.productions import (
     ProductionSet,
@@ -24,33 +22,9 @@ from neurosym.search.productions import (
     load_productions,
     with_library,
 )
-from neurosym.search.scoring import (
-    HoleStates,
-    NodeSettings,
-    Scorer,
-    build,
-    loss_scale,
-    metric_h,
-)
+from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, loss_scale
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class FoundProgram:
-    """A complete program retrained with the full budget. `cost` is its structural cost
-    (sum of production costs), `f` its score in the search (short training; None for a
-    completion of a partial program that the search did not train), `found_at` the
-    seconds into the search when it was first trained (None for such a completion)."""
-
-    term: ast.Term
-    text: str
-    size: int
-    cost: float
-    f: float | None
-    evaluation: Evaluation
-    model: CompiledTerm
-    found_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,6 +34,7 @@ class SearchResult:
     productions: str  # the name of the production set used
     config: SearchConfig | None = None
     failures: tuple[tuple[str, str], ...] = ()  # (program, error) of nodes that could not train
+    dropped: tuple[tuple[str, str], ...] = ()  # (program, error) of finalists that failed
 
     @property
     def best(self) -> FoundProgram | None:
@@ -68,8 +43,10 @@ class SearchResult:
 
 class NeuralGraph:
     """The program graph as `algorithms.Graph`: f = h + cost_weight * scale * g, where h
-    is the trained node's validation loss (or 1 - metric) and `scale` the loss of
-    knowing nothing, so the cost weight means the same on every task."""
+    is the trained node's heuristic (`scoring.heuristic`) and `scale` the loss of knowing
+    nothing, so the cost weight means the same on every task. A program reached by two
+    derivations is one node (its text is its key), trained once, with the warm start of
+    the derivation that reached it first."""
 
     def __init__(self, programs: ProgramGraph, scorer: Scorer, cost_weight: float,
                  scale: float, warm_start: bool = True) -> None:
@@ -97,17 +74,11 @@ class NeuralGraph:
     def key(self, node: Node) -> str:
         return node.text
 
-    def f(self, h: float, cost: float) -> float:
-        return h + self.cost_weight * self.scale * cost
-
-    def lower_bound(self, parent_f: float, parent: Node, child: Node) -> float:
-        """The child's f if its loss were no lower than its parent's (filling a hole can
-        only constrain the program): lets A* train a child only when it reaches the top."""
-        return parent_f + self.cost_weight * self.scale * (child.cost - parent.cost)
+    def f(self, node: Node, h: float) -> float:
+        return h + self.cost_weight * self.scale * node.cost
 
     def evaluate(self, nodes: Sequence[Node]) -> list[float]:
-        scores = self.scorer.score([(n.text, self._warm(n)) for n in nodes])
-        return [self.f(s.h, n.cost) for s, n in zip(scores, nodes)]
+        return [s.h for s in self.scorer.score([(n.text, self._warm(n)) for n in nodes])]
 
     def _warm(self, node: Node) -> HoleStates | None:
         """The parent's trained relaxations for the holes the child kept (all but the
@@ -161,13 +132,15 @@ class SearchConfig:
     warm_start: bool = True
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
+    final_share: float = 0.2  # of the time limit, kept for retraining the finalists
+    node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
 
 
 _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": int,
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
-          "anytime": bool}
+          "anytime": bool, "final_share": float, "node_seconds": float}
 
 
 def resolve_config(task: Task, **given) -> SearchConfig:
@@ -175,11 +148,12 @@ def resolve_config(task: Task, **given) -> SearchConfig:
     defaults that depend on the task: about `node_steps` (150) optimizer steps per node,
     3x the task's learning rate (a few epochs must bring an affine program near its optimum,
     or complete programs look worse than the relaxations they are compared with), and a
-    final retraining of at least 150 epochs at that rate."""
+    final retraining of at least 150 epochs at that rate, the task's seed, and at most 5%
+    of the time limit (at least 1 s) for one node."""
     opts = _options(task)
     base = train_config(task)
     derived = {"epochs_per_node": node_epochs(task, int(opts.get("node_steps", 150))),
-               "lr": 3 * base.lr, "final_epochs": max(base.epochs, 150)}
+               "lr": 3 * base.lr, "final_epochs": max(base.epochs, 150), "seed": task.seed}
     values = {}
     for name, cast in _CASTS.items():
         value = given.get(name)
@@ -192,10 +166,12 @@ def resolve_config(task: Task, **given) -> SearchConfig:
     config = replace(SearchConfig(), **{k: v for k, v in values.items()
                                         if v is not None or k in _OPTIONAL})
     _validate(config)
+    if config.node_seconds is None:
+        config = replace(config, node_seconds=max(1.0, 0.05 * config.time_limit))
     return config
 
 
-_OPTIONAL = {"max_nodes", "max_size", "frontier_capacity"}
+_OPTIONAL = {"max_nodes", "max_size", "frontier_capacity", "node_seconds"}
 
 
 def _validate(c: SearchConfig) -> None:
@@ -208,10 +184,13 @@ def _validate(c: SearchConfig) -> None:
         raise SearchError("workers, top_k, max_depth and epochs must be at least 1")
     if c.time_limit <= 0 or c.cost_weight < 0 or c.lr <= 0:
         raise SearchError("time_limit and lr must be positive, cost_weight non-negative")
+    if not 0 < c.final_share < 1 or (c.node_seconds is not None and c.node_seconds <= 0):
+        raise SearchError("final_share must be in (0, 1) and node_seconds positive")
 
 
-def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | None = None,
-               max_depth: int | None = None, workers: int = 1, top_k: int = 3, seed: int = 0,
+def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float | None = None,
+               max_depth: int | None = None, workers: int | None = None,
+               top_k: int | None = None, seed: int | None = None,
                epochs_per_node: int | None = None, final_epochs: int | None = None,
                productions: ProductionSet | str | None = None, library=None,
                on_progress: Callable[[Progress], None] | None = None,
@@ -220,10 +199,12 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
 
     Options left as None come from the task's `[search]` table, then `SearchConfig`'s
     defaults; more knobs (max_nodes, cost_weight, heuristic, lr, hidden, warm_start,
-    frontier_capacity, ...) go in `options`. `time_limit` bounds the search; the final
-    retraining of the top-k comes after it. Ctrl-C stops the search and still returns
-    the best programs found so far (`stats.interrupted`).
+    frontier_capacity, final_share, ...) go in `options`. `time_limit` bounds the whole
+    run: the search stops at `1 - final_share` of it and the finalists are retrained in
+    the rest. Ctrl-C stops the search and still returns the best programs found so far
+    (`stats.interrupted`).
     """
+    start = time.perf_counter()
     task_ref = task if isinstance(task, str) else None
     task = load_task(task) if isinstance(task, str) else task
     unknown = set(options) - set(_CASTS)
@@ -237,13 +218,14 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
     programs = ProgramGraph(task.input_type, task.output_type, pset, config.max_depth,
                             config.max_size, library)
     _check_expandable(programs, pset)
-    settings = NodeSettings(node_training(task, config), config.heuristic, config.hidden,
-                            config.seed)
+    train = replace(node_training(task, config), max_seconds=config.node_seconds)
+    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed)
     metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
     scale = 1.0 if metric_scale else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
-    search = Run(graph, Budget(config.time_limit, config.max_nodes, config.workers),
+    search_seconds = config.time_limit * (1 - config.final_share) - (time.perf_counter() - start)
+    search = Run(graph, Budget(search_seconds, config.max_nodes, config.workers),
                  config.top_k, on_progress, show=lambda n: n.text)
     try:
         stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
@@ -252,21 +234,10 @@ def synthesize(task: Task | str, algorithm: str = "astar", time_limit: float | N
         scorer.close()
     failures = tuple((text, score.error) for text, score in scorer.cache.items()
                      if score.error)
-    return SearchResult(_finish(task, search, programs, graph, config, library), stats,
-                        pset.name, config, failures)
-
-
-def _finish(task: Task, search: Run, programs: ProgramGraph, graph: NeuralGraph,
-            config: SearchConfig, library) -> list[FoundProgram]:
-    """Retrain the candidates in full (fresh weights), rank them by the same objective now
-    measured after full training, and keep the top-k."""
-    final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
-                         patience=max(train_config(task).patience, 30))
-    found = [p for f, node in _candidates(search, programs)
-             for p in [_retrain(task, f, node, final, config.hidden, library,
-                                search.found_at.get(node.text))] if p is not None]
-    found.sort(key=lambda p: graph.f(_final_h(p.evaluation, config.heuristic, task), p.cost))
-    return found[: config.top_k]
+    deadline = start + config.time_limit
+    found, dropped = finalists(task, candidates(search, programs), graph, config, library,
+                               deadline, search.found_at)
+    return SearchResult(found, stats, pset.name, config, failures, dropped)
 
 
 def _steps_per_epoch(task: Task) -> int:
@@ -297,39 +268,3 @@ def _check_expandable(programs: ProgramGraph, pset: ProductionSet) -> None:
             f"the production set '{pset.name}' cannot build a program of type {programs.type} "
             f"within depth {programs.max_depth}; name another set in the task's [search] "
             "table (productions = ...) or raise max_depth")
-
-
-def _candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, Node]]:
-    """The top-k complete programs and the cheapest completions of the top-k partial ones:
-    a relaxation can fit better than any complete program trained briefly, so the search
-    may not have met the best completions of its best nodes (and on a small budget it
-    may have met no complete program at all)."""
-    found = search.best()
-    seen = {node.text for _, node in found}
-    partial = [node for _, node in search.best_partial()] or [programs.root()]
-    for start in partial:
-        node = programs.first_complete(start)
-        if node is not None and node.text not in seen:
-            found.append((None, node))  # never trained in the search: no f
-            seen.add(node.text)
-    return found
-
-
-def _retrain(task: Task, f: float | None, node: Node, config, hidden: int, library,
-             found_at: float | None) -> FoundProgram | None:
-    """Full training from fresh weights; None if it fails (a non-finite loss at the final
-    learning rate, say): the other candidates still make a result."""
-    torch.manual_seed(config.seed)
-    try:
-        model = build(task, node.term, hidden, library)
-        evaluation = train_and_evaluate(model, task, config)
-    except (NeurosymError, RuntimeError, ValueError):
-        return None
-    return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
-                        model, found_at)
-
-
-def _final_h(ev: Evaluation, heuristic: str, task: Task) -> float:
-    if heuristic != "metric":
-        return ev.val_loss if math.isfinite(ev.val_loss) else math.inf
-    return metric_h(task.metric, ev.val)
