@@ -1,18 +1,20 @@
-"""Search benchmark (issue 3): NEAR with A*, IDDFS branch-and-bound and size-ordered
-enumeration on planted-program tasks and on real UEA data, with an end-to-end GRU on the
-same split printed beside each task.
+"""Search benchmark: NEAR with A*, IDDFS branch-and-bound and size-ordered enumeration on
+planted-program tasks and on real UEA/UCR data, over several seeds, with an end-to-end GRU
+on the same split printed beside each task.
 
     python bench/search.py                       # everything (long: see README)
-    python bench/search.py --tasks planted_ite --algorithms astar enumerate --time-limit 120
+    python bench/search.py --tasks planted_ite --algorithms astar --seeds 0 1 2 --time-limit 300
 
 For each run it prints the best program, its held-out (test) score, the search time, the
-nodes trained, and when the search first reached its final best validation score.
+nodes trained, and when the search first reached its final best score; then, per task and
+algorithm, the mean ± std of the test score over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,8 +25,8 @@ from neurosym.tasks.spec import load_task
 sys.path.insert(0, str(Path(__file__).parent))
 from baselines import gru_baseline  # noqa: E402
 
-PLANTED = ["planted_compare", "planted_ite", "planted_window"]
-REAL = {"basic_motions": 600, "japanese_vowels": 900}
+PLANTED = ["planted_compare", "planted_ite", "planted_ite_mean", "planted_window"]
+REAL = ["basic_motions", "japanese_vowels", "gunpoint", "arrow_head"]
 
 
 def run_one(task_name: str, algorithm: str, time_limit: float, seed: int) -> dict:
@@ -40,7 +42,7 @@ def run_one(task_name: str, algorithm: str, time_limit: float, seed: int) -> dic
                         on_progress=progress)
     best = result.best
     return {
-        "task": task_name, "algorithm": algorithm, "time_limit": time_limit,
+        "task": task_name, "algorithm": algorithm, "time_limit": time_limit, "seed": seed,
         "program": best.text if best else None,
         "val": best.evaluation.val if best else None,
         "test": best.evaluation.test if best else None,
@@ -51,35 +53,56 @@ def run_one(task_name: str, algorithm: str, time_limit: float, seed: int) -> dic
     }
 
 
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {std:.3f}"
+
+
+def summary(rows: list[dict]) -> None:
+    print(f"\n{'task':18} {'algorithm':10} {'seeds':>5} {'test (mean ± std)':>18} "
+          f"{'wall s':>7} {'nodes':>6} {'GRU':>6}")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["algorithm"]), []).append(row)
+    for (task, algorithm), runs in groups.items():
+        tests = [r["test"] for r in runs if r["test"] is not None]
+        wall = statistics.mean(r["total_seconds"] for r in runs)
+        nodes = statistics.mean(r["trained"] for r in runs)
+        gru = runs[0].get("gru_test")
+        print(f"{task:18} {algorithm:10} {len(runs):5d} {mean_std(tests):>18} {wall:7.0f} "
+              f"{nodes:6.0f} {'' if gru is None else f'{gru:.3f}':>6}")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=PLANTED + list(REAL))
+    parser.add_argument("--tasks", nargs="*", default=PLANTED + REAL)
     parser.add_argument("--algorithms", nargs="*", default=["astar", "iddfs", "enumerate"])
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="seconds per search (default: 300 planted, 600/900 real)")
-    parser.add_argument("--limits", default="",
-                        help="per-algorithm seconds, e.g. astar=240,enumerate=120")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per search")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--no-gru", action="store_true", help="skip the GRU baseline")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
-    limits = dict(item.split("=") for item in args.limits.split(",") if item)
     rows = []
     for name in args.tasks:
-        gru = gru_baseline(load_task(name))
-        print(f"\n== {name}: end-to-end GRU test {gru.test:.4f} "
-              f"(majority {gru.baseline:.4f})", flush=True)
+        gru = None if args.no_gru else gru_baseline(load_task(name)).test
+        print(f"\n== {name}" + ("" if gru is None else f": end-to-end GRU test {gru:.4f}"),
+              flush=True)
         for algorithm in args.algorithms:
-            limit = float(limits.get(algorithm) or args.time_limit or REAL.get(name, 300))
-            row = run_one(name, algorithm, limit, args.seed)
-            row["gru_test"] = gru.test
-            rows.append(row)
-            at = row["best_found_at"] or (float("nan"), 0)
-            print(f"{algorithm:10} test {row['test']:.4f}  val {row['val']:.4f}  "
-                  f"{row['search_seconds']:6.1f} s  {row['trained']:4d} nodes trained  "
-                  f"best found at {at[0]:.0f} s (node {at[1]})", flush=True)
-            print(f"           {row['program']}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+            for seed in args.seeds:
+                row = run_one(name, algorithm, args.time_limit, seed)
+                row["gru_test"] = gru
+                rows.append(row)
+                at = row["best_found_at"] or (float("nan"), 0)
+                test = float("nan") if row["test"] is None else row["test"]
+                print(f"{algorithm:10} seed {seed}  test {test:.4f}  "
+                      f"{row['total_seconds']:6.1f} s  {row['trained']:4d} nodes  "
+                      f"best found at {at[0]:.0f} s (node {at[1]})", flush=True)
+                print(f"           {row['program']}", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=2))
+    summary(rows)
 
 
 if __name__ == "__main__":
