@@ -83,6 +83,9 @@ def print_evaluation(ev, console: Console | None = None) -> None:
         table.add_row(split, f"{getattr(ev, split):.4f}")
     table.add_row("[dim]majority baseline (test)[/]", f"[dim]{ev.baseline:.4f}[/]")
     console.print(table)
+    if ev.trivial:
+        console.print("no better than always predicting the majority class (within noise)",
+                      style="bold yellow")
     if ev.per_class_f1:
         f1 = "  ".join(f"{v:.2f}" for v in ev.per_class_f1)
         console.print(f"per-class F1 (test): {f1}")

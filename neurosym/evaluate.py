@@ -24,6 +24,7 @@ class Evaluation:
     per_class_f1: list[float] = field(default_factory=list)
     epochs: int = 0
     seconds: float = 0.0
+    trivial: bool = False  # the test score is within noise of the majority baseline
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -52,15 +53,17 @@ def evaluate(model: nn.Module, task: Task, result: TrainResult | None = None) ->
     scores = {name: metrics.score(task, predict(model, split.x), split.y)
               for name, split in task.splits().items()}
     per_class: list[float] = []
+    baseline = metrics.majority_baseline(task.train.y, task.test.y, task.metric)
     if task.loss != "mse":
         test_pred = metrics.predictions(predict(model, task.test.x), task.loss)
         per_class = metrics.per_class_f1(test_pred, task.test.y, task.num_classes)
     return Evaluation(
         metric=task.metric, train=scores["train"], val=scores["val"], test=scores["test"],
         val_loss=result.val_loss if result else float("nan"),
-        baseline=metrics.majority_baseline(task.train.y, task.test.y, task.metric),
-        per_class_f1=per_class, epochs=result.epochs if result else 0,
-        seconds=result.seconds if result else 0.0)
+        baseline=baseline, per_class_f1=per_class, epochs=result.epochs if result else 0,
+        seconds=result.seconds if result else 0.0,
+        trivial=metrics.no_better_than_majority(task.metric, scores["test"], baseline,
+                                                len(task.test)))
 
 
 def train_and_evaluate(model: nn.Module, task: Task, config: TrainConfig) -> Evaluation:

@@ -9,6 +9,7 @@ respectable, and a search can converge to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,3 +126,14 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, metric: str) -> flo
     else:
         constant = torch.full(test.shape, int(torch.bincount(train.long()).argmax()))
     return METRICS[metric](constant, test)
+
+
+def no_better_than_majority(metric: str, score_: float, baseline: float, n: int) -> bool:
+    """Whether a test score is within noise of always predicting the majority (or the
+    mean): for a score in [0, 1], within two binomial standard errors of the baseline on
+    `n` examples (at least 0.01); for mse, less than 2% below the baseline's."""
+    if not higher_is_better(metric):
+        return score_ >= 0.98 * baseline
+    p = min(max(baseline, 0.0), 1.0)
+    margin = max(2 * math.sqrt(p * (1 - p) / max(n, 1)), 0.01)
+    return score_ < baseline + margin

@@ -19,9 +19,11 @@ types = st.recursive(
     max_leaves=6,
 )
 
-params = st.one_of(st.integers(0, 20),
+fractions = st.integers(0, 1000).map(lambda i: i / 1000)
+params = st.one_of(st.integers(0, 20), fractions,
                    st.tuples(st.integers(0, 10), st.integers(11, 20)).map(
-                       lambda p: ast.Slice(*p)))
+                       lambda p: ast.Slice(*p)),
+                   st.tuples(fractions, fractions).map(lambda p: ast.Slice(*p)))
 numbers = st.one_of(
     st.integers(-1000, 1000).map(lambda i: ast.Num(float(i), True)),
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(

@@ -466,19 +466,27 @@ def test_the_tasks_search_settings_reach_the_search():
 
 def test_final_ranking_is_the_search_objective_after_full_training():
     """Each finalist's `final_f` is the search's f (the rescaled heuristic plus the cost
-    term) of its retrained model, and the programs are ranked by it."""
+    term) of its retrained model; the programs are ranked by it, or, on small data, by
+    its mean over cross-validation folds."""
     from neurosym.search.scoring import heuristic, loss_scale
 
     task = tiny_task()
-    result = synthesize(task, algorithm="astar", time_limit=60, max_depth=3, top_k=4,
-                        epochs_per_node=3, final_epochs=20, max_nodes=12)
+    options = dict(algorithm="astar", time_limit=60, max_depth=3, top_k=4,
+                   epochs_per_node=3, final_epochs=20, max_nodes=12)
+    result = synthesize(task, cv_folds=0, **options)
     c = result.config
-    assert len(result.programs) >= 2
+    assert len(result.programs) >= 2 and all(p.cv is None for p in result.programs)
     finals = [p.final_f for p in result.programs]
     assert finals == sorted(finals)
     for p in result.programs:
         h, _ = heuristic(task, p.model, c.heuristic, p.evaluation.val_loss)
         assert p.final_f == pytest.approx(h + c.cost_weight * loss_scale(task) * p.cost)
+    crossed = synthesize(task, cv_folds=4, **options).programs
+    assert all(len(p.cv.f) == 4 and 0 <= p.cv.mean <= 1 for p in crossed)
+    means = [p.cv.mean_f for p in crossed]
+    assert means == sorted(means)
+    assert all(min(p.cv.f) - 1e-9 >= c.cost_weight * loss_scale(task) * p.cost
+               for p in crossed)
 
 
 def test_a_finalist_that_fails_to_retrain_is_reported(monkeypatch):
@@ -502,3 +510,17 @@ def test_time_limit_covers_the_final_retraining():
     wall = time.perf_counter() - start
     assert result.stats.seconds <= 3.0 * 0.8 + 1.0
     assert wall < 3.0 + 1.5 and result.programs
+
+
+def test_a_result_no_better_than_the_majority_says_so():
+    from neurosym.evaluate import train_and_evaluate, train_config
+    from neurosym.metrics import no_better_than_majority
+
+    assert no_better_than_majority("accuracy", 0.52, 0.5, 100)
+    assert not no_better_than_majority("accuracy", 0.75, 0.5, 100)
+    assert no_better_than_majority("mse", 0.99, 1.0, 100)
+    task = tiny_task()
+    constant = build(task, parse_term(r"\xs -> affine (length xs)"), 8)  # always 5 steps
+    assert train_and_evaluate(constant, task, train_config(task, epochs=3)).trivial
+    good = build(task, parse_term(r"\xs -> affine (mean xs)"), 8)
+    assert not train_and_evaluate(good, task, train_config(task, epochs=40, lr=0.1)).trivial

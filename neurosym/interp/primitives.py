@@ -253,6 +253,9 @@ def _select_signature(params: tuple[ast.Param, ...]) -> Type:
     if len(params) != 1:
         raise ValueError("takes one index or slice, e.g. select[2] or select[0:3]")
     p = params[0]
+    bounds = (p.start, p.stop) if isinstance(p, ast.Slice) else (p,)
+    if not all(isinstance(b, int) for b in bounds):
+        raise ValueError("takes integer feature indices, e.g. select[2] or select[0:3]")
     if isinstance(p, ast.Slice):
         if p.stop <= p.start:
             raise ValueError(f"empty slice {p.start}:{p.stop}")

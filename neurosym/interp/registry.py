@@ -83,6 +83,6 @@ def primitive(name: str, type_text: str | None = None, *, signature: Signature |
 
 
 def lookup(name: str) -> Primitive | None:
-    from neurosym.interp import primitives  # noqa: F401  (registers the base set)
+    from neurosym.interp import primitives, series  # noqa: F401  (register the base set)
 
     return PRIMITIVES.get(name)

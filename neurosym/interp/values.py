@@ -84,6 +84,17 @@ def index(v: Value, idx: torch.Tensor) -> Value:
     return v[idx]
 
 
+def concat(a: Value, b: Value) -> Value:
+    """The examples of `a`, then those of `b` (lists padded to the longer of the two)."""
+    if isinstance(a, Seq) and isinstance(b, Seq):
+        n = max(a.length, b.length)
+        grow = lambda t: torch.nn.functional.pad(  # noqa: E731  (pad dim 1 at its end)
+            t, (0, 0) * (t.dim() - 2) + (0, n - t.shape[1]))
+        return Seq(torch.cat([grow(a.data), grow(b.data)]),
+                   torch.cat([grow(a.weights), grow(b.weights)]))
+    return torch.cat([a, b])
+
+
 def shape_of(t: Type) -> tuple[int, ...]:
     """Per-example tensor shape of a concrete tensor type."""
     match t:

@@ -13,13 +13,14 @@ _SPAN = field(default=None, compare=False, repr=False)
 
 @dataclass(frozen=True, slots=True)
 class Slice:
-    """A primitive's static parameter `i:j` (as in `select[0:3]`)."""
+    """A primitive's static parameter `i:j` (as in `select[0:3]`, or `interval[0.25:0.5]`:
+    fractions of a series' length)."""
 
-    start: int
-    stop: int
+    start: int | float
+    stop: int | float
 
 
-Param = int | Slice
+Param = int | float | Slice
 
 
 @dataclass(frozen=True, slots=True)

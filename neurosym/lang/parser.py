@@ -15,6 +15,7 @@ from neurosym.lang.types import BASE_TYPES, Arrow, DimVar, Image, ListT, TVar, T
 
 _TOKEN_NAMES = {
     "NAME": "a name", "TYPE_NAME": "a type", "INT": "an integer", "NUMBER": "a number",
+    "PARAM": "a parameter (2, or 0.25)",
     "HOLE": "'??'", "LIBREF": "'lib.NAME'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
     "RSQB": "']'", "COLON": "':'", "COMMA": "','", "EQUAL": "'='", "__ANON_0": "'->'",
     "BACKSLASH": "'\\'", "DEF": "'def'", "LET": "'let'", "IN": "'in'", "$END": "end of input",
@@ -36,6 +37,12 @@ def _span(meta) -> Span | None:
 
 def _tok_span(tok: Token) -> Span:
     return Span(tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _param_number(tok: Token) -> int | float:
+    """`2` is an index, `0.25` a fraction (an interval's bound); the primitive checks."""
+    text = str(tok)
+    return float(text) if "." in text else int(text)
 
 
 @v_args(meta=True)
@@ -101,10 +108,10 @@ class _ToAst(Transformer):
         return ast.Var(str(c[0]), tuple(c[1:]), _span(meta))
 
     def index_param(self, meta, c):
-        return int(c[0])
+        return _param_number(c[0])
 
     def slice_param(self, meta, c):
-        return ast.Slice(int(c[0]), int(c[1]))
+        return ast.Slice(_param_number(c[0]), _param_number(c[1]))
 
     def number(self, meta, c):
         text = str(c[0])

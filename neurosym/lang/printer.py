@@ -11,7 +11,16 @@ def show_type(t: Type) -> str:
 
 
 def _param(p: ast.Param) -> str:
-    return f"{p.start}:{p.stop}" if isinstance(p, ast.Slice) else str(p)
+    return f"{_bound(p.start)}:{_bound(p.stop)}" if isinstance(p, ast.Slice) else _bound(p)
+
+
+def _bound(x: int | float) -> str:
+    """An index as itself, a fraction with a point and at most 6 decimals (never in
+    exponent form, which the grammar does not read)."""
+    if isinstance(x, int):
+        return str(x)
+    text = f"{x:.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def _num(n: ast.Num) -> str:

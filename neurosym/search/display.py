@@ -68,6 +68,10 @@ class SearchDisplay:
         self._live.update(Group(grid, Text.assemble("best f ", f"{p.best_f:.4f}  ", best)))
 
 
+TRIVIAL = ("    no better than always predicting the majority class (within noise): "
+           "the search did not find a useful program")
+
+
 def print_result(result, task: Task, console: Console) -> None:
     console.push_theme(THEME)
     try:
@@ -77,6 +81,11 @@ def print_result(result, task: Task, console: Console) -> None:
             console.print(f"    {ev.metric}: val {ev.val:.4f}  test {ev.test:.4f}   "
                           f"(majority baseline {ev.baseline:.4f})   size {prog.size}, "
                           f"cost {prog.cost:g}")
+            if prog.cv is not None:
+                console.print(f"    {ev.metric}, {len(prog.cv.metric)}-fold CV on train + val: "
+                              f"{prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
+            if ev.trivial:
+                console.print(TRIVIAL, style="bold yellow")
             if ev.per_class_f1:
                 f1 = " ".join(f"{v:.2f}" for v in ev.per_class_f1)
                 console.print(f"    per-class F1 (test): {f1}")
@@ -97,7 +106,10 @@ def result_json(result, task: Task) -> dict:
     return {
         "task": task.name,
         "programs": [{"program": p.text, "size": p.size, "cost": p.cost, "f": p.f,
-                      "final_f": p.final_f, "found_at": p.found_at, **p.evaluation.as_dict()}
+                      "final_f": p.final_f, "found_at": p.found_at,
+                      "cv": None if p.cv is None else {
+                          "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std},
+                      **p.evaluation.as_dict()}
                      for p in result.programs],
         "dropped": [{"program": text, "error": why} for text, why in result.dropped],
         "stats": {"algorithm": s.algorithm, "expanded": s.expanded, "trained": s.trained,

@@ -1,10 +1,14 @@
 """The end of a search: the finalists (the best complete programs and the cheapest
 completions of the best partial ones) retrained in full from fresh weights, within what is
-left of the time limit, and ranked by the search's own objective measured again."""
+left of the time limit, and ranked by the search's own objective measured again: by
+k-fold cross-validation on train + validation when the data is small (a validation split
+of 10 examples cannot tell programs apart), else on the validation split."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
@@ -12,14 +16,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
+from neurosym.evaluate import Evaluation, train_and_evaluate, train_config, train_on_task
 from neurosym.interp.compiler import CompiledTerm
+from neurosym.interp.values import concat
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
 from neurosym.search.algorithms import Run
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
-from neurosym.tasks.spec import Task
+from neurosym.tasks.spec import Split, Task, stratified_partition
 
 if TYPE_CHECKING:
     from neurosym.search.synthesis import NeuralGraph, SearchConfig
@@ -42,6 +47,27 @@ class FoundProgram:
     model: CompiledTerm
     found_at: float | None = None
     final_f: float = math.inf
+    cv: CrossValidation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CrossValidation:
+    """f and the task's metric on each held-out fold (train + validation, stratified)."""
+
+    f: tuple[float, ...]
+    metric: tuple[float, ...]
+
+    @property
+    def mean_f(self) -> float:
+        return statistics.fmean(self.f)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.metric)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.metric) if len(self.metric) > 1 else 0.0
 
 
 def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, Node]]:
@@ -62,28 +88,64 @@ def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, 
 
 def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralGraph,
               config: SearchConfig, library, deadline: float,
-              found_at: dict[Hashable, float]) -> tuple[list[FoundProgram],
-                                                         tuple[tuple[str, str], ...]]:
-    """Retrain each candidate, sharing the time left before `deadline` among those still
-    to train (each gets at least 1% of the limit); rank by f after full training. Returns
-    the top-k and the (program, reason) of the candidates that failed."""
+              found_at: dict[Hashable, float], min_seconds: float = 0.5,
+              ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
+    """Retrain each candidate (and cross-validate it, on small data, if each training can
+    have `min_seconds`), sharing the time left before `deadline` among those still to
+    train (each gets at least 1% of the limit); rank by f after full training (its mean
+    over the folds, with CV). Returns the top-k and the (program, reason) of the
+    candidates that failed."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
+    folds = cv_folds(task, config.cv_folds, config.seed)
+    if (deadline - time.perf_counter()) / max(len(found), 1) < (len(folds) + 1) * min_seconds:
+        folds = []  # no time to cross-validate: rank on the validation split
     kept, dropped = [], []
     for i, (f, node) in enumerate(found):
-        share = (deadline - time.perf_counter()) / (len(found) - i)
-        seconds = max(share, 0.01 * config.time_limit)
+        share = (deadline - time.perf_counter()) / (len(found) - i) / (len(folds) + 1)
+        train = replace(final, max_seconds=max(share, 0.01 * config.time_limit))
         try:
-            kept.append(_retrain(task, f, node, replace(final, max_seconds=seconds), graph,
-                                 config, library, found_at.get(node.text)))
+            cv = cross_validate(task, node, folds, train, graph, config, library)
+            kept.append(_retrain(task, f, node, train, graph, config, library,
+                                 found_at.get(node.text), cv))
         except (NeurosymError, RuntimeError, ValueError) as err:
             dropped.append((node.text, str(err).splitlines()[0]))
-    kept.sort(key=lambda p: p.final_f)
+    kept.sort(key=lambda p: p.final_f if p.cv is None else p.cv.mean_f)
     return kept[: config.top_k], tuple(dropped)
 
 
+def cv_folds(task: Task, k: int, seed: int, max_examples: int = 2000) -> list[Task]:
+    """The task with train + validation split into k stratified folds, one task per fold
+    (that fold as validation); none if k < 2 or the data is large enough for its split."""
+    n = len(task.train) + len(task.val)
+    if k < 2 or n > max_examples or n < 2 * k:
+        return []
+    pool = Split(concat(task.train.x, task.val.x), torch.cat([task.train.y, task.val.y]))
+    labels = pool.y if task.num_classes else None
+    parts = stratified_partition(labels, n, (1 / k,) * k, seed)
+    every = torch.arange(n)
+    return [dataclasses.replace(task, train=pool.subset(every[~torch.isin(every, held)]),
+                                val=pool.subset(held)) for held in parts]
+
+
+def cross_validate(task: Task, node: Node, folds: list[Task], train, graph: NeuralGraph,
+                   config: SearchConfig, library) -> CrossValidation | None:
+    if not folds:
+        return None
+    fs, scores = [], []
+    for fold in folds:
+        torch.manual_seed(train.seed)
+        model = build(fold, node.term, config.hidden, library)
+        result = train_on_task(model, fold, train)
+        h, metric = heuristic(fold, model, config.heuristic, result.val_loss)
+        fs.append(graph.f(node, h))
+        scores.append(metric)
+    return CrossValidation(tuple(fs), tuple(scores))
+
+
 def _retrain(task: Task, f: float | None, node: Node, train, graph: NeuralGraph,
-             config: SearchConfig, library, found_at: float | None) -> FoundProgram:
+             config: SearchConfig, library, found_at: float | None,
+             cv: CrossValidation | None) -> FoundProgram:
     """Full training from fresh weights; raises if it fails (a non-finite loss at the
     final learning rate, say)."""
     torch.manual_seed(train.seed)
@@ -91,4 +153,4 @@ def _retrain(task: Task, f: float | None, node: Node, train, graph: NeuralGraph,
     evaluation = train_and_evaluate(model, task, train)
     h, _ = heuristic(task, model, config.heuristic, evaluation.val_loss)
     return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
-                        model, found_at, graph.f(node, h))
+                        model, found_at, graph.f(node, h), cv)

@@ -7,8 +7,11 @@ A set lives in `dsl/search/NAME.toml`:
     term = '\\xs -> ?? (mean xs)'      # DSL syntax; holes are applied to variables
     cost = 1.0
     [[production]]
-    term = '\\x -> affine (select[{group}] x)'
-    per_group = true                    # one copy per feature group of the task ("0:3")
+    term = '\\x -> affine (select[{group}] x)'   # one copy per feature group ("0:3")
+
+Placeholders: `{group}` (the task's feature groups), `{interval}` (the set's `intervals`
+list, or the task's `[search] intervals`) and `{shapelet}` (pattern lengths: the set's
+`shapelet_fractions` of the task's median series length).
 
 Holes in templates stand for functions applied to the template's variables (`?? x`), so
 every relaxation is a closed function of its arguments, as in NEAR. Feature groups come
@@ -17,6 +20,8 @@ from the task (`[search] feature_groups`), else every single feature of the inpu
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,27 +106,73 @@ def _find_file(name: str) -> Path:
     return bundled
 
 
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
 def load_productions(name: str, groups: list[Group] | None = None,
-                     library: LibraryTypes | None = None) -> ProductionSet:
-    """Load a bundled set by name (or a file by path), expanding `per_group` templates
-    over `groups` (none given: no per-group copies)."""
+                     library: LibraryTypes | None = None,
+                     values: Mapping[str, Sequence[str]] | None = None,
+                     series_length: int | None = None) -> ProductionSet:
+    """Load a bundled set by name (or a file by path). A template with placeholders is
+    copied once per combination of their values: `{group}` over the feature `groups`,
+    `{interval}` over the set's `intervals` and `{shapelet}` over pattern lengths, both
+    overridable by `values` (the caller's: from the task); a placeholder with no values
+    gives no copies. Errors name the file and the line of the production."""
     path = _find_file(name)
     spec = read_toml(path, SearchError, "production set")
     entries = spec.get("production")
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
+    fill = _placeholder_values(spec, groups, values, series_length, path)
     prods: list[Production] = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("term"), str):
             raise SearchError(f"{path}: every [[production]] needs a term = '...' string")
+        where = f"{path}:{_line_of(path, entry['term'])}"
         cost = entry.get("cost", 1.0)
-        if isinstance(cost, bool) or not isinstance(cost, int | float):
-            raise SearchError(f"{path}: cost of {entry['term']!r} must be a number")
-        texts = ([entry["term"].replace("{group}", f"{a}:{b}") for a, b in groups or []]
-                 if entry.get("per_group") else [entry["term"]])
-        prods += [make_production(t, cost, library) for t in texts]
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
+            raise SearchError(f"{where}: the cost of {entry['term']!r} must be a positive "
+                              f"number, not {cost!r}")
+        try:
+            prods += [make_production(t, cost, library) for t in _expand(entry["term"], fill)]
+        except SearchError as err:
+            raise SearchError(f"{where}: {err.message}") from None
     unique = tuple(dict.fromkeys(prods))  # a group listed twice gives one production
     return ProductionSet(str(spec.get("name", path.stem)), unique)
+
+
+def _placeholder_values(spec: dict, groups: list[Group] | None,
+                        given: Mapping[str, Sequence[str]] | None, series_length: int | None,
+                        path: Path) -> dict[str, list[str]]:
+    fill = {"group": [f"{a}:{b}" for a, b in groups or []]}
+    fractions = spec.get("shapelet_fractions", [])
+    if not isinstance(fractions, list) or not all(
+            isinstance(f, int | float) and 0 < f <= 1 for f in fractions):
+        raise SearchError(f"{path}: shapelet_fractions must be fractions in (0, 1]")
+    lengths = sorted({max(2, round(f * series_length)) for f in fractions}) \
+        if series_length else []
+    for key, default in (("interval", spec.get("intervals", [])), ("shapelet", lengths)):
+        raw = (given or {}).get(key, default)
+        if not isinstance(raw, list | tuple) or not all(isinstance(v, str | int) for v in raw):
+            raise SearchError(f"{path}: {key} values must be a list, got {raw!r}")
+        fill[key] = [str(v) for v in raw]
+    return fill
+
+
+def _expand(term: str, fill: dict[str, list[str]]) -> list[str]:
+    texts = [term]
+    for key in dict.fromkeys(PLACEHOLDER.findall(term)):
+        if key not in fill:
+            raise SearchError(f"unknown placeholder {{{key}}} in {term!r}; known: "
+                              + ", ".join(f"{{{k}}}" for k in fill))
+        texts = [t.replace(f"{{{key}}}", v) for t in texts for v in fill[key]]
+    return texts
+
+
+def _line_of(path: Path, term: str) -> int:
+    """The line of a production's term in its file (1 if it cannot be told)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next((i for i, line in enumerate(lines, 1) if term in line), 1)
 
 
 def with_library(pset: ProductionSet, library, cost: float = 1.0) -> ProductionSet:
@@ -141,9 +192,12 @@ def with_library(pset: ProductionSet, library, cost: float = 1.0) -> ProductionS
 # ---- choosing a set and feature groups for a task -------------------------------------------
 
 def default_set(input_type: Type) -> str:
-    """Digits for images (or lists of images), sequence for everything else."""
+    """Digits for images (or lists of images), series for univariate series (shape:
+    intervals, trends, shapelets), sequence for everything else."""
     inner = input_type.elem if isinstance(input_type, ListT) else input_type
-    return "digits" if isinstance(inner, Image) else "sequence"
+    if isinstance(inner, Image):
+        return "digits"
+    return "series" if isinstance(input_type, ListT) and inner == Vec(1) else "sequence"
 
 
 def feature_count(input_type: Type) -> int | None:

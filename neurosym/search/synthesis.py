@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from neurosym import metrics
 from neurosym.evaluate import train_config
+from neurosym.interp.values import Seq
 from neurosym.lang.errors import SearchError
 from neurosym.search import algorithms
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
@@ -101,13 +102,17 @@ def _options(task: Task) -> dict:
 def production_set(task: Task, productions: ProductionSet | str | None = None,
                    library=None) -> ProductionSet:
     """The set named by the caller, else by the task's `[search] productions`, else the
-    default for its input type; per-group templates use the task's feature groups."""
+    default for its input type. Placeholders take the task's feature groups, its
+    `[search] intervals` and `shapelets` if given, and its median series length."""
     if isinstance(productions, ProductionSet):
         return with_library(productions, library)
     opts = _options(task)
     name = productions or opts.get("productions") or default_set(task.input_type)
     groups = feature_groups(opts.get("feature_groups"), task.input_type)
-    return with_library(load_productions(str(name), groups, library), library)
+    given = {k: opts[k + "s"] for k in ("interval", "shapelet") if k + "s" in opts}
+    x = task.train.x
+    length = int(x.weights.sum(1).median()) if isinstance(x, Seq) else None
+    return with_library(load_productions(str(name), groups, library, given, length), library)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,7 @@ class SearchConfig:
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
     final_share: float = 0.2  # of the time limit, kept for retraining the finalists
+    cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
 
 
@@ -140,7 +146,7 @@ _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": 
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
-          "anytime": bool, "final_share": float, "node_seconds": float}
+          "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int}
 
 
 def resolve_config(task: Task, **given) -> SearchConfig:

@@ -1,0 +1,158 @@
+"""Primitives that read the shape of a series, as interpretable time-series classifiers do
+(interval features as in time-series forests, learned shapelets as in Grabocka et al.,
+"Learning time-series shapelets", KDD 2014). All work on padded batches of variable-length
+series: positions are relative to each series' own length, padding is never read, and
+every division is guarded, so a constant or very long series gives finite values."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neurosym.interp.registry import Site, primitive
+from neurosym.interp.values import Seq
+from neurosym.lang import ast
+from neurosym.lang.parser import parse_type
+from neurosym.lang.types import Type, Vec, is_tensor, uncurry
+
+_EPS = 1e-6
+
+
+def _present(xs: Seq) -> torch.Tensor:
+    return (xs.weights > 0).to(xs.data.dtype)
+
+
+def _expand(w: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """Weights (B, L) shaped to broadcast against data (B, L, ...)."""
+    return w.reshape(*w.shape, *([1] * (data.dim() - 2)))
+
+
+def positions(xs: Seq) -> torch.Tensor:
+    """Each element's place in its own series: 0 at the first present element, 1 at the
+    last (B, L); a series of one element sits at 0."""
+    present = _present(xs)
+    rank = torch.cumsum(present, 1) - 1
+    return rank / (present.sum(1, keepdim=True) - 1).clamp_min(1)
+
+
+def _tensor_elems(t: Type, params) -> str | None:
+    (arg,), _ = uncurry(t)
+    elem = getattr(arg, "elem", None)
+    return None if elem is not None and is_tensor(elem) else f"works on lists of tensors, not {arg}"
+
+
+# ---- where in the series -----------------------------------------------------------------
+
+def _interval_signature(params: tuple[ast.Param, ...]) -> Type:
+    p = params[0] if len(params) == 1 else None
+    if not isinstance(p, ast.Slice) or not 0 <= p.start < p.stop <= 1:
+        raise ValueError("takes one interval of fractions of the series, e.g. "
+                         "interval[0.25:0.5] (0 <= start < stop <= 1)")
+    return parse_type("List[a] -> List[a]")
+
+
+@primitive("interval", signature=_interval_signature, validate=_tensor_elems, cost=0.5)
+def interval(site: Site, xs: Seq) -> Seq:
+    """The part of each series between two fractions of its own length: interval[0.3:0.5]
+    keeps the elements from 30% to 50% of the way (at least the one nearest the middle)."""
+    p = site.params[0]
+    pos = positions(xs)
+    inside = (pos >= p.start - _EPS) & (pos <= p.stop + _EPS)
+    gap = torch.where(xs.weights > 0, (pos - (p.start + p.stop) / 2).abs(), torch.inf)
+    nearest = gap == gap.amin(1, keepdim=True)
+    return Seq(xs.data, xs.weights * (inside | nearest).to(xs.weights.dtype))
+
+
+@primitive("diff", "List[a] -> List[a]", validate=_tensor_elems)
+def diff(site: Site, xs: Seq) -> Seq:
+    """First differences x[t] - x[t-1] (the first element has none and is dropped)."""
+    data = torch.cat([torch.zeros_like(xs.data[:, :1]), xs.data[:, 1:] - xs.data[:, :-1]], 1)
+    prev = torch.cat([torch.zeros_like(xs.weights[:, :1]), xs.weights[:, :-1]], 1)
+    return Seq(data, xs.weights * prev)
+
+
+# ---- summaries -------------------------------------------------------------------------------
+
+def _summary(name: str):
+    return primitive(name, "List[a] -> a", validate=_tensor_elems)
+
+
+@_summary("slope")
+def slope(site: Site, xs: Seq) -> torch.Tensor:
+    """The least-squares trend per feature, in units per whole series (x at the end minus
+    x at the start, on a straight line); 0 for a series of one element."""
+    w = _expand(xs.weights, xs.data)
+    pos = _expand(positions(xs), xs.data)
+    total = w.sum(1, keepdim=True).clamp_min(_EPS)
+    pc = pos - (w * pos).sum(1, keepdim=True) / total
+    xc = xs.data - (w * xs.data).sum(1, keepdim=True) / total
+    return (w * pc * xc).sum(1) / (w * pc * pc).sum(1).clamp_min(_EPS)
+
+
+def _masked(xs: Seq, fill: float) -> torch.Tensor:
+    present = _expand(xs.weights > 0, xs.data)
+    return torch.where(present, xs.data, torch.full_like(xs.data, fill))
+
+
+@_summary("max")
+def max_(site: Site, xs: Seq) -> torch.Tensor:
+    """The largest value per feature (padding skipped; 0 for an empty list)."""
+    out = _masked(xs, -torch.inf).amax(1)
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+
+
+@_summary("min")
+def min_(site: Site, xs: Seq) -> torch.Tensor:
+    """The smallest value per feature (padding skipped; 0 for an empty list)."""
+    out = _masked(xs, torch.inf).amin(1)
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+
+
+@_summary("argmax")
+def argmax(site: Site, xs: Seq, sharpness: float = 10.0) -> torch.Tensor:
+    """Where the maximum is, per feature, as a fraction of the series (0 start, 1 end):
+    the expected position under a softmax of the values (sharpness 10), so it is smooth."""
+    logits = _masked(xs, -torch.inf) * sharpness
+    weights = torch.softmax(logits, 1).nan_to_num(0.0)
+    return (weights * _expand(positions(xs), xs.data)).sum(1)
+
+
+# ---- shapes ----------------------------------------------------------------------------------
+
+def _shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
+    if len(params) != 1 or not isinstance(params[0], int) or params[0] < 2:
+        raise ValueError("takes one length of at least 2 steps, e.g. shapelet[20]")
+    return parse_type("List[Vec[n]] -> Float")
+
+
+class Shapelet(nn.Module):
+    """A learned pattern of k steps of the series' n features."""
+
+    def __init__(self, t: Type, params) -> None:
+        super().__init__()
+        (arg,), _ = uncurry(t)
+        n = arg.elem.n if isinstance(arg.elem, Vec) and isinstance(arg.elem.n, int) else 1
+        self.pattern = nn.Parameter(0.5 * torch.randn(int(params[0]), n))
+
+    def forward(self, xs: Seq, temperature: float = 0.1) -> torch.Tensor:
+        k = self.pattern.shape[0]
+        b, length = xs.weights.shape
+        pad = max(k - length, 0)  # a series shorter than the pattern: compare what there is
+        data = torch.cat([xs.data, xs.data.new_zeros(b, pad, xs.data.shape[2])], 1)
+        weights = torch.cat([xs.weights, xs.weights.new_zeros(b, pad)], 1)
+        wins = data.unfold(1, k, 1).transpose(2, 3)  # (B, W, k, n)
+        win_w = (weights.unfold(1, k, 1) > 0).to(data.dtype)  # (B, W, k)
+        sq = ((wins - self.pattern) ** 2).mean(3)
+        dist = (win_w * sq).sum(2) / win_w.sum(2).clamp_min(1)
+        full = win_w.amin(2) > 0
+        valid = full | (~full.any(1, keepdim=True) & (win_w[:, :, 0] > 0))
+        dist = torch.where(valid, dist, torch.full_like(dist, torch.inf))
+        return -temperature * torch.logsumexp(-dist / temperature, 1).clamp(-1e6, 1e6)
+
+
+@primitive("shapelet", signature=_shapelet_signature, module=Shapelet, cost=1.0)
+def shapelet(site: Site, xs: Seq) -> torch.Tensor:
+    """How closely a learned pattern of k steps matches anywhere in the series: the soft
+    minimum (temperature 0.1) over windows of the mean squared distance to the pattern;
+    0 is an exact match somewhere."""
+    return site.module(xs)

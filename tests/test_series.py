@@ -1,0 +1,130 @@
+"""Series primitives on hand-made series with known answers, padding and variable length,
+gradient checks in double precision, and extreme inputs (constant, very long, huge)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from neurosym.interp.compiler import compile_term
+from neurosym.interp.registry import Site, lookup
+from neurosym.interp.series import Shapelet, positions
+from neurosym.interp.values import Seq, pad_sequences
+from neurosym.lang import ast
+from neurosym.lang.checker import check_term
+from neurosym.lang.errors import NeurosymError
+from neurosym.lang.parser import parse_term, parse_type
+
+
+def run(text: str, xs: Seq, type_text: str = "List[Vec[1]] -> Vec[1]") -> torch.Tensor:
+    term = parse_term(text)
+    model = compile_term(term, check_term(term, parse_type(type_text)))
+    return model(xs)
+
+
+def ramp(n: int) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.float32).reshape(n, 1)
+
+
+@pytest.fixture
+def ragged() -> Seq:
+    """Two series of different lengths: 0..9 and 0..4 (padded to 10)."""
+    return pad_sequences([ramp(10), ramp(5)])
+
+
+def test_positions_are_relative_to_each_series(ragged):
+    pos = positions(ragged)
+    assert pos[0, 0] == 0 and pos[0, 9] == 1 and pos[1, 4] == 1
+    assert torch.allclose(pos[1, :5], torch.linspace(0, 1, 5))
+
+
+def test_interval_mean_reads_the_right_part_of_each_series(ragged):
+    out = run(r"\xs -> mean (interval[0.5:1.0] xs)", ragged)
+    # series 0: positions 5/9.. -> elements 5..9 (mean 7); series 1: 2,3,4 (mean 3)
+    assert out[:, 0].tolist() == pytest.approx([7.0, 3.0])
+    narrow = run(r"\xs -> mean (interval[0.3:0.31] xs)", ragged)
+    assert torch.isfinite(narrow).all()  # no element inside: the nearest one is kept
+
+
+def test_slope_min_max_and_argmax(ragged):
+    assert run(r"\xs -> slope xs", ragged)[:, 0].tolist() == pytest.approx([9.0, 4.0])
+    assert run(r"\xs -> max xs", ragged)[:, 0].tolist() == [9.0, 4.0]
+    assert run(r"\xs -> min xs", ragged)[:, 0].tolist() == [0.0, 0.0]
+    bump = pad_sequences([torch.tensor([0.0, 0, 5, 0, 0]).reshape(5, 1)])
+    assert run(r"\xs -> argmax xs", bump)[0, 0] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_diff_drops_the_first_element(ragged):
+    d = lookup("diff").impl(Site((), None), ragged)
+    assert d.weights[0].tolist() == [0.0] + [1.0] * 9
+    assert d.weights[1].tolist() == [0.0] + [1.0] * 4 + [0.0] * 5
+    assert run(r"\xs -> mean (diff xs)", ragged)[:, 0].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_padding_does_not_change_any_summary():
+    short = pad_sequences([torch.randn(7, 2)])
+    padded = Seq(torch.cat([short.data, 100 * torch.randn(1, 5, 2)], 1),
+                 torch.cat([short.weights, torch.zeros(1, 5)], 1))
+    for prim in ("slope", "max", "min", "argmax", "mean (interval[0.2:0.6]", "mean (diff"):
+        text = rf"\xs -> {prim} xs" + (")" if "(" in prim else "")
+        a = run(text, short, "List[Vec[2]] -> Vec[2]")
+        b = run(text, padded, "List[Vec[2]] -> Vec[2]")
+        assert torch.allclose(a, b, atol=1e-5), prim
+
+
+def test_shapelet_matches_exactly_at_one_place():
+    torch.manual_seed(0)
+    t = parse_type("List[Vec[1]] -> Float")
+    shapelet = Shapelet(t, (4,))
+    series = torch.randn(30, 1) * 3
+    with torch.no_grad():
+        shapelet.pattern.copy_(series[12:16])
+    other = torch.randn(30, 1) * 3 + 10
+    out = shapelet(pad_sequences([series, other])).tolist()
+    assert out[0] == pytest.approx(0.0, abs=1e-3) and out[1] > 1.0
+    short = shapelet(pad_sequences([series[:2]]))  # shorter than the pattern
+    assert torch.isfinite(short).all()
+
+
+def test_gradients_are_exact_in_double_precision():
+    torch.manual_seed(0)
+    data = torch.randn(3, 9, 2, dtype=torch.float64, requires_grad=True)
+    weights = torch.ones(3, 9, dtype=torch.float64)
+    weights[1, 6:] = 0
+    prims = {name: lookup(name).impl for name in ("slope", "argmax", "max", "min")}
+    for name, impl in prims.items():
+        assert torch.autograd.gradcheck(lambda d, f=impl: f(Site((), None), Seq(d, weights)),
+                                        (data,)), name
+    inter = lookup("interval").impl
+    site = Site((ast.Slice(0.25, 0.75),), None)
+    assert torch.autograd.gradcheck(
+        lambda d: lookup("mean").impl(site, inter(site, Seq(d, weights))), (data,))
+    shapelet = Shapelet(parse_type("List[Vec[2]] -> Float"), (3,)).double()
+    pattern = shapelet.pattern.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(  # through the series and the pattern alike
+        lambda d, p: functional_call(shapelet, {"pattern": p}, (Seq(d, weights),)),
+        (data, pattern))
+
+
+def test_extreme_series_stay_finite():
+    constant = pad_sequences([torch.ones(50, 1)])
+    long = pad_sequences([torch.randn(20_000, 1)])
+    huge = pad_sequences([torch.full((30, 1), 1e30)])
+    for xs in (constant, long, huge):
+        for prim in ("slope", "max", "min", "argmax", "mean (interval[0:0.5]", "std (diff"):
+            text = rf"\xs -> {prim} xs" + (")" if "(" in prim else "")
+            assert torch.isfinite(run(text, xs)).all(), (prim, xs.length)
+    assert run(r"\xs -> slope xs", constant)[0, 0] == 0.0
+    t = parse_type("List[Vec[1]] -> Float")
+    assert torch.isfinite(Shapelet(t, (10,))(long)).all()
+
+
+def test_bad_parameters_are_clear_errors():
+    from neurosym.lang.load import check_source
+
+    for text, message in [("interval[0.5:0.2]", "interval"), ("interval[2]", "interval"),
+                          ("select[0.5:1.0]", "integer"), ("shapelet[1]", "length")]:
+        src = f"def main : List[Vec[1]] -> List[Vec[1]] =\n  \\xs -> {text} xs\n"
+        with pytest.raises(NeurosymError, match=message):
+            check_source(src, "<test>")
