@@ -3,7 +3,6 @@ a Python traceback reaching a user is a bug."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from neurosym.console import friendly_errors, out, report
+from neurosym.console import echo_json, friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError
 
 
@@ -67,7 +66,7 @@ def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: fl
         result = run_file(file, task_name, entry=entry, epochs=epochs, lr=lr, seed=seed,
                           library=_open_library(library_path))
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        echo_json(result.as_dict())
         return
     console.print(f"[bold]{result.entry}[/] : {escape(result.type)}   "
                   f"({result.parameters} parameters)")
@@ -147,7 +146,7 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
         for entry in save_found(store, result.best, task, save_as, result.config.seed):
             click.echo(f"saved lib.{entry.name}@{entry.version} in {store.path}", err=True)
     if as_json:
-        click.echo(json.dumps(result_json(result, task), indent=2))
+        echo_json(result_json(result, task))
     else:
         print_result(result, task, out())
 

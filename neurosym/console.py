@@ -4,7 +4,10 @@ one clear message (exit code 1) instead of a traceback."""
 from __future__ import annotations
 
 import functools
+import json
+import math
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
@@ -37,3 +40,19 @@ def friendly_errors(fn):
         sys.exit(1)
 
     return wrapper
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready: floats to 6 significant digits (no float32 noise such as 0.949999988),
+    non-finite floats to None (JSON has no NaN or Infinity), containers recursively."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(clean(value), indent=2))

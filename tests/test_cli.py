@@ -2,6 +2,7 @@
 real training run on BasicMotions."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def test_synthesize_ends_within_its_time_limit_on_basic_motions():
     assert wall < 30 and out["stats"]["seconds"] <= 20
     best = out["programs"][0]
     assert best["test"] > best["baseline"] and "??" not in best["program"]
+    assert not re.search(r"\d\.\d{7,}", result.output), "float32 noise in the JSON"
 
 
 def test_run_rejects_a_program_of_the_wrong_type():

@@ -80,11 +80,23 @@ def test_shapelet_matches_exactly_at_one_place():
     series = torch.randn(30, 1) * 3
     with torch.no_grad():
         shapelet.pattern.copy_(series[12:16])
+    shapelet.eval()  # in training, an unseeded shapelet first copies a window it sees
     other = torch.randn(30, 1) * 3 + 10
     out = shapelet(pad_sequences([series, other])).tolist()
     assert out[0] == pytest.approx(0.0, abs=1e-3) and out[1] > 1.0
     short = shapelet(pad_sequences([series[:2]]))  # shorter than the pattern
     assert torch.isfinite(short).all()
+
+
+def test_shapelet_starts_as_a_window_of_its_first_training_batch():
+    torch.manual_seed(1)
+    series = torch.randn(20, 1)
+    shapelet = Shapelet(parse_type("List[Vec[1]] -> Float"), (5,))
+    out = shapelet(pad_sequences([series]))
+    assert out.item() == pytest.approx(0.0, abs=0.01)  # a soft minimum: a hair below 0
+    windows = series.squeeze(1).unfold(0, 5, 1)
+    assert any(torch.equal(w, shapelet.pattern.detach().squeeze(1)) for w in windows)
+    assert "seeded" in shapelet.state_dict()  # a saved shapelet is not seeded again
 
 
 def test_gradients_are_exact_in_double_precision():
@@ -100,7 +112,7 @@ def test_gradients_are_exact_in_double_precision():
     site = Site((ast.Slice(0.25, 0.75),), None)
     assert torch.autograd.gradcheck(
         lambda d: lookup("mean").impl(site, inter(site, Seq(d, weights))), (data,))
-    shapelet = Shapelet(parse_type("List[Vec[2]] -> Float"), (3,)).double()
+    shapelet = Shapelet(parse_type("List[Vec[2]] -> Float"), (3,)).double().eval()
     pattern = shapelet.pattern.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(  # through the series and the pattern alike
         lambda d, p: functional_call(shapelet, {"pattern": p}, (Seq(d, weights),)),

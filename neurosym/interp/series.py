@@ -126,15 +126,30 @@ def _shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
 
 
 class Shapelet(nn.Module):
-    """A learned pattern of k steps of the series' n features."""
+    """A learned pattern of k steps of the series' n features. It starts as a window of
+    a series it is trained on (picked at random, under the node's seed), as learned
+    shapelets are usually initialised: a random pattern far from every window gets
+    almost no gradient through the soft minimum."""
 
     def __init__(self, t: Type, params) -> None:
         super().__init__()
         (arg,), _ = uncurry(t)
         n = arg.elem.n if isinstance(arg.elem, Vec) and isinstance(arg.elem.n, int) else 1
         self.pattern = nn.Parameter(0.5 * torch.randn(int(params[0]), n))
+        self.register_buffer("seeded", torch.tensor(False))
+
+    def _seed_from(self, xs: Seq) -> None:
+        k, lengths = self.pattern.shape[0], (xs.weights > 0).sum(1)
+        row = int(torch.randint(len(lengths), ()))
+        start = int(torch.randint(max(int(lengths[row]) - k, 0) + 1, ()))
+        window = xs.data[row, start:start + k].detach()
+        with torch.no_grad():
+            self.pattern[: len(window)] = window
+        self.seeded.fill_(True)
 
     def forward(self, xs: Seq, temperature: float = 0.1) -> torch.Tensor:
+        if self.training and not bool(self.seeded):
+            self._seed_from(xs)
         k = self.pattern.shape[0]
         b, length = xs.weights.shape
         pad = max(k - length, 0)  # a series shorter than the pattern: compare what there is

@@ -3,7 +3,6 @@ NeurosymError (and every OS error) becomes one clear message and exit code 1."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from neurosym.console import friendly_errors
+from neurosym.console import echo_json, friendly_errors
 from neurosym.library.entry import Entry, parse_ref
 from neurosym.library.store import ENV_VAR, Library, default_library_path
 
@@ -35,7 +34,7 @@ def list_entries(lib: Library, as_json: bool) -> None:
     """List every entry: name, type, version, task, metric, date."""
     entries = lib.entries()
     if as_json:
-        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        echo_json([e.to_dict() for e in entries])
         return
     if not entries:
         click.echo(f"the library at {lib.path} is empty")
@@ -65,7 +64,7 @@ def show(lib: Library, ref: str, as_json: bool) -> None:
     """Show one entry (the newest version unless @VERSION is given)."""
     entry = lib.get(*parse_ref(ref))
     if as_json:
-        click.echo(json.dumps(entry.to_dict(), indent=2))
+        echo_json(entry.to_dict())
         return
     p = entry.provenance
     versions = ", ".join(str(e.version) for e in lib.entries(entry.name))

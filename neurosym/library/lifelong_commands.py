@@ -4,7 +4,6 @@ message and exit 1 (see `neurosym.console.friendly_errors`), never as a tracebac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -14,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from neurosym.console import friendly_errors, out
+from neurosym.console import echo_json, friendly_errors, out
 from neurosym.library.store import ENV_VAR, default_library_path
 
 _LIBRARY_HELP = "Library directory (default: $NEUROSYM_LIBRARY, else ./library_store)."
@@ -61,8 +60,8 @@ def lifelong(sequence: str, library_path: Path | None, time_limit: float | None,
         if not as_json:
             _print_step(results[-1], console)
     if as_json:
-        click.echo(json.dumps({"sequence": seq.name, "library": str(lib.path),
-                               "steps": [_step_json(r) for r in results]}, indent=2))
+        echo_json({"sequence": seq.name, "library": str(lib.path),
+                   "steps": [_step_json(r) for r in results]})
     else:
         _print_summary(results, console)
 
@@ -154,7 +153,7 @@ def transfer(task_name: str, library_path: Path, fractions: str, time_limit: flo
             epochs=epochs, on_arm=lambda f, which: status.update(
                 f"fraction {f:g}: training {which} the library…"))
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        echo_json(result.as_dict())
     else:
         print_transfer(result, console)
     if plot is not None:

@@ -79,6 +79,7 @@ class Run(Generic[N]):
     top_k: int = 3
     on_progress: Callable[[Progress], None] | None = None
     show: Callable[[N], str] = str
+    reserve: Callable[[], float] = lambda: 0.0  # seconds kept from the limit, for what follows
     start: float = field(default_factory=time.perf_counter)
     expanded: int = 0
     evaluated: int = 0
@@ -92,7 +93,7 @@ class Run(Generic[N]):
         return time.perf_counter() - self.start
 
     def check_budget(self) -> None:
-        if self.elapsed() >= self.budget.time_limit:
+        if self.elapsed() >= self.budget.time_limit - self.reserve():
             raise _Stop("time")
         if self.budget.max_nodes is not None and self.evaluated >= self.budget.max_nodes:
             raise _Stop("nodes")

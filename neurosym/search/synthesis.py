@@ -137,7 +137,7 @@ class SearchConfig:
     warm_start: bool = True
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
-    final_share: float = 0.2  # of the time limit, kept for retraining the finalists
+    final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
 
@@ -206,8 +206,9 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     Options left as None come from the task's `[search]` table, then `SearchConfig`'s
     defaults; more knobs (max_nodes, cost_weight, heuristic, lr, hidden, warm_start,
     frontier_capacity, final_share, ...) go in `options`. `time_limit` bounds the whole
-    run: the search stops at `1 - final_share` of it and the finalists are retrained in
-    the rest. Ctrl-C stops the search and still returns the best programs found so far
+    run: the search stops early enough for the finalists to be retrained in the rest (an
+    estimate from the nodes' training times, at most `final_share` of the limit). Ctrl-C
+    stops the search and still returns the best programs found so far
     (`stats.interrupted`).
     """
     start = time.perf_counter()
@@ -230,9 +231,10 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     scale = 1.0 if metric_scale else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
-    search_seconds = config.time_limit * (1 - config.final_share) - (time.perf_counter() - start)
-    search = Run(graph, Budget(search_seconds, config.max_nodes, config.workers),
-                 config.top_k, on_progress, show=lambda n: n.text)
+    search = Run(graph, Budget(config.time_limit - (time.perf_counter() - start),
+                               config.max_nodes, config.workers),
+                 config.top_k, on_progress, show=lambda n: n.text,
+                 reserve=lambda: final_reserve(task, config, scorer))
     try:
         stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
                                config.anytime)
@@ -244,6 +246,19 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     found, dropped = finalists(task, candidates(search, programs), graph, config, library,
                                deadline, search.found_at)
     return SearchResult(found, stats, pset.name, config, failures, dropped)
+
+
+def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
+    """Seconds to keep for the finalists: about 2 * top_k programs, each trained once per
+    fold and once more, each training ~final/node epochs as long as an average node so
+    far (with a margin of 1.5); at most `final_share` of the limit, at least 2% of it."""
+    seconds = [s.seconds for s in scorer.cache.values() if s.error is None]
+    if not seconds:
+        return config.final_share * config.time_limit
+    trainings = 2 * config.top_k * (config.cv_folds + 1 if config.cv_folds > 1 else 1)
+    per = sum(seconds) / len(seconds) * config.final_epochs / config.epochs_per_node
+    return min(config.final_share, max(0.02, 1.5 * trainings * per / config.time_limit)) \
+        * config.time_limit
 
 
 def _steps_per_epoch(task: Task) -> int:
