@@ -24,6 +24,11 @@ BUNDLED = {
     "gunpoint": ("List[Vec[1]]", "Vec[2]"),
     "italy_power": ("List[Vec[1]]", "Vec[2]"),
     "arrow_head": ("List[Vec[1]]", "Vec[3]"),
+    "acsf1": ("List[Vec[1]]", "Vec[10]"),
+    "covid3month_disc": ("List[Vec[1]]", "Vec[3]"),
+    "osu_leaf": ("List[Vec[1]]", "Vec[6]"),
+    "pickup_gesture_wiimote_z": ("List[Vec[1]]", "Vec[10]"),
+    "unit_test": ("List[Vec[1]]", "Vec[2]"),
     "digits": ("Image[8,8]", "Vec[10]"),
     "digit_recognize_3": ("Image[8,8]", "Bool"),
     "digit_count_3": ("List[Image[8,8]]", "Float"),
@@ -50,6 +55,16 @@ def test_list_tasks_has_every_bundled_task():
     assert set(BUNDLED) <= set(listed)
     assert all(listed[name] for name in BUNDLED), "every task has a description"
     assert (tasks_dir() / "digits.toml").is_file()
+
+
+def test_every_classification_set_bundled_with_aeon_is_a_task():
+    from neurosym.resources import read_toml
+    from neurosym.tasks.sources import bundled_aeon_sets
+
+    sets = {read_toml(p, Exception, "task").get("data", {}).get("dataset")
+            for p in tasks_dir().glob("*.toml")}
+    assert len(bundled_aeon_sets()) >= 10
+    assert set(bundled_aeon_sets()) <= sets
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))

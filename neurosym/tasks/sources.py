@@ -9,9 +9,11 @@ ever downloaded, so every task works offline. `load_task` validates what they re
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,15 +46,35 @@ def _param(params: Mapping[str, Any], key: str, kind: type | tuple, default: Any
 
 # --------------------------------------------------------------------------- aeon
 
-# Only the loaders of data sets bundled in the aeon wheel: `load_classification` and the
-# like may download, so they are never called.
-AEON_LOADERS = {
-    "BasicMotions": "load_basic_motions",
-    "JapaneseVowels": "load_japanese_vowels",
-    "GunPoint": "load_gunpoint",
-    "ArrowHead": "load_arrow_head",
-    "ItalyPowerDemand": "load_italy_power_demand",
-}
+def aeon_data_dir() -> Path:
+    """Where the aeon wheel keeps its bundled data sets (found without importing aeon)."""
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the aeon package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+@lru_cache(maxsize=1)
+def bundled_aeon_sets() -> tuple[str, ...]:
+    """The classification sets inside the aeon wheel: a folder NAME with NAME_TRAIN.ts and
+    NAME_TEST.ts whose header says `@classLabel true`. Only these files are read (with
+    aeon's own .ts reader); aeon's downloaders are never called."""
+    found = []
+    for folder in sorted(aeon_data_dir().glob("*/")):
+        train, test = (folder / f"{folder.name}_{s}.ts" for s in ("TRAIN", "TEST"))
+        if train.is_file() and test.is_file() and _has_class_labels(train):
+            found.append(folder.name)
+    return tuple(found)
+
+
+def _has_class_labels(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.lower().startswith("@classlabel"):
+                return line.split()[1].lower() == "true"
+            if line.lower().startswith("@data"):
+                return False
+    return False
 
 
 def aeon_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> SourceData:
@@ -60,8 +82,9 @@ def aeon_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> So
     validation split is carved (stratified) from the official train split, and the test
     split is the official one, so accuracies compare with published results."""
     dataset = _param(params, "dataset", str)
-    if dataset not in AEON_LOADERS:
-        raise DataError(f"unknown aeon data set {dataset!r}; bundled: {sorted(AEON_LOADERS)}")
+    if dataset not in bundled_aeon_sets():
+        raise DataError(f"unknown aeon data set {dataset!r}; bundled: "
+                        + ", ".join(bundled_aeon_sets()))
     train_x, train_labels = _aeon_split(dataset, "train")
     test_x, test_labels = _aeon_split(dataset, "test")
     classes = _sorted_classes(train_labels, test_labels)
@@ -83,9 +106,10 @@ def aeon_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> So
 
 @lru_cache(maxsize=16)
 def _aeon_raw(dataset: str, split: str) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
-    import aeon.datasets  # slow to import (about 2 s), so only when a task needs it
+    from aeon.datasets import load_from_ts_file  # slow to import (about 2 s): only here
 
-    x, y = getattr(aeon.datasets, AEON_LOADERS[dataset])(split=split)
+    path = aeon_data_dir() / dataset / f"{dataset}_{split.upper()}.ts"
+    x, y = load_from_ts_file(str(path))
     return tuple(np.asarray(s) for s in x), tuple(str(c) for c in y)
 
 
