@@ -524,3 +524,17 @@ def test_a_result_no_better_than_the_majority_says_so():
     assert train_and_evaluate(constant, task, train_config(task, epochs=3)).trivial
     good = build(task, parse_term(r"\xs -> affine (mean xs)"), 8)
     assert not train_and_evaluate(good, task, train_config(task, epochs=40, lr=0.1)).trivial
+
+
+@pytest.mark.parametrize("term, cost, message", [
+    (r"\xs -> ?? (mean (no_such xs))", 1.0, "no_such"),
+    (r"\x -> ?? (softargmax (length x))", 1.0, "expected Vec\[n\], found Float"),
+    (r"\xs -> ?? (mean xs)", -1, "positive number"),
+    (r"\xs -> ?? (mean (interval[{nope}] xs))", 1.0, "unknown placeholder"),
+])
+def test_production_set_errors_name_the_file_and_line(tmp_path, term, cost, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"name = 'bad'\n\n[[production]]\nterm = 'affine'\n\n"
+                    f"[[production]]\nterm = '{term}'\ncost = {cost}\n")
+    with pytest.raises(SearchError, match=rf"bad\.toml:7: .*{message}"):
+        load_productions(str(path))

@@ -169,8 +169,19 @@ def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
         classes=classes,
         seed=header["seed"],
         class_weights=_class_weights(header, train),
-        options={**header["options"], "data_fraction": float(data_fraction)},
+        options={**_relative_to(header["options"], path.parent),
+                 "data_fraction": float(data_fraction)},
     )
+
+
+def _relative_to(options: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A production set named by a relative `.toml` path in `[search] productions` is
+    read next to the task file, wherever the command runs."""
+    search = options.get("search")
+    name = search.get("productions") if isinstance(search, dict) else None
+    if not isinstance(name, str) or not name.endswith(".toml") or Path(name).is_absolute():
+        return options
+    return {**options, "search": {**search, "productions": str(folder / name)}}
 
 
 def _find_task_file(name_or_path: str | Path) -> Path:
