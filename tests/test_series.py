@@ -140,3 +140,13 @@ def test_bad_parameters_are_clear_errors():
         src = f"def main : List[Vec[1]] -> List[Vec[1]] =\n  \\xs -> {text} xs\n"
         with pytest.raises(NeurosymError, match=message):
             check_source(src, "<test>")
+
+
+def test_a_learned_shapelet_is_shown_with_its_pattern():
+    from neurosym.search.display import learned_parts
+
+    term = parse_term(r"\xs -> affine (shapelet[4] xs)")
+    model = compile_term(term, check_term(term, parse_type("List[Vec[1]] -> Vec[2]")))
+    (part,) = learned_parts(model)
+    assert part["part"] == "shapelet[4]" and len(part["pattern"][0]) == 4
+    assert len(part["sketch"]) == 4 and set(part["sketch"]) <= set("▁▂▃▄▅▆▇█")

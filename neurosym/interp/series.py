@@ -138,6 +138,13 @@ class Shapelet(nn.Module):
         self.pattern = nn.Parameter(0.5 * torch.randn(int(params[0]), n))
         self.register_buffer("seeded", torch.tensor(False))
 
+    def explain(self) -> dict:
+        """What a reader needs: the pattern's length and values (per feature), drawn as a
+        sparkline from its lowest to its highest value."""
+        values = self.pattern.detach().T.tolist()
+        return {"part": f"shapelet[{self.pattern.shape[0]}]", "pattern": values,
+                "sketch": " | ".join(sparkline(v) for v in values)}
+
     def _seed_from(self, xs: Seq) -> None:
         k, lengths = self.pattern.shape[0], (xs.weights > 0).sum(1)
         row = int(torch.randint(len(lengths), ()))
@@ -163,6 +170,14 @@ class Shapelet(nn.Module):
         valid = full | (~full.any(1, keepdim=True) & (win_w[:, :, 0] > 0))
         dist = torch.where(valid, dist, torch.full_like(dist, torch.inf))
         return -temperature * torch.logsumexp(-dist / temperature, 1).clamp(-1e6, 1e6)
+
+
+def sparkline(values: list[float]) -> str:
+    """A series as block characters, lowest value to highest."""
+    bars = "▁▂▃▄▅▆▇█"
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(bars[round((v - low) / span * (len(bars) - 1))] for v in values)
 
 
 @primitive("shapelet", signature=_shapelet_signature, module=Shapelet, cost=1.0)

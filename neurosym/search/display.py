@@ -72,6 +72,11 @@ TRIVIAL = ("    no better than always predicting the majority class (within nois
            "the search did not find a useful program")
 
 
+def learned_parts(model) -> list[dict]:
+    """What the program's learned parts that can say so (`explain()`) learned."""
+    return [m.explain() for m in model.modules() if hasattr(m, "explain")]
+
+
 def print_result(result, task: Task, console: Console) -> None:
     console.push_theme(THEME)
     try:
@@ -84,6 +89,8 @@ def print_result(result, task: Task, console: Console) -> None:
             if prog.cv is not None:
                 console.print(f"    {ev.metric}, {len(prog.cv.metric)}-fold CV on train + val: "
                               f"{prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
+            for part in learned_parts(prog.model):
+                console.print(f"    {part['part']}: {part['sketch']}")
             if ev.trivial:
                 console.print(TRIVIAL, style="bold yellow")
             if ev.per_class_f1:
@@ -109,6 +116,7 @@ def result_json(result, task: Task) -> dict:
                       "final_f": p.final_f, "found_at": p.found_at,
                       "cv": None if p.cv is None else {
                           "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std},
+                      "learned": learned_parts(p.model),
                       **p.evaluation.as_dict()}
                      for p in result.programs],
         "dropped": [{"program": text, "error": why} for text, why in result.dropped],
