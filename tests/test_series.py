@@ -95,8 +95,24 @@ def test_shapelet_starts_as_a_window_of_its_first_training_batch():
     out = shapelet(pad_sequences([series]))
     assert out.item() == pytest.approx(0.0, abs=0.01)  # a soft minimum: a hair below 0
     windows = series.squeeze(1).unfold(0, 5, 1)
-    assert any(torch.equal(w, shapelet.pattern.detach().squeeze(1)) for w in windows)
+    assert any(torch.equal(w, shapelet.pattern.detach()[0, :, 0]) for w in windows)
     assert "seeded" in shapelet.state_dict()  # a saved shapelet is not seeded again
+
+
+def test_several_shapelets_give_a_vector_of_distances():
+    torch.manual_seed(0)
+    xs = pad_sequences([torch.randn(30, 2), torch.randn(12, 2)])
+    many = Shapelet(parse_type("List[Vec[2]] -> Vec[3]"), (5, 3))
+    out = many(xs)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    assert out[0].min() < 0.01  # seeded from windows of the batch: one matches exactly
+    single = Shapelet(parse_type("List[Vec[2]] -> Float"), (5,)).eval()
+    with torch.no_grad():
+        single.pattern.copy_(many.pattern[1:2])
+    assert torch.allclose(single(xs), many.eval()(xs)[:, 1])
+    term = parse_term(r"\xs -> affine (shapelet[5, 3] xs)")
+    model = compile_term(term, check_term(term, parse_type("List[Vec[2]] -> Vec[4]")))
+    assert model(xs).shape == (2, 4)
 
 
 def test_gradients_are_exact_in_double_precision():

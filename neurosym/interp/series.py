@@ -7,6 +7,7 @@ every division is guarded, so a constant or very long series gives finite values
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neurosym.interp.registry import Site, primitive
@@ -120,56 +121,77 @@ def argmax(site: Site, xs: Seq, sharpness: float = 10.0) -> torch.Tensor:
 # ---- shapes ----------------------------------------------------------------------------------
 
 def _shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
-    if len(params) != 1 or not isinstance(params[0], int) or params[0] < 2:
-        raise ValueError("takes one length of at least 2 steps, e.g. shapelet[20]")
-    return parse_type("List[Vec[n]] -> Float")
+    ok = 1 <= len(params) <= 2 and all(isinstance(p, int) for p in params)
+    if not ok or params[0] < 2 or (len(params) == 2 and params[1] < 1):
+        raise ValueError("takes a pattern length of at least 2 steps and, optionally, how "
+                         "many patterns: shapelet[20] or shapelet[20, 8]")
+    return parse_type("List[Vec[n]] -> Float" if len(params) == 1
+                      else f"List[Vec[n]] -> Vec[{params[1]}]")
 
 
 class Shapelet(nn.Module):
-    """A learned pattern of k steps of the series' n features. It starts as a window of
+    """m learned patterns of k steps of the series' n features. Each starts as a window of
     a series it is trained on (picked at random, under the node's seed), as learned
-    shapelets are usually initialised: a random pattern far from every window gets
-    almost no gradient through the soft minimum."""
+    shapelets are usually initialised: a random pattern far from every window gets almost
+    no gradient through the soft minimum."""
 
     def __init__(self, t: Type, params) -> None:
         super().__init__()
         (arg,), _ = uncurry(t)
         n = arg.elem.n if isinstance(arg.elem, Vec) and isinstance(arg.elem.n, int) else 1
-        self.pattern = nn.Parameter(0.5 * torch.randn(int(params[0]), n))
+        self.single = len(params) == 1
+        m = 1 if self.single else int(params[1])
+        self.pattern = nn.Parameter(0.5 * torch.randn(m, int(params[0]), n))
         self.register_buffer("seeded", torch.tensor(False))
 
     def explain(self) -> dict:
-        """What a reader needs: the pattern's length and values (per feature), drawn as a
-        sparkline from its lowest to its highest value."""
-        values = self.pattern.detach().T.tolist()
-        return {"part": f"shapelet[{self.pattern.shape[0]}]", "pattern": values,
-                "sketch": " | ".join(sparkline(v) for v in values)}
+        """What a reader needs: the patterns' length and values (per feature), each drawn
+        as a sparkline from its lowest to its highest value."""
+        m, k, _ = self.pattern.shape
+        values = self.pattern.detach().transpose(1, 2).tolist()  # [m][n][k]
+        return {"part": f"shapelet[{k}]" if self.single else f"shapelet[{k}, {m}]",
+                "pattern": values[0] if self.single else values,
+                "sketch": "  ".join(" | ".join(sparkline(f) for f in p) for p in values)}
 
     def _seed_from(self, xs: Seq) -> None:
-        k, lengths = self.pattern.shape[0], (xs.weights > 0).sum(1)
-        row = int(torch.randint(len(lengths), ()))
-        start = int(torch.randint(max(int(lengths[row]) - k, 0) + 1, ()))
-        window = xs.data[row, start:start + k].detach()
+        m, k, _ = self.pattern.shape
+        lengths = (xs.weights > 0).sum(1)
         with torch.no_grad():
-            self.pattern[: len(window)] = window
+            for i in range(m):
+                row = int(torch.randint(len(lengths), ()))
+                start = int(torch.randint(max(int(lengths[row]) - k, 0) + 1, ()))
+                window = xs.data[row, start:start + k]
+                self.pattern[i, : len(window)] = window
         self.seeded.fill_(True)
 
     def forward(self, xs: Seq, temperature: float = 0.1) -> torch.Tensor:
         if self.training and not bool(self.seeded):
             self._seed_from(xs)
-        k = self.pattern.shape[0]
-        b, length = xs.weights.shape
-        pad = max(k - length, 0)  # a series shorter than the pattern: compare what there is
-        data = torch.cat([xs.data, xs.data.new_zeros(b, pad, xs.data.shape[2])], 1)
-        weights = torch.cat([xs.weights, xs.weights.new_zeros(b, pad)], 1)
-        wins = data.unfold(1, k, 1).transpose(2, 3)  # (B, W, k, n)
-        win_w = (weights.unfold(1, k, 1) > 0).to(data.dtype)  # (B, W, k)
-        sq = ((wins - self.pattern) ** 2).mean(3)
-        dist = (win_w * sq).sum(2) / win_w.sum(2).clamp_min(1)
-        full = win_w.amin(2) > 0
-        valid = full | (~full.any(1, keepdim=True) & (win_w[:, :, 0] > 0))
-        dist = torch.where(valid, dist, torch.full_like(dist, torch.inf))
-        return -temperature * torch.logsumexp(-dist / temperature, 1).clamp(-1e6, 1e6)
+        dist = self.distances(xs)
+        out = -temperature * torch.logsumexp(-dist / temperature, 2).clamp(-1e6, 1e6)
+        return out[:, 0] if self.single else out
+
+    def distances(self, xs: Seq) -> torch.Tensor:
+        """Mean squared distance of every pattern to every window (B, m, windows), as
+        sum x^2 - 2 x.p + sum p^2 by convolutions; inf where a window is not one to read:
+        windows must lie inside the series, except in a series shorter than k, which is
+        compared once, from its start, on its present elements."""
+        m, k, n = self.pattern.shape
+        present = (xs.weights > 0).to(xs.data.dtype)
+        pad = max(k - present.shape[1], 0)
+        present = F.pad(present, (0, pad)).unsqueeze(1)  # (B, 1, L)
+        x = F.pad(xs.data.transpose(1, 2), (0, pad)) * present  # (B, n, L), padding 0
+        ones = x.new_ones(1, 1, k)
+        cross = F.conv1d(x, self.pattern.transpose(1, 2))  # (B, m, W)
+        xx = F.conv1d((x * x).sum(1, keepdim=True), ones)
+        pp = F.conv1d(present, (self.pattern ** 2).sum(2).unsqueeze(1))
+        count = F.conv1d(present, ones)  # present elements per window (B, 1, W)
+        dist = (xx - 2 * cross + pp).clamp_min(0) / (count.clamp_min(1) * n)
+        full = count == k
+        first = torch.zeros_like(full)
+        first[..., 0] = True
+        valid = full | (~full.any(2, keepdim=True) & first)
+        return torch.where(valid, dist, torch.full_like(dist, torch.inf))
 
 
 def sparkline(values: list[float]) -> str:
@@ -184,5 +206,5 @@ def sparkline(values: list[float]) -> str:
 def shapelet(site: Site, xs: Seq) -> torch.Tensor:
     """How closely a learned pattern of k steps matches anywhere in the series: the soft
     minimum (temperature 0.1) over windows of the mean squared distance to the pattern;
-    0 is an exact match somewhere."""
+    0 is an exact match somewhere. shapelet[k, m] learns m patterns (a Vec[m])."""
     return site.module(xs)
