@@ -509,7 +509,7 @@ def test_time_limit_covers_the_final_retraining():
                         epochs_per_node=5, final_epochs=100_000, top_k=3)
     wall = time.perf_counter() - start
     assert result.stats.seconds <= 3.0  # the search leaves time for the finalists
-    assert wall < 3.0 + 3.0 and result.programs  # 100,000 final epochs, cut to fit
+    assert wall < 3.0 + 4.0 and result.programs  # 100,000 final epochs, cut to fit
 
 
 def test_a_result_no_better_than_the_majority_says_so():
