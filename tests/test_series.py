@@ -165,4 +165,5 @@ def test_a_learned_shapelet_is_shown_with_its_pattern():
     model = compile_term(term, check_term(term, parse_type("List[Vec[1]] -> Vec[2]")))
     (part,) = learned_parts(model)
     assert part["part"] == "shapelet[4]" and len(part["pattern"][0]) == 4
-    assert len(part["sketch"]) == 4 and set(part["sketch"]) <= set("▁▂▃▄▅▆▇█")
+    (line,) = part["sketch"]
+    assert len(line) == 4 and set(line) <= set("▁▂▃▄▅▆▇█")

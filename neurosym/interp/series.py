@@ -146,12 +146,12 @@ class Shapelet(nn.Module):
 
     def explain(self) -> dict:
         """What a reader needs: the patterns' length and values (per feature), each drawn
-        as a sparkline from its lowest to its highest value."""
+        as a sparkline from its lowest to its highest value (one line per pattern)."""
         m, k, _ = self.pattern.shape
         values = self.pattern.detach().transpose(1, 2).tolist()  # [m][n][k]
         return {"part": f"shapelet[{k}]" if self.single else f"shapelet[{k}, {m}]",
                 "pattern": values[0] if self.single else values,
-                "sketch": "  ".join(" | ".join(sparkline(f) for f in p) for p in values)}
+                "sketch": [" | ".join(sparkline(f) for f in p) for p in values]}
 
     def _seed_from(self, xs: Seq) -> None:
         m, k, _ = self.pattern.shape

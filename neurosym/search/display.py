@@ -90,7 +90,9 @@ def print_result(result, task: Task, console: Console) -> None:
                 console.print(f"    {ev.metric}, {len(prog.cv.metric)}-fold CV on train + val: "
                               f"{prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
             for part in learned_parts(prog.model):
-                console.print(f"    {part['part']}: {part['sketch']}")
+                lines = part["sketch"]
+                console.print(f"    {part['part']}: " + ("\n      ".join([""] + lines)
+                                                        if len(lines) > 1 else lines[0]))
             if ev.trivial:
                 console.print(TRIVIAL, style="bold yellow")
             if ev.per_class_f1:
