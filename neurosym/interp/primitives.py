@@ -32,7 +32,7 @@ def _like(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _weighted(xs: Seq) -> tuple[torch.Tensor, torch.Tensor]:
     """The data and its weights shaped to broadcast against it: (B, L, 1, ...)."""
-    w = xs.weights.reshape(*xs.weights.shape, *([1] * (xs.data.dim() - 2)))
+    w = xs.per_element(xs.weights)
     return xs.data, w
 
 

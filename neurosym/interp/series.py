@@ -23,11 +23,6 @@ def _present(xs: Seq) -> torch.Tensor:
     return (xs.weights > 0).to(xs.data.dtype)
 
 
-def _expand(w: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
-    """Weights (B, L) shaped to broadcast against data (B, L, ...)."""
-    return w.reshape(*w.shape, *([1] * (data.dim() - 2)))
-
-
 def positions(xs: Seq) -> torch.Tensor:
     """Each element's place in its own series: 0 at the first present element, 1 at the
     last (B, L); a series of one element sits at 0."""
@@ -82,8 +77,8 @@ def _summary(name: str):
 def slope(site: Site, xs: Seq) -> torch.Tensor:
     """The least-squares trend per feature, in units per whole series (x at the end minus
     x at the start, on a straight line); 0 for a series of one element."""
-    w = _expand(xs.weights, xs.data)
-    pos = _expand(positions(xs), xs.data)
+    w = xs.per_element(xs.weights)
+    pos = xs.per_element(positions(xs))
     total = w.sum(1, keepdim=True).clamp_min(_EPS)
     pc = pos - (w * pos).sum(1, keepdim=True) / total
     xc = xs.data - (w * xs.data).sum(1, keepdim=True) / total
@@ -91,7 +86,7 @@ def slope(site: Site, xs: Seq) -> torch.Tensor:
 
 
 def _masked(xs: Seq, fill: float) -> torch.Tensor:
-    present = _expand(xs.weights > 0, xs.data)
+    present = xs.per_element(xs.weights > 0)
     return torch.where(present, xs.data, torch.full_like(xs.data, fill))
 
 
@@ -115,7 +110,7 @@ def argmax(site: Site, xs: Seq, sharpness: float = 10.0) -> torch.Tensor:
     the expected position under a softmax of the values (sharpness 10), so it is smooth."""
     logits = _masked(xs, -torch.inf) * sharpness
     weights = torch.softmax(logits, 1).nan_to_num(0.0)
-    return (weights * _expand(positions(xs), xs.data)).sum(1)
+    return (weights * xs.per_element(positions(xs))).sum(1)
 
 
 # ---- shapes ----------------------------------------------------------------------------------

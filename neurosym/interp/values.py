@@ -44,6 +44,10 @@ class Seq:
             raise TypeError("lists of lists are not supported")
         return Seq(flat.reshape(b, n, *flat.shape[1:]), self.weights)
 
+    def per_element(self, t: torch.Tensor) -> torch.Tensor:
+        """A (B, L) tensor (weights, positions) shaped to broadcast against the data."""
+        return t.reshape(*t.shape, *([1] * (self.data.dim() - 2)))
+
     def last_index(self) -> torch.Tensor:
         """Per example, the position of the last present element (padding skipped)."""
         pos = torch.arange(self.length).expand_as(self.weights)
