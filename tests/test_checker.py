@@ -46,6 +46,15 @@ def test_mismatch_names_both_types_and_position():
     assert text.startswith("t.ns:2:") and "^" in text
 
 
+def test_a_number_applied_as_a_function_is_a_located_type_error():
+    err = _type_error("def main : List[Vec[6]] -> Vec[4] =\n"
+                      "  \\xs -> add (affine (0 xs)) (affine (std xs))")
+    assert "the number 0 is used as List[Vec[6]] -> a" in err.message
+    assert "not a function" in err.message and err.format().startswith("t.ns:2:23:")
+    err = _type_error("def f : Float -> Float = \\x -> 2.5 x")
+    assert "the number 2.5 is used as Float -> Float" in err.message
+
+
 def test_declared_type_mismatch():
     err = _type_error("def f : List[Vec[6]] -> Float = \\xs -> mean xs")
     assert err.message == "the body of 'f': expected Float, found Vec[6]"

@@ -175,12 +175,14 @@ class Checker:
     def _finish(self, roots: list[ast.Term]) -> None:
         for num, t in self._numeric:
             resolved = self.subst.resolve(t)
-            if resolved not in (FLOAT, INT):
-                if free_vars(resolved):
-                    self.subst.unify(t, INT)
-                else:
-                    raise DSLTypeError(f"the number {int(num.value)} is used as {resolved}",
-                                       num.span)
+            if resolved in (FLOAT, INT):
+                continue
+            if isinstance(resolved, TVar):  # nothing decided it: an integer
+                self.subst.unify(t, INT)
+                continue
+            hint = " (a number is not a function)" if isinstance(resolved, Arrow) else ""
+            raise DSLTypeError(f"the number {show(num)} is used as {pretty(resolved)[0]}{hint}",
+                               num.span)
         self.out.types = {k: self.subst.resolve(v) for k, v in self.out.types.items()}
         self.out.scopes = {k: tuple((n, self.subst.resolve(t)) for n, t in scope)
                            for k, scope in self.out.scopes.items()}
