@@ -52,7 +52,7 @@ def test_a_number_applied_as_a_function_is_a_located_type_error():
     assert "the number 0 is used as List[Vec[6]] -> a" in err.message
     assert "not a function" in err.message and err.format().startswith("t.ns:2:23:")
     err = _type_error("def f : Float -> Float = \\x -> 2.5 x")
-    assert "the number 2.5 is used as Float -> Float" in err.message
+    assert "'2.5' is applied to 1 argument(s)" in err.message
 
 
 def test_declared_type_mismatch():
