@@ -1,7 +1,9 @@
 """The derivation graph: nodes are partial programs, edges fill the leftmost hole.
 
-Filling always the leftmost hole gives every program exactly one derivation, so the graph
-is a tree and no program is trained twice through two orders of expansion. A child is kept
+Filling always the leftmost hole removes the orders of expansion, but not every second
+derivation: a production that plugs a hole's arguments can build, in two steps, what
+another builds in one (`add (affine (mean xs)) (?? (std xs))` comes from two parents), so
+the graph is a DAG, and the algorithms merge a program reached twice. A child is kept
 only if the whole new program type-checks against the task type, every hole has a type a
 relaxation can stand in for, and no hole sits deeper than `max_depth` productions.
 """
