@@ -103,3 +103,22 @@ def test_instantiating_a_scheme_whose_variables_look_fresh():
     scheme = arrows(TVar("'t1"), TVar("'t0"), ListT(TVar("'t1")))
     t = subst.instantiate(scheme)
     assert t.arg != t.result.arg and t.result.result == ListT(t.arg)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def main : Float -> Float =\n  \\x -> " + "add x (" * 1000 + "x" + ")" * 1000,
+     "t.ns:2:1415: error: nested more than 200 brackets deep"),
+    ("def main : " + "List[" * 5000 + "Float" + "]" * 5000 + " -> Float = ??",
+     "t.ns:1:1016: error: nested more than 200 brackets deep"),
+    ("def main : Float -> Float =\n  \\x -> f" + " x" * 20000, "nested too deeply"),
+    ("def main : Float -> Float =\n  " + "".join(f"\\a{i} -> " for i in range(5000)) + "x",
+     "nested too deeply"),
+])
+def test_deep_nesting_is_a_clear_error(source, message):
+    from neurosym.lang.errors import NeurosymError
+
+    with pytest.raises(NeurosymError) as info:
+        check_source(source, "t.ns")
+    assert message in info.value.format()
+    shallow = "def main : Float -> Float =\n  \\x -> " + "add x (" * 150 + "x" + ")" * 150
+    check_source(shallow, "t.ns")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neurosym.lang.checker import Checked, LibraryTypes, check_program
-from neurosym.lang.errors import NeurosymError
+from neurosym.lang.errors import DSLTypeError, NeurosymError
 from neurosym.lang.parser import parse_program
 
 
@@ -17,6 +17,9 @@ def check_source(text: str, filename: str = "<input>",
         return check_program(program, library)
     except NeurosymError as err:
         raise err.located(text, filename) from None
+    except RecursionError:
+        raise DSLTypeError("the program is nested too deeply to check; split it into "
+                           "definitions").located(text, filename) from None
 
 
 def check_file(path: str | Path, library: LibraryTypes | None = None) -> Checked:

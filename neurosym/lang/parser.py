@@ -161,10 +161,32 @@ def _syntax_error(err: UnexpectedInput) -> DSLSyntaxError:
     return DSLSyntaxError(f"unexpected {str(tok)!r}; expected {expected}", _tok_span(tok))
 
 
+MAX_NESTING = 200  # brackets deep; generated programs stay far below it
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse text nested deeper than MAX_NESTING brackets, at the bracket that goes past
+    it: the parser and checker recurse once per level."""
+    depth, line, column = 0, 1, 1
+    for ch in text:
+        if ch in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise DSLSyntaxError(f"nested more than {MAX_NESTING} brackets deep; "
+                                     "split the program into definitions", Span(line, column))
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        line, column = (line + 1, 1) if ch == "\n" else (line, column + 1)
+
+
 def _parse(text: str, start: str, filename: str):
     try:
+        _check_nesting(text)
         tree = _parser(start).parse(text)
         return _ToAst().transform(tree)
+    except RecursionError:  # a chain without brackets (f a a a ..., \a -> \b -> ...)
+        raise DSLSyntaxError("the program is nested too deeply to read; split it into "
+                             "definitions").located(text, filename) from None
     except UnexpectedInput as err:
         raise _syntax_error(err).located(text, filename) from None
     except NeurosymError as err:
