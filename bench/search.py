@@ -43,7 +43,7 @@ def run_one(task_name: str, algorithm: str, time_limit: float, seed: int) -> dic
     best = result.best
     return {
         "task": task_name, "algorithm": algorithm, "time_limit": time_limit, "seed": seed,
-        "program": best.text if best else None,
+        "program": best.printed if best else None,
         "val": best.evaluation.val if best else None,
         "test": best.evaluation.test if best else None,
         "baseline": best.evaluation.baseline if best else None,

@@ -86,7 +86,7 @@ def search(name: str, seed: int, time_limit: float) -> dict:
     start = time.perf_counter()
     result = synthesize(name, algorithm="astar", time_limit=time_limit, seed=seed)
     best = result.best
-    return {"seed": seed, "program": best.text if best else None,
+    return {"seed": seed, "program": best.printed if best else None,
             "test": best.evaluation.test if best else None,
             "trivial": best.evaluation.trivial if best else None,
             "cv": None if best is None or best.cv is None else [best.cv.mean, best.cv.std],

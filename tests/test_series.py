@@ -167,3 +167,34 @@ def test_a_learned_shapelet_is_shown_with_its_pattern():
     assert part["part"] == "shapelet[4]" and len(part["pattern"][0]) == 4
     (line,) = part["sketch"]
     assert len(line) == 4 and set(line) <= set("▁▂▃▄▅▆▇█")
+
+
+def test_a_learned_interval_prints_its_bounds_and_means_the_same_written_back():
+    """Labels depend on the level of the series between 60% and 80% of its length; a
+    bare `interval` learns bounds there, the program prints them, and the printed program
+    with the trained affine weights computes exactly what the trained model does."""
+    from neurosym.lang.printer import show
+    from neurosym.train import TrainConfig, fit
+
+    gen = torch.Generator().manual_seed(0)
+    n, length = 256, 50
+    data = torch.randn(n, length, 1, generator=gen) * 0.3
+    y = (torch.rand(n, generator=gen) > 0.5).long()
+    data[:, 30:40, 0] += (2 * y - 1).float().unsqueeze(1) * 1.0
+    xs = Seq(data, torch.ones(n, length))
+    want = parse_type("List[Vec[1]] -> Vec[2]")
+    term = parse_term(r"\xs -> affine (mean (interval xs))")
+    torch.manual_seed(0)
+    model = compile_term(term, check_term(term, want))
+    fit(model, (xs, y), (xs, y), "cross_entropy", TrainConfig(epochs=60, lr=0.05))
+    printed = show(model.learned_term())
+    (bounds,) = [v.params[0] for v in ast.subterms(model.learned_term())
+                 if isinstance(v, ast.Var) and v.name == "interval"]
+    assert 0.55 <= bounds.start < bounds.stop <= 0.85, printed  # inside the bump (0.61-0.8)
+    model.eval()
+    accuracy = float((model(xs).argmax(1) == y).float().mean())
+    assert accuracy > 0.95
+    again = parse_term(printed)
+    by_hand = compile_term(again, check_term(again, want))
+    by_hand.load_state_dict({k: v for k, v in model.state_dict().items() if "logits" not in k})
+    assert torch.allclose(by_hand(xs), model(xs))

@@ -7,6 +7,7 @@ used) and library functions. `forward` then interprets the tree over whole batch
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
@@ -59,6 +60,26 @@ class CompiledTerm(nn.Module):
     @property
     def type(self) -> Type:
         return self.checked.type_of(self.term)
+
+    def learned_term(self) -> ast.Term:
+        """The term with what its parts learned written in (a bare `interval` becomes
+        `interval[0.31:0.47]`): the same function, in a form a reader sees. A part says
+        what it learned with `learned_params()`."""
+
+        def walk(t: ast.Term) -> ast.Term:
+            site = self._sites.get(id(t))
+            if site is not None and hasattr(site.module, "learned_params"):
+                return dataclasses.replace(t, params=site.module.learned_params())
+            match t:
+                case ast.App(fn, args):
+                    return dataclasses.replace(t, fn=walk(fn), args=tuple(map(walk, args)))
+                case ast.Lam(_, body):
+                    return dataclasses.replace(t, body=walk(body))
+                case ast.Let(_, value, body):
+                    return dataclasses.replace(t, value=walk(value), body=walk(body))
+            return t
+
+        return walk(self.term)
 
     def _build(self, term: ast.Term, path: tuple[int, ...], library, hidden: int) -> None:
         key = part_key(path)

@@ -41,22 +41,62 @@ def _tensor_elems(t: Type, params) -> str | None:
 
 def _interval_signature(params: tuple[ast.Param, ...]) -> Type:
     p = params[0] if len(params) == 1 else None
-    if not isinstance(p, ast.Slice) or not 0 <= p.start < p.stop <= 1:
+    if params and (not isinstance(p, ast.Slice) or not 0 <= p.start < p.stop <= 1):
         raise ValueError("takes one interval of fractions of the series, e.g. "
-                         "interval[0.25:0.5] (0 <= start < stop <= 1)")
+                         "interval[0.25:0.5] (0 <= start < stop <= 1), or none to learn it")
     return parse_type("List[a] -> List[a]")
 
 
-@primitive("interval", signature=_interval_signature, validate=_tensor_elems, cost=0.5)
-def interval(site: Site, xs: Seq) -> Seq:
-    """The part of each series between two fractions of its own length: interval[0.3:0.5]
-    keeps the elements from 30% to 50% of the way (at least the one nearest the middle)."""
-    p = site.params[0]
+def hard_interval(xs: Seq, start: float, stop: float) -> Seq:
+    """The elements between two fractions of each series (at least the one nearest the
+    middle of the interval, so a short series never comes out empty)."""
     pos = positions(xs)
-    inside = (pos >= p.start - _EPS) & (pos <= p.stop + _EPS)
-    gap = torch.where(xs.weights > 0, (pos - (p.start + p.stop) / 2).abs(), torch.inf)
+    inside = (pos >= start - _EPS) & (pos <= stop + _EPS)
+    gap = torch.where(xs.weights > 0, (pos - (start + stop) / 2).abs(), torch.inf)
     nearest = gap == gap.amin(1, keepdim=True)
     return Seq(xs.data, xs.weights * (inside | nearest).to(xs.weights.dtype))
+
+
+class LearnedInterval(nn.Module):
+    """Interval bounds learned by gradient: in training the interval's edges are soft
+    (sigmoids 0.05 of the series wide); evaluated, it is the hard interval with its
+    bounds rounded to 2 decimals, exactly what the printed program says
+    (`interval[0.31:0.47]`), so the program written back by hand means the same."""
+
+    def __init__(self, t: Type, params, start: float = 0.25, stop: float = 0.75) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.logit(torch.tensor([start, stop])))
+
+    def bounds(self) -> tuple[float, float]:
+        start, stop = sorted(round(v, 2) for v in torch.sigmoid(self.logits).tolist())
+        return (start, stop) if stop > start else (max(stop - 0.01, 0.0), start + 0.01)
+
+    def learned_params(self) -> tuple[ast.Param, ...]:
+        return (ast.Slice(*self.bounds()),)
+
+    def forward(self, xs: Seq, softness: float = 0.05) -> Seq:
+        if not self.training:
+            return hard_interval(xs, *self.bounds())
+        start, stop = torch.sort(torch.sigmoid(self.logits)).values
+        pos = positions(xs)
+        inside = torch.sigmoid((pos - start) / softness) * torch.sigmoid((stop - pos) / softness)
+        return Seq(xs.data, xs.weights * inside.clamp_min(_EPS))
+
+
+def _interval_module(t: Type, params) -> nn.Module | None:
+    return None if params else LearnedInterval(t, params)
+
+
+@primitive("interval", signature=_interval_signature, module=_interval_module,
+           validate=_tensor_elems, cost=0.5)
+def interval(site: Site, xs: Seq) -> Seq:
+    """The part of each series between two fractions of its own length: interval[0.3:0.5]
+    keeps the elements from 30% to 50% of the way (at least the one nearest the middle);
+    a bare `interval` learns its bounds, and a found program prints them."""
+    if site.module is not None:
+        return site.module(xs)
+    p = site.params[0]
+    return hard_interval(xs, p.start, p.stop)
 
 
 @primitive("diff", "List[a] -> List[a]", validate=_tensor_elems)

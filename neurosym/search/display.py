@@ -82,7 +82,7 @@ def print_result(result, task: Task, console: Console) -> None:
     try:
         for rank, prog in enumerate(result.programs, 1):
             ev = prog.evaluation
-            console.print(Text.assemble((f"#{rank}  ", "bold"), highlight(Text(prog.text))))
+            console.print(Text.assemble((f"#{rank}  ", "bold"), highlight(Text(prog.printed))))
             console.print(f"    {ev.metric}: val {ev.val:.4f}  test {ev.test:.4f}   "
                           f"(majority baseline {ev.baseline:.4f})   size {prog.size}, "
                           f"cost {prog.cost:g}")
@@ -114,7 +114,8 @@ def result_json(result, task: Task) -> dict:
     s = result.stats
     return {
         "task": task.name,
-        "programs": [{"program": p.text, "size": p.size, "cost": p.cost, "f": p.f,
+        "programs": [{"program": p.printed, "structure": p.text, "size": p.size,
+                      "cost": p.cost, "f": p.f,
                       "final_f": p.final_f, "found_at": p.found_at,
                       "cv": None if p.cv is None else {
                           "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std},
@@ -134,5 +135,6 @@ def save_program(prog, task: Task, path: str | Path) -> None:
     header = (f"# Found by `neurosym synthesize {task.name}` on "
               f"{datetime.date.today().isoformat()}: {ev.metric} val {ev.val:.4f}, "
               f"test {ev.test:.4f} (majority baseline {ev.baseline:.4f}).\n")
-    definition = ast.Def("main", Arrow(task.input_type, task.output_type), prog.term)
+    definition = ast.Def("main", Arrow(task.input_type, task.output_type),
+                         prog.model.learned_term())
     Path(path).write_text(header + show_def(definition) + "\n")

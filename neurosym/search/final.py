@@ -21,6 +21,7 @@ from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.values import concat
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
+from neurosym.lang.printer import show
 from neurosym.search.algorithms import Run
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
@@ -36,7 +37,9 @@ class FoundProgram:
     (sum of production costs), `f` its score in the search (short training; None for a
     completion of a partial program that the search did not train), `final_f` the same
     objective after full training (what the programs are ranked by), `found_at` the
-    seconds into the search when it was first trained (None for such a completion)."""
+    seconds into the search when it was first trained (None for such a completion).
+    `text` is the structure the search found (its key); `printed` the same program with
+    what it learned written in (`interval[0.31:0.47]` for a learned `interval`)."""
 
     term: ast.Term
     text: str
@@ -48,6 +51,7 @@ class FoundProgram:
     found_at: float | None = None
     final_f: float = math.inf
     cv: CrossValidation | None = None
+    printed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +96,22 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
               ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
     """Retrain each candidate (and cross-validate it, on small data, if each training can
     have `min_seconds`), sharing the time left before `deadline` among those still to
-    train (each gets at least 1% of the limit); rank by f after full training (its mean
-    over the folds, with CV). Returns the top-k and the (program, reason) of the
-    candidates that failed."""
+    train (each gets at least 1% of the limit; with CV, half of it for the model kept,
+    half for the folds); rank by f after full training (its mean over the folds, with
+    CV). Returns the top-k and the (program, reason) of the candidates that failed."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     folds = cv_folds(task, config.cv_folds, config.seed)
-    if (deadline - time.perf_counter()) / max(len(found), 1) < (len(folds) + 1) * min_seconds:
+    if (deadline - time.perf_counter()) / max(len(found), 1) < 2 * len(folds) * min_seconds:
         folds = []  # no time to cross-validate: rank on the validation split
     kept, dropped = [], []
     for i, (f, node) in enumerate(found):
-        share = (deadline - time.perf_counter()) / (len(found) - i) / (len(folds) + 1)
-        train = replace(final, max_seconds=max(share, 0.01 * config.time_limit))
+        share = max((deadline - time.perf_counter()) / (len(found) - i),
+                    0.01 * config.time_limit)
+        fold_train = replace(final, max_seconds=share / 2 / max(len(folds), 1))
+        train = replace(final, max_seconds=share / 2 if folds else share)
         try:
-            cv = cross_validate(task, node, folds, train, graph, config, library)
+            cv = cross_validate(task, node, folds, fold_train, graph, config, library)
             kept.append(_retrain(task, f, node, train, graph, config, library,
                                  found_at.get(node.text), cv))
         except (NeurosymError, RuntimeError, ValueError) as err:
@@ -153,4 +159,4 @@ def _retrain(task: Task, f: float | None, node: Node, train, graph: NeuralGraph,
     evaluation = train_and_evaluate(model, task, train)
     h, _ = heuristic(task, model, config.heuristic, evaluation.val_loss)
     return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
-                        model, found_at, graph.f(node, h), cv)
+                        model, found_at, graph.f(node, h), cv, show(model.learned_term()))
