@@ -149,7 +149,7 @@ def _placeholder_values(spec: dict, groups: list[Group] | None,
     if not isinstance(fractions, list) or not all(
             isinstance(f, int | float) and 0 < f <= 1 for f in fractions):
         raise SearchError(f"{path}: shapelet_fractions must be fractions in (0, 1]")
-    lengths = sorted({max(2, round(f * series_length)) for f in fractions}) \
+    lengths = sorted({max(3, round(f * series_length)) for f in fractions}) \
         if series_length else []
     for key, default in (("interval", spec.get("intervals", [])), ("shapelet", lengths)):
         raw = (given or {}).get(key, default)
