@@ -192,6 +192,7 @@ class Scorer:
         self.task, self.settings, self.library = task, settings, library
         self.cache: dict[str, NodeScore] = {}
         self.trained = 0
+        self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
         self.pool: ProcessPoolExecutor | None = None
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")
@@ -202,19 +203,28 @@ class Scorer:
         todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
         if self.pool is None:
             for text, warm in todo:
-                self.cache[text] = train_node(self.task, text, self.settings, warm,
-                                              self.library)
-                self.trained += 1
+                self._keep(text, train_node(self.task, text, self.settings, warm,
+                                            self.library))
         else:
             futures: list[Future] = [self.pool.submit(_work, t, w) for t, w in todo]
             try:
                 for (text, _), fut in zip(todo, futures):
-                    self.cache[text] = fut.result()
-                    self.trained += 1
+                    self._keep(text, fut.result())
             finally:
                 for fut in futures:
                     fut.cancel()
         return [self.cache[t] for t, _ in items]
+
+    def _keep(self, text: str, score: NodeScore) -> None:
+        self.cache[text] = score
+        self.trained += 1
+        if score.error is None:
+            self._ok_seconds, self._ok = self._ok_seconds + score.seconds, self._ok + 1
+
+    def mean_seconds(self) -> float | None:
+        """The mean training time of the nodes that trained so far (None before any):
+        kept as a running sum, since the search asks for it before every node."""
+        return self._ok_seconds / self._ok if self._ok else None
 
     def close(self) -> None:
         if self.pool is not None:

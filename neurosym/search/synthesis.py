@@ -252,11 +252,11 @@ def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
     """Seconds to keep for the finalists: about 2 * top_k programs, each trained once per
     fold and once more, each training ~final/node epochs as long as an average node so
     far (with a margin of 1.5); at most `final_share` of the limit, at least 2% of it."""
-    seconds = [s.seconds for s in scorer.cache.values() if s.error is None]
-    if not seconds:
+    node_seconds = scorer.mean_seconds()
+    if node_seconds is None:
         return config.final_share * config.time_limit
     trainings = 2 * config.top_k * (config.cv_folds + 1 if config.cv_folds > 1 else 1)
-    per = sum(seconds) / len(seconds) * config.final_epochs / config.epochs_per_node
+    per = node_seconds * config.final_epochs / config.epochs_per_node
     return min(config.final_share, max(0.02, 1.5 * trainings * per / config.time_limit)) \
         * config.time_limit
 
