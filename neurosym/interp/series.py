@@ -190,7 +190,7 @@ class Shapelet(nn.Module):
 
     def _seed_from(self, xs: Seq) -> None:
         m, k, _ = self.pattern.shape
-        lengths = (xs.weights > 0).sum(1)
+        lengths = _present(xs).sum(1)
         with torch.no_grad():
             for i in range(m):
                 row = int(torch.randint(len(lengths), ()))
@@ -212,7 +212,7 @@ class Shapelet(nn.Module):
         windows must lie inside the series, except in a series shorter than k, which is
         compared once, from its start, on its present elements."""
         m, k, n = self.pattern.shape
-        present = (xs.weights > 0).to(xs.data.dtype)
+        present = _present(xs)
         pad = max(k - present.shape[1], 0)
         present = F.pad(present, (0, pad)).unsqueeze(1)  # (B, 1, L)
         x = F.pad(xs.data.transpose(1, 2), (0, pad)) * present  # (B, n, L), padding 0

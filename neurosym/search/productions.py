@@ -124,11 +124,12 @@ def load_productions(name: str, groups: list[Group] | None = None,
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
     fill = _placeholder_values(spec, groups, values, series_length, path)
+    lines = path.read_text(encoding="utf-8").splitlines()
     prods: list[Production] = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("term"), str):
             raise SearchError(f"{path}: every [[production]] needs a term = '...' string")
-        where = f"{path}:{_line_of(path, entry['term'])}"
+        where = f"{path}:{_line_of(lines, entry['term'])}"
         cost = entry.get("cost", 1.0)
         if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
             raise SearchError(f"{where}: the cost of {entry['term']!r} must be a positive "
@@ -169,9 +170,8 @@ def _expand(term: str, fill: dict[str, list[str]]) -> list[str]:
     return texts
 
 
-def _line_of(path: Path, term: str) -> int:
+def _line_of(lines: list[str], term: str) -> int:
     """The line of a production's term in its file (1 if it cannot be told)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
     return next((i for i, line in enumerate(lines, 1) if term in line), 1)
 
 
