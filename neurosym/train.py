@@ -49,6 +49,7 @@ class TrainResult:
     val_loss: float
     epochs: int
     seconds: float
+    best_epoch: int = 0  # the epoch whose weights were kept
     history: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
 
@@ -100,7 +101,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
                            foreach=True)
     gen = torch.Generator().manual_seed(config.seed)
     deadline = math.inf if config.max_seconds is None else start + config.max_seconds
-    best, best_state, waited, history, epoch = math.nan, None, 0, [], 0
+    best, best_state, waited, history, epoch, best_epoch = math.nan, None, 0, [], 0, 0
     for epoch in range(1, config.epochs + 1):
         total, seen = _epoch(model, train, loss, opt, config, gen, epoch, deadline)
         timed_out = time.perf_counter() > deadline
@@ -109,13 +110,13 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
         val_loss = evaluate_loss(model, *val, loss)
         history.append((total / max(seen, 1), val_loss))
         if best_state is None or val_loss < best - 1e-6 or math.isnan(best):
-            best, waited, best_state = val_loss, 0, snapshot(model)
+            best, waited, best_state, best_epoch = val_loss, 0, snapshot(model), epoch
         else:
             waited += 1
         if waited >= config.patience or timed_out:
             break
     model.load_state_dict(best_state)
-    return TrainResult(best, epoch, time.perf_counter() - start, history)
+    return TrainResult(best, epoch, time.perf_counter() - start, best_epoch, history)
 
 
 def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, config: TrainConfig,

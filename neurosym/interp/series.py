@@ -166,9 +166,9 @@ def _shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
 
 class Shapelet(nn.Module):
     """m learned patterns of k steps of the series' n features. Each starts as a window of
-    a series it is trained on (picked at random, under the node's seed), as learned
-    shapelets are usually initialised: a random pattern far from every window gets almost
-    no gradient through the soft minimum."""
+    a series it is trained on (under the node's seed), as learned shapelets are usually
+    initialised: a random pattern far from every window gets almost no gradient through
+    the soft minimum."""
 
     def __init__(self, t: Type, params) -> None:
         super().__init__()
@@ -188,15 +188,24 @@ class Shapelet(nn.Module):
                 "pattern": values[0] if self.single else values,
                 "sketch": [" | ".join(sparkline(f) for f in p) for p in values]}
 
-    def _seed_from(self, xs: Seq) -> None:
+    def _seed_from(self, xs: Seq, candidates_per_pattern: int = 16) -> None:
+        """Seed the patterns from windows of the batch, chosen as k-means++ chooses
+        centres (each next one far, in squared distance, from those already taken), so
+        that m patterns start on m different shapes rather than on near-copies."""
         m, k, _ = self.pattern.shape
         lengths = _present(xs).sum(1)
+        count = candidates_per_pattern * m
+        rows = torch.randint(len(lengths), (count,))
+        starts = (torch.rand(count) * ((lengths[rows] - k).clamp_min(0) + 1)).long()
+        steps = (starts[:, None] + torch.arange(k)).clamp_max(xs.data.shape[1] - 1)
+        windows = xs.data[rows[:, None], steps] * _present(xs)[rows[:, None], steps][..., None]
         with torch.no_grad():
-            for i in range(m):
-                row = int(torch.randint(len(lengths), ()))
-                start = int(torch.randint(max(int(lengths[row]) - k, 0) + 1, ()))
-                window = xs.data[row, start:start + k]
-                self.pattern[i, : len(window)] = window
+            chosen = [int(torch.randint(count, ()))]
+            for _ in range(1, m):
+                gap = torch.cdist(windows.flatten(1), windows[chosen].flatten(1)).amin(1) ** 2
+                chosen.append(int(torch.multinomial(gap, 1)) if gap.sum() > 0
+                              else int(torch.randint(count, ())))
+            self.pattern.copy_(windows[chosen])
         self.seeded.fill_(True)
 
     def forward(self, xs: Seq, temperature: float = 0.1) -> torch.Tensor:

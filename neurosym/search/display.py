@@ -83,12 +83,13 @@ def print_result(result, task: Task, console: Console) -> None:
         for rank, prog in enumerate(result.programs, 1):
             ev = prog.evaluation
             console.print(Text.assemble((f"#{rank}  ", "bold"), highlight(Text(prog.printed))))
-            console.print(f"    {ev.metric}: val {ev.val:.4f}  test {ev.test:.4f}   "
+            held_out = (f"val {ev.val:.4f}" if prog.cv is None else
+                        f"{len(prog.cv.metric)}-fold CV {prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
+            console.print(f"    {ev.metric}: {held_out}  test {ev.test:.4f}   "
                           f"(majority baseline {ev.baseline:.4f})   size {prog.size}, "
                           f"cost {prog.cost:g}")
             if prog.cv is not None:
-                console.print(f"    {ev.metric}, {len(prog.cv.metric)}-fold CV on train + val: "
-                              f"{prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
+                console.print("    (cross-validated on train + val, then refit on both)")
             for part in learned_parts(prog.model):
                 lines = part["sketch"]
                 console.print(f"    {part['part']}: " + ("\n      ".join([""] + lines)
@@ -118,7 +119,8 @@ def result_json(result, task: Task) -> dict:
                       "cost": p.cost, "f": p.f,
                       "final_f": p.final_f, "found_at": p.found_at,
                       "cv": None if p.cv is None else {
-                          "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std},
+                          "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std,
+                          "refit_epochs": p.evaluation.epochs},
                       "learned": learned_parts(p.model),
                       **p.evaluation.as_dict()}
                      for p in result.programs],
@@ -132,8 +134,9 @@ def result_json(result, task: Task) -> dict:
 def save_program(prog, task: Task, path: str | Path) -> None:
     """Write the program as `def main : IN -> OUT = ...` with where it came from."""
     ev = prog.evaluation
+    held_out = f"val {ev.val:.4f}" if prog.cv is None else f"CV {prog.cv.mean:.4f}"
     header = (f"# Found by `neurosym synthesize {task.name}` on "
-              f"{datetime.date.today().isoformat()}: {ev.metric} val {ev.val:.4f}, "
+              f"{datetime.date.today().isoformat()}: {ev.metric} {held_out}, "
               f"test {ev.test:.4f} (majority baseline {ev.baseline:.4f}).\n")
     definition = ast.Def("main", Arrow(task.input_type, task.output_type),
                          prog.model.learned_term())

@@ -2,7 +2,9 @@
 completions of the best partial ones) retrained in full from fresh weights, within what is
 left of the time limit, and ranked by the search's own objective measured again: by
 k-fold cross-validation on train + validation when the data is small (a validation split
-of 10 examples cannot tell programs apart), else on the validation split."""
+of 10 examples cannot tell programs apart), else on the validation split. A program ranked
+by cross-validation is then refit on train + validation together, for the number of
+epochs that was best on its folds: on small data every example counts."""
 
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ class FoundProgram:
     objective after full training (what the programs are ranked by), `found_at` the
     seconds into the search when it was first trained (None for such a completion).
     `text` is the structure the search found (its key); `printed` the same program with
-    what it learned written in (`interval[0.31:0.47]` for a learned `interval`)."""
+    what it learned written in (`interval[0.31:0.47]` for a learned `interval`). With
+    `cv`, the model was refit on train + validation, so its validation score is in-sample
+    and `final_f` is the mean over the folds."""
 
     term: ast.Term
     text: str
@@ -56,10 +60,12 @@ class FoundProgram:
 
 @dataclass(frozen=True, slots=True)
 class CrossValidation:
-    """f and the task's metric on each held-out fold (train + validation, stratified)."""
+    """f, the task's metric and the best epoch on each held-out fold (train + validation,
+    stratified)."""
 
     f: tuple[float, ...]
     metric: tuple[float, ...]
+    epochs: tuple[int, ...] = ()
 
     @property
     def mean_f(self) -> float:
@@ -116,7 +122,7 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
                                  found_at.get(node.text), cv))
         except (NeurosymError, RuntimeError, ValueError) as err:
             dropped.append((node.text, str(err).splitlines()[0]))
-    kept.sort(key=lambda p: p.final_f if p.cv is None else p.cv.mean_f)
+    kept.sort(key=lambda p: p.final_f)
     return kept[: config.top_k], tuple(dropped)
 
 
@@ -126,7 +132,7 @@ def cv_folds(task: Task, k: int, seed: int, max_examples: int = 2000) -> list[Ta
     n = len(task.train) + len(task.val)
     if k < 2 or n > max_examples or n < 2 * k:
         return []
-    pool = Split(concat(task.train.x, task.val.x), torch.cat([task.train.y, task.val.y]))
+    pool = pooled(task)
     labels = pool.y if task.num_classes else None
     parts = stratified_partition(labels, n, (1 / k,) * k, seed)
     every = torch.arange(n)
@@ -134,11 +140,16 @@ def cv_folds(task: Task, k: int, seed: int, max_examples: int = 2000) -> list[Ta
                                 val=pool.subset(held)) for held in parts]
 
 
+def pooled(task: Task) -> Split:
+    """Train and validation examples together."""
+    return Split(concat(task.train.x, task.val.x), torch.cat([task.train.y, task.val.y]))
+
+
 def cross_validate(task: Task, node: Node, folds: list[Task], train, graph: NeuralGraph,
                    config: SearchConfig, library) -> CrossValidation | None:
     if not folds:
         return None
-    fs, scores = [], []
+    fs, scores, epochs = [], [], []
     for fold in folds:
         torch.manual_seed(train.seed)
         model = build(fold, node.term, config.hidden, library)
@@ -146,17 +157,26 @@ def cross_validate(task: Task, node: Node, folds: list[Task], train, graph: Neur
         h, metric = heuristic(fold, model, config.heuristic, result.val_loss)
         fs.append(graph.f(node, h))
         scores.append(metric)
-    return CrossValidation(tuple(fs), tuple(scores))
+        epochs.append(result.best_epoch)
+    return CrossValidation(tuple(fs), tuple(scores), tuple(epochs))
 
 
 def _retrain(task: Task, f: float | None, node: Node, train, graph: NeuralGraph,
              config: SearchConfig, library, found_at: float | None,
              cv: CrossValidation | None) -> FoundProgram:
     """Full training from fresh weights; raises if it fails (a non-finite loss at the
-    final learning rate, say)."""
+    final learning rate, say). With `cv`, on train + validation for the median of the
+    folds' best epochs (no early stopping: the validation split is part of the fit)."""
     torch.manual_seed(train.seed)
     model = build(task, node.term, config.hidden, library)
-    evaluation = train_and_evaluate(model, task, train)
-    h, _ = heuristic(task, model, config.heuristic, evaluation.val_loss)
+    if cv is None:
+        evaluation = train_and_evaluate(model, task, train)
+        h, _ = heuristic(task, model, config.heuristic, evaluation.val_loss)
+        final_f = graph.f(node, h)
+    else:
+        epochs = max(1, round(statistics.median(cv.epochs)))
+        refit = replace(train, epochs=epochs, patience=epochs)
+        evaluation = train_and_evaluate(model, replace(task, train=pooled(task)), refit)
+        final_f = cv.mean_f
     return FoundProgram(node.term, node.text, ast.size(node.term), node.cost, f, evaluation,
-                        model, found_at, graph.f(node, h), cv, show(model.learned_term()))
+                        model, found_at, final_f, cv, show(model.learned_term()))
