@@ -176,7 +176,7 @@ def test_split_subset():
 
 
 def _fake_source(x_train: torch.Tensor, y_train: torch.Tensor):
-    def source(params, seed, val_fraction):
+    def source(params, context):
         ok = Split(torch.zeros(4, 3), torch.tensor([0, 1, 0, 1]))
         return SourceData(Split(x_train, y_train), ok, ok, ("a", "b"))
 

@@ -254,8 +254,8 @@ def _select_signature(params: tuple[ast.Param, ...]) -> Type:
         raise ValueError("takes one index or slice, e.g. select[2] or select[0:3]")
     p = params[0]
     bounds = (p.start, p.stop) if isinstance(p, ast.Slice) else (p,)
-    if not all(isinstance(b, int) for b in bounds):
-        raise ValueError("takes integer feature indices, e.g. select[2] or select[0:3]")
+    if not all(isinstance(b, int) and b >= 0 for b in bounds):
+        raise ValueError("takes feature indices from 0, e.g. select[2] or select[0:3]")
     if isinstance(p, ast.Slice):
         if p.stop <= p.start:
             raise ValueError(f"empty slice {p.start}:{p.stop}")

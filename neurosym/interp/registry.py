@@ -53,17 +53,23 @@ class Primitive:
 PRIMITIVES: dict[str, Primitive] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """The signature of a primitive without parameters (a class, not a closure, so that
+    compiled programs pickle)."""
+
+    scheme: Type
+
+    def __call__(self, params: tuple[ast.Param, ...]) -> Type:
+        if params:
+            raise ValueError("takes no [parameters]")
+        return self.scheme
+
+
 def _fixed(type_text: str) -> Signature:
     from neurosym.lang.parser import parse_type
 
-    scheme = parse_type(type_text)
-
-    def signature(params: tuple[ast.Param, ...]) -> Type:
-        if params:
-            raise ValueError("takes no [parameters]")
-        return scheme
-
-    return signature
+    return _Fixed(parse_type(type_text))
 
 
 def primitive(name: str, type_text: str | None = None, *, signature: Signature | None = None,
@@ -83,6 +89,6 @@ def primitive(name: str, type_text: str | None = None, *, signature: Signature |
 
 
 def lookup(name: str) -> Primitive | None:
-    from neurosym.interp import primitives, series  # noqa: F401  (register the base set)
+    from neurosym.interp import primitives, rules, series  # noqa: F401  (the base set)
 
     return PRIMITIVES.get(name)

@@ -15,7 +15,7 @@ from neurosym.lang.types import BASE_TYPES, Arrow, DimVar, Image, ListT, TVar, T
 
 _TOKEN_NAMES = {
     "NAME": "a name", "TYPE_NAME": "a type", "INT": "an integer", "NUMBER": "a number",
-    "PARAM": "a parameter (2, or 0.25)",
+    "PARAM": "a parameter (2, 0.25 or -1.5)",
     "HOLE": "'??'", "LIBREF": "'lib.NAME'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
     "RSQB": "']'", "COLON": "':'", "COMMA": "','", "EQUAL": "'='", "__ANON_0": "'->'",
     "BACKSLASH": "'\\'", "DEF": "'def'", "LET": "'let'", "IN": "'in'", "$END": "end of input",

@@ -9,7 +9,8 @@ A set lives in `dsl/search/NAME.toml`:
     [[production]]
     term = '\\x -> affine (select[{group}] x)'   # one copy per feature group ("0:3")
 
-Placeholders: `{group}` (the task's feature groups), `{interval}` (the set's `intervals`
+Placeholders: `{group}` (the task's feature groups), `{feature}` (each feature index in
+them, for `select[{feature}]`, a Float), `{interval}` (the set's `intervals`
 list, or the task's `[search] intervals`) and `{shapelet}` (pattern lengths: the set's
 `shapelet_fractions` of the task's median series length).
 
@@ -145,7 +146,8 @@ def load_productions(name: str, groups: list[Group] | None = None,
 def _placeholder_values(spec: dict, groups: list[Group] | None,
                         given: Mapping[str, Sequence[str]] | None, series_length: int | None,
                         path: Path) -> dict[str, list[str]]:
-    fill = {"group": [f"{a}:{b}" for a, b in groups or []]}
+    fill = {"group": [f"{a}:{b}" for a, b in groups or []],
+            "feature": [str(i) for i in sorted({i for a, b in groups or [] for i in range(a, b)})]}
     fractions = spec.get("shapelet_fractions", [])
     if not isinstance(fractions, list) or not all(
             isinstance(f, int | float) and 0 < f <= 1 for f in fractions):
@@ -192,11 +194,14 @@ def with_library(pset: ProductionSet, library, cost: float = 1.0) -> ProductionS
 # ---- choosing a set and feature groups for a task -------------------------------------------
 
 def default_set(input_type: Type) -> str:
-    """Digits for images (or lists of images), series for univariate series (shape:
-    intervals, trends, shapelets), sequence for everything else."""
+    """Digits for images (or lists of images), tabular for feature vectors (decision
+    rules and sparse linear ones), series for univariate series (shape: intervals,
+    trends, shapelets), sequence for everything else."""
     inner = input_type.elem if isinstance(input_type, ListT) else input_type
     if isinstance(inner, Image):
         return "digits"
+    if isinstance(input_type, Vec):
+        return "tabular"
     return "series" if isinstance(input_type, ListT) and inner == Vec(1) else "sequence"
 
 

@@ -61,7 +61,11 @@ def node_seed(seed: int, text: str) -> int:
 
 def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
     """Check and compile a program of the task's type, with closed relaxations."""
-    checked = check_term(term, Arrow(task.input_type, task.output_type), library=library)
+    return build_typed(Arrow(task.input_type, task.output_type), term, hidden, library)
+
+
+def build_typed(t: Arrow, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
+    checked = check_term(term, t, library=library)
     for _, hole in hole_paths(term):
         checked.scopes[id(hole)] = ()
     return compile_term(term, checked, library, hidden=hidden)

@@ -1,10 +1,11 @@
 """Data sources, chosen by `[data] source = ...` in a task file.
 
-A source is a function `(params, seed, val_fraction) -> SourceData`, where `params` is
-the task's `[data]` table; it returns train/val/test splits and class names. Register a
-new one with a single entry in `SOURCES`. Sources only read data that ships inside
-installed packages (aeon's bundled UCR/UEA files, scikit-learn's digits): nothing is
-ever downloaded, so every task works offline. `load_task` validates what they return.
+A source is a function `(params, context) -> SourceData`, where `params` is the task's
+`[data]` table and the context carries the seed, the validation share, the task file's
+folder and the declared types; it returns train/val/test splits and class names. Register
+a new one with a single entry in `SOURCES`. Bundled sources read only data that ships
+inside installed packages (aeon's UCR/UEA files, scikit-learn's digits), and `files`
+reads the user's own: nothing is ever downloaded. `load_task` validates what they return.
 """
 
 from __future__ import annotations
@@ -19,20 +20,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurosym.interp.values import Seq, pad_sequences
+from neurosym.interp.values import Seq
 from neurosym.lang.errors import DataError, TaskError
+from neurosym.lang.types import Type
+from neurosym.tasks.assemble import SourceData, assemble
+from neurosym.tasks.files import Examples, read_examples
 from neurosym.tasks.spec import Split, stratified_partition
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class SourceData:
-    train: Split
-    val: Split
-    test: Split
-    classes: tuple[str, ...] | None = None
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    seed: int
+    val_fraction: float
+    folder: Path  # where the task file is: data paths are relative to it
+    input_type: Type
+    regression: bool
 
 
-Source = Callable[[Mapping[str, Any], int, float], SourceData]
+Source = Callable[[Mapping[str, Any], SourceContext], SourceData]
 
 
 def _param(params: Mapping[str, Any], key: str, kind: type | tuple, default: Any = None) -> Any:
@@ -42,6 +47,29 @@ def _param(params: Mapping[str, Any], key: str, kind: type | tuple, default: Any
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise TaskError(f"[data] {key} has the wrong type: {value!r}")
     return value
+
+
+# -------------------------------------------------------------------------- files
+
+FILE_KEYS = {"source", "train", "test", "val", "normalize", "layout", "target", "id_column",
+             "time_column", "x_key", "y_key"}
+
+
+def files_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
+    """The user's own files (`tasks/files.py` lists the formats): `train` and `test`,
+    optionally `val` (else a stratified share of train), relative to the task file."""
+    unknown = sorted(set(params) - FILE_KEYS)
+    if unknown:
+        raise TaskError(f"[data] unknown key {unknown[0]!r} for source \"files\"; known: "
+                        + ", ".join(sorted(FILE_KEYS)))
+    read = {split: read_examples(params[split], context.folder, params)
+            for split in ("train", "test", "val") if split in params}
+    for split in ("train", "test"):
+        if split not in read:
+            raise TaskError(f"[data] needs {split!r} (a data file)")
+    return assemble(read["train"], read["test"], read.get("val"), context.input_type,
+                    context.regression, context.seed, context.val_fraction,
+                    _param(params, "normalize", bool, True))
 
 
 # --------------------------------------------------------------------------- aeon
@@ -77,7 +105,7 @@ def _has_class_labels(path: Path) -> bool:
     return False
 
 
-def aeon_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> SourceData:
+def aeon_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
     """A UCR/UEA classification set as `List[Vec[C]]` (time steps of C channels); the
     validation split is carved (stratified) from the official train split, and the test
     split is the official one, so accuracies compare with published results."""
@@ -85,67 +113,15 @@ def aeon_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> So
     if dataset not in bundled_aeon_sets():
         raise DataError(f"unknown aeon data set {dataset!r}; bundled: "
                         + ", ".join(bundled_aeon_sets()))
-    train_x, train_labels = _aeon_split(dataset, "train")
-    test_x, test_labels = _aeon_split(dataset, "test")
-    classes = _sorted_classes(train_labels, test_labels)
-    code = {c: i for i, c in enumerate(classes)}
-    train_y = torch.tensor([code[c] for c in train_labels])
-    test_y = torch.tensor([code[c] for c in test_labels])
-    fit, val = stratified_partition(train_y, len(train_y), (1 - val_fraction, val_fraction), seed)
-    fit_x, val_x = [train_x[i] for i in fit], [train_x[i] for i in val]
-    if _param(params, "normalize", bool, True):
-        mean, std = _channel_stats(fit_x)
-        fit_x, val_x, test_x = ([(s - mean) / std for s in xs] for xs in (fit_x, val_x, test_x))
-    return SourceData(
-        train=Split(pad_sequences(fit_x), train_y[fit]),
-        val=Split(pad_sequences(val_x), train_y[val]),
-        test=Split(pad_sequences(test_x), test_y),
-        classes=classes,
-    )
+    train, test = (_aeon_examples(dataset, split) for split in ("TRAIN", "TEST"))
+    return assemble(train, test, None, context.input_type, False, context.seed,
+                    context.val_fraction, _param(params, "normalize", bool, True))
 
 
 @lru_cache(maxsize=16)
-def _aeon_raw(dataset: str, split: str) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
-    from aeon.datasets import load_from_ts_file  # slow to import (about 2 s): only here
-
-    path = aeon_data_dir() / dataset / f"{dataset}_{split.upper()}.ts"
-    x, y = load_from_ts_file(str(path))
-    return tuple(np.asarray(s) for s in x), tuple(str(c) for c in y)
-
-
-def _aeon_split(dataset: str, split: str) -> tuple[list[torch.Tensor], tuple[str, ...]]:
-    """Series as (T_i, C) float32 tensors: aeon gives (N, C, T) or a list of (C, T_i)."""
-    series, labels = _aeon_raw(dataset, split)
-    return [torch.tensor(s.T, dtype=torch.float32) for s in series], labels
-
-
-def _sorted_classes(*label_sets: tuple[str, ...]) -> tuple[str, ...]:
-    """Class names in sorted order; numerically when they are all integers, so that
-    "10" follows "9" and class index i of a digit-labelled set is what one expects."""
-    names = sorted({c for labels in label_sets for c in labels})
-    if all(_is_int(c) for c in names):
-        names.sort(key=int)
-    return tuple(names)
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _channel_stats(series: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std over every time step of the training series only."""
-    steps = torch.cat(series, dim=0)
-    finite = torch.isfinite(steps)
-    # NaN-safe, so that non-finite raw data reaches the validator rather than hiding here
-    count = finite.sum(0).clamp(min=1)
-    mean = torch.where(finite, steps, 0.0).sum(0) / count
-    var = torch.where(finite, (steps - mean) ** 2, 0.0).sum(0) / count
-    std = var.sqrt()
-    return mean, torch.where(std > 1e-8, std, torch.ones_like(std))
+def _aeon_examples(dataset: str, split: str) -> Examples:
+    return read_examples(str(aeon_data_dir() / dataset / f"{dataset}_{split}.ts"), Path("."),
+                         {})
 
 
 # ------------------------------------------------------------------------- digits
@@ -173,7 +149,7 @@ def digit_pools(pool_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return train, val, test
 
 
-def digits_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> SourceData:
+def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
     """Modes: `classify` (Image -> Vec[10]), `recognize` (Image -> Bool: is it `digit`?),
     `count` (List[Image] -> Float: how many are `digit`), `sum` (List[Image] -> Float).
     The val split is the fixed val pool; `val_fraction` is not used."""
@@ -196,7 +172,7 @@ def digits_source(params: Mapping[str, Any], seed: int, val_fraction: float) -> 
         if not 1 <= lengths[0] <= lengths[1]:
             raise TaskError(f"[data] need 1 <= min_len <= max_len, got {lengths}")
         train, val, test = (
-            _image_lists(images, value, pool, n, lengths, [seed, k])
+            _image_lists(images, value, pool, n, lengths, [context.seed, k])
             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True))
         )
         return SourceData(train, val, test, None)
@@ -231,14 +207,15 @@ def _image_lists(
     return Split(Seq(data, weights), (value[picks] * weights).sum(1))
 
 
-def _planted(params: Mapping[str, Any], seed: int, val_fraction: float) -> SourceData:
+def _planted(params: Mapping[str, Any], context: SourceContext) -> SourceData:
     from neurosym.tasks.planted import planted_source
 
-    return planted_source(params, seed, val_fraction)
+    return planted_source(params, context.seed, context.val_fraction)
 
 
 SOURCES: dict[str, Source] = {
     "aeon": aeon_source,
     "digits": digits_source,
+    "files": files_source,
     "planted": _planted,
 }

@@ -75,6 +75,7 @@ class Task:
     seed: int
     class_weights: torch.Tensor | None
     options: dict[str, Any] = field(default_factory=dict)
+    normalization: Any = None  # assemble.Normalization of the inputs, when the source made one
 
     @property
     def num_classes(self) -> int | None:
@@ -85,6 +86,17 @@ class Task:
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    @classmethod
+    def from_arrays(cls, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
+                    **options: Any) -> Task:
+        """A task from arrays: `x` with one row per example (or a list of series of
+        different lengths), `y` class names or numbers, or real values for regression.
+        The input type is inferred unless `input_type` says it; see
+        `tasks.arrays.task_from_arrays` for the options (validation arrays, seed, ...)."""
+        from neurosym.tasks.arrays import task_from_arrays
+
+        return task_from_arrays(x_train, y_train, x_test, y_test, **options)
 
 
 def stratified_partition(
@@ -146,9 +158,14 @@ def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
     if isinstance(data_fraction, bool) or not 0.0 < float(data_fraction) <= 1.0:
         raise TaskError(f"data_fraction must be in (0, 1], got {data_fraction!r}")
     path = _find_task_file(name_or_path)
-    spec = read_toml(path, TaskError, "task")
+    return task_from_spec(read_toml(path, TaskError, "task"), path, data_fraction)
+
+
+def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any = None) -> Task:
+    """A task from the parsed TOML of `path` (which names it in errors, and whose folder
+    data paths are relative to); `raw`, a `SourceData`, stands in for the `[data]` table."""
     header = _parse_header(spec, path)
-    splits, classes = _load_splits(header, spec["data"])
+    splits, classes, normalization = _load_splits(header, spec["data"], raw)
     train = splits["train"]
     if data_fraction < 1.0:
         labels = None if header["loss"] == "mse" else train.y
@@ -171,6 +188,7 @@ def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
         class_weights=_class_weights(header, train),
         options={**_relative_to(header["options"], path.parent),
                  "data_fraction": float(data_fraction)},
+        normalization=normalization,
     )
 
 
@@ -301,15 +319,11 @@ def _check_output(loss: str, output_type: Type, path: Path) -> None:
         raise TaskError(f"{path}: loss {loss!r} needs output type {need}, not {output_type}")
 
 
-def _load_splits(header: dict, data: dict) -> tuple[dict[str, Split], tuple[str, ...] | None]:
-    from neurosym.tasks.sources import SOURCES  # sources build Splits, so import late
-
-    name, where = header["name"], f"{header['path']} [data]"
-    source = _get(data, "source", str, None, where) if "source" in data else None
-    if source not in SOURCES:
-        raise TaskError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+def _load_splits(header: dict, data: dict, raw: Any = None):
+    """The validated splits, class names and input normalization of the task's data."""
+    name = header["name"]
     try:
-        raw = SOURCES[source](data, header["seed"], header["val_fraction"])
+        raw = raw or _read_source(header, data)
     except NeurosymError as err:
         raise type(err)(f"task {name!r}: {err.message}") from err
     classes = tuple(str(c) for c in raw.classes) if raw.classes is not None else None
@@ -318,7 +332,19 @@ def _load_splits(header: dict, data: dict) -> tuple[dict[str, Split], tuple[str,
         split: _validated(name, split, s, header, n_classes)
         for split, s in (("train", raw.train), ("val", raw.val), ("test", raw.test))
     }
-    return splits, classes
+    return splits, classes, getattr(raw, "normalization", None)
+
+
+def _read_source(header: dict, data: dict):
+    from neurosym.tasks.sources import SOURCES, SourceContext  # sources build Splits
+
+    where = f"{header['path']} [data]"
+    source = _get(data, "source", str, None, where) if "source" in data else None
+    if source not in SOURCES:
+        raise TaskError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+    context = SourceContext(header["seed"], header["val_fraction"], header["path"].parent,
+                            header["input_type"], header["loss"] == "mse")
+    return SOURCES[source](data, context)
 
 
 def _n_classes(header: dict, classes: tuple[str, ...] | None) -> int | None:

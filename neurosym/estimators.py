@@ -1,0 +1,134 @@
+"""scikit-learn estimators around the search: `ProgramClassifier` and `ProgramRegressor`
+fit a program to `X, y` (feature rows; a 3-D array or a list of arrays is a set of series)
+and predict with it, inside a `Pipeline`, `cross_val_score` or a grid search.
+
+A search stopped by its time limit trains as many nodes as the machine allows, so two
+fits agree only when `max_nodes` is what stops it. Errors in the data are `ValueError`s,
+as scikit-learn expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from neurosym.lang.errors import NeurosymError
+from neurosym.lang.types import Arrow
+from neurosym.train import predict
+
+_SEARCH = ("search", "max_nodes", "top_k", "epochs_per_node", "final_epochs", "cv_folds")
+
+
+class _ProgramEstimator(BaseEstimator):
+    """Shared fitting: the data becomes a `Task` (standardized on the fitted split, with
+    a stratified validation share carved from it), the search runs, and the best program
+    is kept as `model_`, its text as `program_` (with what it learned written in) and
+    `structure_` (as the search found it)."""
+
+    _regression = False
+
+    def __init__(self, time_limit: float = 60.0, search: str = "astar",
+                 productions: str | None = None, max_nodes: int | None = None,
+                 top_k: int | None = None, epochs_per_node: int | None = None,
+                 final_epochs: int | None = None, cv_folds: int | None = None,
+                 val_fraction: float = 0.2, random_state: int = 0) -> None:
+        self.time_limit = time_limit
+        self.search = search
+        self.productions = productions
+        self.max_nodes = max_nodes
+        self.top_k = top_k
+        self.epochs_per_node = epochs_per_node
+        self.final_epochs = final_epochs
+        self.cv_folds = cv_folds
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> _ProgramEstimator:
+        from neurosym.search import synthesize
+        from neurosym.tasks.arrays import task_from_arrays
+
+        X, y = validate_data(self, X, y, y_numeric=self._regression)
+        if not self._regression:
+            check_classification_targets(y)
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(f"a classifier needs at least 2 classes, got 1 class "
+                                 f"({self.classes_[0]!r})")
+            targets = np.searchsorted(self.classes_, y)
+        else:
+            targets = y.astype(np.float64)
+        # too few to carve a validation split: the fitted data validates itself
+        held_out = {} if len(X) >= 10 else {"x_val": X, "y_val": targets}
+        try:
+            task = task_from_arrays(X, targets, X, targets, regression=self._regression,
+                                    seed=self.random_state, val_fraction=self.val_fraction,
+                                    name=type(self).__name__, **held_out)
+            options = {k: getattr(self, k) for k in _SEARCH if getattr(self, k) is not None}
+            options["algorithm"] = options.pop("search")
+            result = synthesize(task, time_limit=self.time_limit, seed=self.random_state,
+                                productions=self.productions, **options)
+        except NeurosymError as err:
+            raise ValueError(err.message) from err
+        if result.best is None:
+            raise ValueError("the search found no program within its budget; raise "
+                             "time_limit")
+        self.normalization_ = task.normalization
+        self.type_ = Arrow(task.input_type, task.output_type)
+        self.model_ = result.best.model
+        self.program_ = result.best.printed
+        self.structure_ = result.best.text
+        self.search_result_ = result
+        return self
+
+    def __getstate__(self) -> dict:
+        """Pickled as the program's text and weights (a compiled program is rebuilt from
+        them: it is keyed by its syntax tree's nodes, which do not survive a pickle); the
+        search's record is not kept."""
+        state = dict(super().__getstate__())  # a copy: sklearn may hand back __dict__
+        state.pop("search_result_", None)
+        model = state.pop("model_", None)
+        if model is not None:
+            state["weights_"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        weights = state.pop("weights_", None)
+        super().__setstate__(state)
+        if weights is not None:
+            from neurosym.lang.parser import parse_term
+            from neurosym.search.scoring import build_typed
+
+            self.model_ = build_typed(self.type_, parse_term(self.structure_), hidden=32)
+            self.model_.load_state_dict(weights)
+
+    def _outputs(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        x = torch.tensor(X, dtype=torch.float32)
+        if self.normalization_ is not None:
+            x = self.normalization_.apply(x)
+        return predict(self.model_, x)
+
+
+class ProgramClassifier(ClassifierMixin, _ProgramEstimator):
+    """A program that classifies feature rows; `program_` is its text."""
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return torch.softmax(self._outputs(X), 1).double().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        best = self._outputs(X).argmax(1).numpy()
+        return self.classes_[best]
+
+
+class ProgramRegressor(RegressorMixin, _ProgramEstimator):
+    """A program that predicts a real value from feature rows; `program_` is its text."""
+
+    _regression = True
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._outputs(X).double().numpy().reshape(-1)

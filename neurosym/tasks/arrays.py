@@ -1,0 +1,67 @@
+"""Tasks from arrays handed over in Python (`Task.from_arrays`), with the same checks,
+splits and normalization as tasks read from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosym.lang.errors import DataError, NeurosymError, TaskError
+from neurosym.lang.types import Type
+from neurosym.tasks.assemble import assemble, infer_input_type, is_regression
+from neurosym.tasks.files import Examples
+from neurosym.tasks.spec import Task, task_from_spec
+
+
+def examples(x: Any, y: Any, what: str) -> Examples:
+    """Arrays as `Examples`: `x` is an array with one row per example, or a list of
+    per-example arrays (series of different lengths); `y` one target per example."""
+    if x is None or y is None:
+        raise DataError(f"{what}: needs both inputs and targets")
+    try:
+        rows = [np.asarray(a, dtype=np.float64) for a in x]
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{what}: inputs must be numbers ({err})") from err
+    targets = np.asarray(y)
+    if targets.ndim != 1:
+        raise DataError(f"{what}: targets must be one per example, got shape {targets.shape}")
+    if len(rows) != len(targets):
+        raise DataError(f"{what}: {len(rows)} inputs but {len(targets)} targets")
+    if targets.dtype.kind not in "fiub":
+        targets = targets.astype(str)
+    return Examples(rows, targets, what)
+
+
+def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
+                     x_val: Any = None, y_val: Any = None, input_type: str | None = None,
+                     regression: bool | None = None, name: str = "arrays", seed: int = 0,
+                     val_fraction: float = 0.2, normalize: bool = True,
+                     train: dict | None = None, search: dict | None = None) -> Task:
+    train_ex = examples(x_train, y_train, "x_train")
+    test_ex = examples(x_test, y_test, "x_test")
+    val_ex = examples(x_val, y_val, "x_val") if x_val is not None or y_val is not None else None
+    in_type = _input_type(input_type, train_ex)
+    if regression is None:
+        regression = is_regression(train_ex.y)
+    raw = assemble(train_ex, test_ex, val_ex, in_type, regression, seed, val_fraction,
+                   normalize)
+    output = "Float" if regression else f"Vec[{len(raw.classes)}]"
+    spec = {"name": name, "types": {"input": str(in_type), "output": output},
+            "train": {"seed": seed, "val_fraction": val_fraction, **(train or {})},
+            "data": {"source": "arrays"}}
+    if search:
+        spec["search"] = dict(search)
+    return task_from_spec(spec, Path(f"<{name}>"), raw=raw)
+
+
+def _input_type(text: str | None, train: Examples) -> Type:
+    if text is None:
+        return infer_input_type(train)
+    from neurosym.lang.parser import parse_type
+
+    try:
+        return parse_type(text)
+    except NeurosymError as err:
+        raise TaskError(f"input_type {text!r}: {err.message}") from err

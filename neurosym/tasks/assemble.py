@@ -1,0 +1,180 @@
+"""From examples read anywhere (a user's files, arrays handed over in Python, aeon's
+bundled archive) to a task's splits: inputs laid out as the input type says, labels coded
+as class indices (names kept) or real targets, a stratified validation split carved from
+train when none is given, and inputs standardized with statistics of the fitted split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neurosym.interp.values import pad_sequences
+from neurosym.lang.errors import DataError
+from neurosym.lang.types import Image, ListT, Type, Vec
+from neurosym.tasks.files import Examples
+from neurosym.tasks.spec import Split, stratified_partition
+
+
+@dataclass(frozen=True, slots=True)
+class Normalization:
+    """Per-feature (vectors) or per-channel (series) mean and spread of the fitted training
+    split, applied to every split, and to be applied to new inputs before predicting."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - torch.tensor(self.mean)) / torch.tensor(self.std)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SourceData:
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple[str, ...] | None = None
+    normalization: Normalization | None = None
+
+
+def infer_input_type(examples: Examples) -> Type:
+    """Vec[d] for feature rows, List[Vec[C]] for series (read as (T, C)), Image[h,w] for
+    2-D arrays of one shape. A CSV in rows of unequal length is a list of series."""
+    shapes = {a.shape for a in examples.x}
+    ndims = {len(s) for s in shapes}
+    if ndims == {1}:
+        return Vec(shapes.pop()[0]) if len(shapes) == 1 else ListT(Vec(1))
+    if ndims == {2} and examples.origin.endswith((".ts", ".arff")) or _csv_long(examples):
+        return ListT(Vec(next(iter(shapes))[1]))
+    if ndims == {2} and len(shapes) == 1:
+        h, w = shapes.pop()
+        return Image(h, w)
+    raise DataError(f"{examples.origin}: cannot tell the input type from example shapes "
+                    f"{sorted(shapes)[:3]}; set [types] input")
+
+
+def _csv_long(examples: Examples) -> bool:
+    return examples.origin.endswith(".csv") and all(a.ndim == 2 for a in examples.x)
+
+
+def is_regression(y: np.ndarray) -> bool:
+    """Real-valued targets: numbers that are not all integers."""
+    return y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0)
+
+
+def assemble(train: Examples, test: Examples, val: Examples | None, input_type: Type,
+             regression: bool, seed: int, val_fraction: float, normalize: bool = True,
+             ) -> SourceData:
+    """Splits of a task from its examples (see the module docstring)."""
+    classes = None if regression else _classes(train, test, val)
+    xs = {name: _inputs(e, input_type) for name, e in (("train", train), ("test", test),
+                                                       ("val", val)) if e is not None}
+    ys = {name: _coded(e, classes) for name, e in (("train", train), ("test", test),
+                                                   ("val", val)) if e is not None}
+    if val is None:
+        labels = None if classes is None else ys["train"]
+        fit, held = stratified_partition(labels, len(train), (1 - val_fraction, val_fraction),
+                                         seed)
+        if len(held) == 0 or len(fit) == 0:
+            raise DataError(f"{train.origin}: {len(train)} examples are too few to carve a "
+                            "validation split from; give a val file")
+        xs["val"], ys["val"] = [xs["train"][i] for i in held], ys["train"][held]
+        xs["train"], ys["train"] = [xs["train"][i] for i in fit], ys["train"][fit]
+    norm = _normalization(xs["train"], input_type) if normalize else None
+    splits = {name: Split(_batched(xs[name], input_type, norm), ys[name]) for name in xs}
+    return SourceData(splits["train"], splits["val"], splits["test"], classes, norm)
+
+
+def _classes(train: Examples, test: Examples, val: Examples | None) -> tuple[str, ...]:
+    names = sorted_classes({_name(v) for v in train.y})
+    if len(names) < 2:
+        raise DataError(f"{train.origin}: the targets have one class only ({names[0]!r}); "
+                        "a classifier needs at least two")
+    for other in (test, val):
+        unseen = sorted({_name(v) for v in (other.y if other else ())} - set(names))
+        if unseen:
+            raise DataError(f"{other.origin}: labels never seen in training: "
+                            + ", ".join(map(repr, unseen[:5])))
+    return names
+
+
+def _name(label) -> str:
+    """A class name: numbers without a spurious `.0`."""
+    if isinstance(label, float | np.floating) and float(label).is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def sorted_classes(names: set[str]) -> tuple[str, ...]:
+    """Sorted, numerically when every name is an integer ("10" after "9")."""
+    ordered = sorted(names)
+    if all(_is_int(c) for c in ordered):
+        ordered.sort(key=int)
+    return tuple(ordered)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _coded(examples: Examples, classes: tuple[str, ...] | None) -> torch.Tensor:
+    if classes is None:
+        if examples.y.dtype.kind not in "fiu":
+            raise DataError(f"{examples.origin}: regression targets must be numbers")
+        return torch.tensor(examples.y.astype(np.float64), dtype=torch.float32)
+    code = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([code[_name(v)] for v in examples.y], dtype=torch.long)
+
+
+def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:
+    """Each example as a float32 tensor of the layout `input_type` needs, checked."""
+    out = []
+    for i, a in enumerate(examples.x):
+        a = np.asarray(a, dtype=np.float64)
+        if isinstance(input_type, ListT) and a.ndim == 1:
+            a = a[:, None]  # a univariate series
+        bad = ~np.isfinite(a)
+        if bad.any():
+            where = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise DataError(f"{examples.origin}: example {i}, position {where}: "
+                            f"{a[where]} (inputs must be finite)")
+        problem = _shape_problem(a.shape, input_type)
+        if problem:
+            raise DataError(f"{examples.origin}: example {i} has shape {a.shape}, but the "
+                            f"input type {input_type} needs {problem}")
+        out.append(torch.tensor(a, dtype=torch.float32))
+    return out
+
+
+def _shape_problem(shape: tuple[int, ...], t: Type) -> str | None:
+    match t:
+        case Vec(n):
+            return None if shape == (n,) else f"({n},)"
+        case Image(h, w):
+            return None if shape == (h, w) else f"({h}, {w})"
+        case ListT(Vec(n)):
+            return None if len(shape) == 2 and shape[1] == n and shape[0] > 0 else f"(T, {n})"
+    return f"a layout neurosym cannot read from files ({t})"
+
+
+def _normalization(xs: list[torch.Tensor], input_type: Type) -> Normalization | None:
+    """Statistics of the last axis (features or channels) over the fitted examples only;
+    images are left as they are."""
+    if isinstance(input_type, Image):
+        return None
+    steps = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+    mean, std = steps.mean(0), steps.std(0, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return Normalization(tuple(mean.tolist()), tuple(std.tolist()))
+
+
+def _batched(xs: list[torch.Tensor], input_type: Type, norm: Normalization | None):
+    if norm is not None:
+        xs = [norm.apply(x) for x in xs]
+    return pad_sequences(xs) if isinstance(input_type, ListT) else torch.stack(xs)

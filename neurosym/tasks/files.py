@@ -1,0 +1,244 @@
+"""A user's own data files, read into `Examples` (one array per example, raw targets).
+
+Formats, by extension:
+- `.npz`: named arrays (`x` and `y` unless `x_key`/`y_key` say otherwise);
+- a pair of `.npy` files, given as `{x = "x.npy", y = "y.npy"}`;
+- `.csv` with a header row, one row per example (`layout = "rows"`: the target column and
+  the features, or, for series, the time steps, trailing empty cells ending a shorter
+  series), or one row per time step (`layout = "long"`: an `id_column` naming the series,
+  an optional `time_column` ordering its steps, the target, and one column per channel);
+- `.ts` and `.arff` (the UCR/UEA archive formats), through aeon's own readers.
+
+Nothing here knows the task's types: `tasks.assemble` turns examples into splits.
+Every error names the file, and in a CSV the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosym.lang.errors import DataError
+
+FORMATS = (".npz", ".npy", ".csv", ".ts", ".arff")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Examples:
+    """Examples read from one file: `x[i]` is example i's array ((d,) for a feature row,
+    (T, C) for a series of C channels, (h, w) for an image); `y` holds the raw targets
+    (class names or numbers, or real values); `origin` names the file in errors."""
+
+    x: list[np.ndarray]
+    y: np.ndarray
+    origin: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def read_examples(spec: Any, folder: Path, params: Mapping[str, Any]) -> Examples:
+    """Read the examples a `[data]` entry names (`train = ...`), relative to `folder`."""
+    if isinstance(spec, Mapping):
+        return _npy_pair(spec, folder)
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"a data file must be a path or {{x = ..., y = ...}}, got {spec!r}")
+    path = _existing(folder, spec)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz(path, params)
+    if suffix == ".csv":
+        layout = params.get("layout", "rows")
+        if layout == "rows":
+            return _csv_rows(path, params)
+        if layout == "long":
+            return _csv_long(path, params)
+        raise DataError(f'[data] layout must be "rows" or "long", got {layout!r}')
+    if suffix in (".ts", ".arff"):
+        return _archive(path)
+    raise DataError(f"{path}: unknown data format {suffix or '(none)'!r}; one of "
+                    + ", ".join(FORMATS) + " (a .npy file goes in a pair {x = ..., y = ...})")
+
+
+def _existing(folder: Path, name: str) -> Path:
+    path = Path(name) if Path(name).is_absolute() else folder / name
+    if not path.is_file():
+        raise DataError(f"data file {path} not found")
+    return path
+
+
+# ---- NumPy ---------------------------------------------------------------------------------
+
+def _load_npy(path: Path, what: str = "") -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle: a data file runs no code
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}{what}: not a readable NumPy file ({err})") from err
+
+
+def _npy_pair(spec: Mapping[str, Any], folder: Path) -> Examples:
+    if set(spec) != {"x", "y"} or not all(isinstance(v, str) for v in spec.values()):
+        raise DataError(f"a .npy pair is {{x = \"x.npy\", y = \"y.npy\"}}, got {dict(spec)!r}")
+    x_path, y_path = (_existing(folder, spec[k]) for k in ("x", "y"))
+    return _from_arrays(_load_npy(x_path), _load_npy(y_path), f"{x_path} / {y_path.name}")
+
+
+def _npz(path: Path, params: Mapping[str, Any]) -> Examples:
+    x_key, y_key = params.get("x_key", "x"), params.get("y_key", "y")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in (x_key, y_key) if k not in arrays.files]
+            if missing:
+                raise DataError(f"{path}: no array named {missing[0]!r}; it has "
+                                + ", ".join(arrays.files) + " (set x_key / y_key)")
+            x, y = arrays[x_key], arrays[y_key]
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from err
+    return _from_arrays(x, y, str(path))
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, origin: str) -> Examples:
+    if x.ndim < 2:
+        raise DataError(f"{origin}: x must have one row per example, got shape {x.shape}")
+    if y.ndim != 1:
+        raise DataError(f"{origin}: y must be one target per example, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{origin}: x has {len(x)} examples but y has {len(y)}")
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{origin}: x must be numbers, got {x.dtype}")
+    return Examples(list(x.astype(np.float64)), y, origin)
+
+
+# ---- CSV -----------------------------------------------------------------------------------
+
+def _csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a readable CSV file ({err})") from err
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header row and at least one example")
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _column(path: Path, header: list[str], name: Any, what: str) -> int:
+    if name not in header:
+        raise DataError(f"{path}: no {what} column {name!r}; the columns are "
+                        + ", ".join(header))
+    return header.index(name)
+
+
+def target_column(header: list[str], params: Mapping[str, Any]) -> str:
+    """The `target` named in `[data]`, else the last column."""
+    return params.get("target", header[-1])
+
+
+def _number(path: Path, row: int, column: str, cell: str) -> float:
+    """A numeric cell; empty is NaN (a missing value). Rows count from 1 at the header,
+    as a spreadsheet shows them."""
+    text = cell.strip()
+    if not text:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
+                        ) from None
+
+
+def _csv_rows(path: Path, params: Mapping[str, Any]) -> Examples:
+    header, rows = _csv_table(path)
+    target = _column(path, header, target_column(header, params), "target")
+    xs, ys = [], []
+    for r, row in enumerate(rows, start=2):
+        cells = row + [""] * (len(header) - len(row))
+        if len(row) > len(header):
+            raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
+        values = [_number(path, r, header[c], cells[c])
+                  for c in range(len(header)) if c != target]
+        while values and math.isnan(values[-1]):  # a shorter series ends early
+            values.pop()
+        for c, v in zip((c for c in range(len(header)) if c != target), values, strict=False):
+            if math.isnan(v):
+                raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell "
+                                "(missing values are not supported)")
+        if not values:
+            raise DataError(f"{path}, row {r}: no values")
+        xs.append(np.asarray(values))
+        ys.append(cells[target].strip())
+    return Examples(xs, _targets(path, ys, header[target]), str(path))
+
+
+def _csv_long(path: Path, params: Mapping[str, Any]) -> Examples:
+    """One row per time step; the steps of a series are kept in file order unless a
+    `time_column` orders them."""
+    header, rows = _csv_table(path)
+    if "id_column" not in params:
+        raise DataError(f'{path}: layout = "long" needs [data] id_column')
+    ident = _column(path, header, params["id_column"], "id")
+    target = _column(path, header, target_column(header, params), "target")
+    time_col = (_column(path, header, params["time_column"], "time")
+                if "time_column" in params else None)
+    channels = [c for c in range(len(header)) if c not in (ident, target, time_col)]
+    if not channels:
+        raise DataError(f"{path}: no value columns besides the id, target and time")
+    series: dict[str, list[tuple[float, list[float]]]] = {}
+    labels: dict[str, tuple[str, int]] = {}
+    for r, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
+        key, label = row[ident].strip(), row[target].strip()
+        if key in labels and labels[key][0] != label:
+            raise DataError(f"{path}, row {r}, column {header[target]!r}: series {key!r} has "
+                            f"target {label!r} here but {labels[key][0]!r} at row "
+                            f"{labels[key][1]}")
+        labels.setdefault(key, (label, r))
+        step = [_number(path, r, header[c], row[c]) for c in channels]
+        for c, v in zip(channels, step, strict=True):
+            if math.isnan(v):
+                raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell")
+        order = _number(path, r, header[time_col], row[time_col]) if time_col is not None \
+            else len(series.get(key, ()))
+        series.setdefault(key, []).append((order, step))
+    xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
+          series.values()]
+    return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target]),
+                    str(path))
+
+
+def _targets(path: Path, labels: list[str], column: str) -> np.ndarray:
+    """Numbers where every label is one, else class names."""
+    if any(not label for label in labels):
+        row = labels.index("") + 2
+        raise DataError(f"{path}, row {row}, column {column!r}: empty target")
+    try:
+        return np.asarray([float(label) for label in labels])
+    except ValueError:
+        return np.asarray(labels, dtype=str)
+
+
+# ---- UCR / UEA archive formats -------------------------------------------------------------
+
+def _archive(path: Path) -> Examples:
+    """`.ts` / `.arff` through aeon's readers: series come as (N, C, T) or a list of
+    (C, T_i); each becomes (T, C)."""
+    from aeon.datasets import load_from_arff_file, load_from_ts_file  # slow import: here
+
+    reader = load_from_ts_file if path.suffix.lower() == ".ts" else load_from_arff_file
+    try:
+        x, y = reader(str(path))
+    except Exception as err:  # aeon raises many kinds on a malformed file  # noqa: BLE001
+        raise DataError(f"{path}: not a readable {path.suffix} file ({err})") from err
+    if y is None or len(y) != len(x):
+        raise DataError(f"{path}: every series needs a class label or target value")
+    labels = np.asarray(y)
+    return Examples([np.asarray(s, dtype=np.float64).T for s in x],
+                    labels if labels.dtype.kind == "f" else labels.astype(str), str(path))

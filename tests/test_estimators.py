@@ -1,0 +1,53 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, and use inside its
+model-selection tools."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from neurosym.estimators import ProgramClassifier, ProgramRegressor
+
+# a search small enough for the checks' many fits; max_nodes, not time, ends it, so that
+# two fits agree (check_fit_idempotent)
+TINY = dict(time_limit=60, max_nodes=2, epochs_per_node=10, final_epochs=20, cv_folds=0,
+            top_k=1)
+
+
+@parametrize_with_checks([ProgramClassifier(**TINY), ProgramRegressor(**TINY)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_cross_val_score_in_a_pipeline_and_string_labels():
+    x, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = make_pipeline(FunctionTransformer(), ProgramClassifier(time_limit=20, max_nodes=6))
+    scores = cross_val_score(model, x, names, cv=3)
+    assert len(scores) == 3 and scores.mean() > 0.8
+    fitted = ProgramClassifier(time_limit=20, max_nodes=6).fit(x, names)
+    assert set(fitted.predict(x)) <= set(names) and isinstance(fitted.program_, str)
+    proba = fitted.predict_proba(x)
+    assert proba.shape == (150, 3) and np.allclose(proba.sum(1), 1)
+
+
+def test_a_fitted_program_pickles_and_predicts_the_same():
+    x, y = load_iris(return_X_y=True)
+    fitted = ProgramClassifier(**TINY).fit(x, y)
+    again = pickle.loads(pickle.dumps(fitted))
+    assert again.program_ == fitted.program_
+    np.testing.assert_array_equal(again.predict_proba(x), fitted.predict_proba(x))
+
+
+def test_bad_data_is_a_value_error():
+    with pytest.raises(ValueError, match="class"):
+        ProgramClassifier(**TINY).fit(np.ones((20, 3)), np.zeros(20))
+    with pytest.raises(ValueError):
+        ProgramClassifier(**TINY).fit(np.full((20, 3), np.nan), np.arange(20) % 2)
