@@ -50,7 +50,10 @@ def run_file(path: str | Path, task: str | Task, entry: str | None = None,
     """Check `path`, train its entry definition on `task`, score it on every split."""
     task = load_task(task) if isinstance(task, str) else task
     checked = check_file(path, library)
-    name = entry_point(checked, task, entry)
+    try:
+        name = entry_point(checked, task, entry)
+    except DSLTypeError as err:  # located in the user's file, with the definition shown
+        raise err.located(Path(path).read_text(), str(path)) from None
     config = train_config(task, epochs=epochs, lr=lr, seed=seed)
     torch.manual_seed(config.seed)  # module initialisation is part of the run's seed
     model = compile_program(checked, library)[name]

@@ -151,9 +151,50 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
         print_result(result, task, out())
 
 
+@main.group("task")
+def task_group() -> None:
+    """Tasks over your own data."""
+
+
+@task_group.command("init")
+@click.argument("name")
+@click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
+              help="Training data: .csv, .npz, .ts or .arff.")
+@click.option("--test", "test_file", required=True, type=click.Path(dir_okay=False),
+              help="Test data, in the same format.")
+@click.option("--val", "val_file", default=None, type=click.Path(dir_okay=False),
+              help="Validation data (default: a stratified share of the training data).")
+@click.option("--target", default=None, help="CSV: the target column (default: the last).")
+@click.option("--id-column", default=None,
+              help="CSV with one row per time step: the column that names each series.")
+@click.option("--time-column", default=None, help="CSV long format: orders each series.")
+@click.option("--input-type", default=None,
+              help="The input's DSL type, if not the inferred one (e.g. 'List[Vec[3]]').")
+@click.option("--regression/--classification", default=None,
+              help="Real-valued targets or classes (default: inferred from the targets).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the task file (default: tasks/NAME.toml).")
+@click.option("--force", is_flag=True, help="Replace an existing task file.")
+@friendly_errors
+def task_init(name: str, train_file: str, test_file: str, val_file: str | None,
+              target: str | None, id_column: str | None, time_column: str | None,
+              input_type: str | None, regression: bool | None, out_file: str | None,
+              force: bool) -> None:
+    """Write tasks/NAME.toml for your data files, its types inferred from the data."""
+    from neurosym.tasks.init import DataFiles, init_task
+
+    path = Path(out_file) if out_file else Path("tasks") / f"{name}.toml"
+    files = DataFiles(train_file, test_file, val_file, target, id_column, time_column)
+    task = init_task(name, files, path, input_type, regression, force)
+    what = (f"{len(task.classes)} classes" if task.classes else "a real-valued target")
+    click.echo(f"wrote {path}: {task.input_type} -> {task.output_type} ({what}); "
+               f"{len(task.train)} train, {len(task.val)} val, {len(task.test)} test examples")
+    click.echo(f"next: neurosym synthesize {path}")
+
+
 @main.command("tasks")
 def tasks_command() -> None:
-    """List the bundled tasks."""
+    """List the tasks: yours in ./tasks, and the bundled ones."""
     from neurosym.tasks.spec import list_tasks
 
     table = Table("task", "description", header_style="bold")

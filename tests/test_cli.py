@@ -80,6 +80,9 @@ def test_run_rejects_a_program_of_the_wrong_type():
     result = invoke("run", str(ROOT / "dsl/digits.ns"), "--task", "basic_motions")
     assert result.exit_code == 1
     assert "needs List[Vec[6]] -> Vec[4]" in result.output and "Traceback" not in result.output
+    # located in the user's file, at the definition, with the line shown
+    assert f"{ROOT / 'dsl/digits.ns'}:" in result.output and "<input>" not in result.output
+    assert "def " in result.output and "^" in result.output
 
 
 def test_run_unknown_task():

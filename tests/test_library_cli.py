@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -118,6 +119,11 @@ def test_list_and_show(lib: Library) -> None:
     as_json = json.loads(cli(lib, "show", "base", "--json").output)
     assert as_json["provenance"]["metrics"] == {"accuracy": 0.875}
     assert len(json.loads(cli(lib, "list", "--json").output)) == 2
+    # --library is accepted after the subcommand too, on every subcommand
+    after = CliRunner().invoke(library, ["list", "--library", str(lib.path), "--json"])
+    assert after.exit_code == 0 and len(json.loads(after.output)) == 2
+    for sub in library.commands.values():
+        assert "--library" in sub.get_help(click.Context(sub)), sub.name
 
 
 def test_errors_are_one_message_and_exit_1(lib: Library, tmp_path: Path) -> None:

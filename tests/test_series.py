@@ -152,7 +152,8 @@ def test_bad_parameters_are_clear_errors():
     from neurosym.lang.load import check_source
 
     for text, message in [("interval[0.5:0.2]", "interval"), ("interval[2]", "interval"),
-                          ("select[0.5:1.0]", "integer"), ("shapelet[1]", "length")]:
+                          ("select[0.5:1.0]", "integer"), ("select[-1]", "from 0"),
+                          ("shapelet[1]", "length"), ("shapelet[-3]", "length")]:
         src = f"def main : List[Vec[1]] -> List[Vec[1]] =\n  \\xs -> {text} xs\n"
         with pytest.raises(NeurosymError, match=message):
             check_source(src, "<test>")

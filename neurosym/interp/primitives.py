@@ -255,7 +255,7 @@ def _select_signature(params: tuple[ast.Param, ...]) -> Type:
     p = params[0]
     bounds = (p.start, p.stop) if isinstance(p, ast.Slice) else (p,)
     if not all(isinstance(b, int) and b >= 0 for b in bounds):
-        raise ValueError("takes feature indices from 0, e.g. select[2] or select[0:3]")
+        raise ValueError("takes integer feature indices from 0, e.g. select[2] or select[0:3]")
     if isinstance(p, ast.Slice):
         if p.stop <= p.start:
             raise ValueError(f"empty slice {p.start}:{p.stop}")

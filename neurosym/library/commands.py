@@ -26,7 +26,19 @@ def library(ctx: click.Context, library_path: Path | None) -> None:
     ctx.obj = Library(library_path or default_library_path())
 
 
+def _use_library(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    if path is not None:
+        ctx.obj = Library(path)
+
+
+library_option = click.option(
+    "--library", type=click.Path(file_okay=False, path_type=Path), default=None,
+    expose_value=False, callback=_use_library, is_eager=True,
+    help="Library directory (as before the subcommand).")
+
+
 @library.command("list")
+@library_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable entries.")
 @click.pass_obj
 @friendly_errors
@@ -56,6 +68,7 @@ def list_entries(lib: Library, as_json: bool) -> None:
 
 
 @library.command()
+@library_option
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 @click.pass_obj
@@ -83,6 +96,7 @@ def show(lib: Library, ref: str, as_json: bool) -> None:
 
 
 @library.command("rm")
+@library_option
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.option("--force", is_flag=True, help="Remove even if other entries use it.")
 @click.pass_obj
@@ -94,6 +108,7 @@ def remove(lib: Library, ref: str, force: bool) -> None:
 
 
 @library.command("export")
+@library_option
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
@@ -107,6 +122,7 @@ def export(lib: Library, ref: str, file: Path) -> None:
 
 
 @library.command("import")
+@library_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
 @friendly_errors
@@ -117,6 +133,7 @@ def import_(lib: Library, file: Path) -> None:
 
 
 @library.command()
+@library_option
 @click.pass_obj
 @friendly_errors
 def verify(lib: Library) -> None:

@@ -59,9 +59,12 @@ def _csv_long(examples: Examples) -> bool:
     return examples.origin.endswith(".csv") and all(a.ndim == 2 for a in examples.x)
 
 
-def is_regression(y: np.ndarray) -> bool:
-    """Real-valued targets: numbers that are not all integers."""
-    return y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0)
+def is_regression(y: np.ndarray, max_classes: int = 20) -> bool:
+    """Real-valued targets: floating-point numbers that are not all integers, or that take
+    more than `max_classes` values (integer labels are classes)."""
+    if y.dtype.kind != "f":
+        return False
+    return not np.all(np.mod(y, 1) == 0) or len(np.unique(y)) > max_classes
 
 
 def assemble(train: Examples, test: Examples, val: Examples | None, input_type: Type,

@@ -43,8 +43,11 @@ class Examples:
         return len(self.x)
 
 
-def read_examples(spec: Any, folder: Path, params: Mapping[str, Any]) -> Examples:
-    """Read the examples a `[data]` entry names (`train = ...`), relative to `folder`."""
+def read_examples(spec: Any, folder: Path, params: Mapping[str, Any],
+                  series: bool = True) -> Examples:
+    """Read the examples a `[data]` entry names (`train = ...`), relative to `folder`.
+    `series`: CSV rows may end early (trailing empty cells end a shorter series); when
+    the rows are feature vectors, an empty cell is an error."""
     if isinstance(spec, Mapping):
         return _npy_pair(spec, folder)
     if not isinstance(spec, str) or not spec:
@@ -56,7 +59,7 @@ def read_examples(spec: Any, folder: Path, params: Mapping[str, Any]) -> Example
     if suffix == ".csv":
         layout = params.get("layout", "rows")
         if layout == "rows":
-            return _csv_rows(path, params)
+            return _csv_rows(path, params, series)
         if layout == "long":
             return _csv_long(path, params)
         raise DataError(f'[data] layout must be "rows" or "long", got {layout!r}')
@@ -148,13 +151,17 @@ def _number(path: Path, row: int, column: str, cell: str) -> float:
     if not text:
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
                         ) from None
+    if not math.isfinite(value):
+        raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a finite "
+                        "number")
+    return value
 
 
-def _csv_rows(path: Path, params: Mapping[str, Any]) -> Examples:
+def _csv_rows(path: Path, params: Mapping[str, Any], series: bool) -> Examples:
     header, rows = _csv_table(path)
     target = _column(path, header, target_column(header, params), "target")
     xs, ys = [], []
@@ -164,7 +171,7 @@ def _csv_rows(path: Path, params: Mapping[str, Any]) -> Examples:
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
         values = [_number(path, r, header[c], cells[c])
                   for c in range(len(header)) if c != target]
-        while values and math.isnan(values[-1]):  # a shorter series ends early
+        while series and values and math.isnan(values[-1]):  # a shorter series ends early
             values.pop()
         for c, v in zip((c for c in range(len(header)) if c != target), values, strict=False):
             if math.isnan(v):

@@ -22,7 +22,7 @@ import torch
 
 from neurosym.interp.values import Seq
 from neurosym.lang.errors import DataError, TaskError
-from neurosym.lang.types import Type
+from neurosym.lang.types import ListT, Type
 from neurosym.tasks.assemble import SourceData, assemble
 from neurosym.tasks.files import Examples, read_examples
 from neurosym.tasks.spec import Split, stratified_partition
@@ -62,7 +62,8 @@ def files_source(params: Mapping[str, Any], context: SourceContext) -> SourceDat
     if unknown:
         raise TaskError(f"[data] unknown key {unknown[0]!r} for source \"files\"; known: "
                         + ", ".join(sorted(FILE_KEYS)))
-    read = {split: read_examples(params[split], context.folder, params)
+    series = isinstance(context.input_type, ListT)
+    read = {split: read_examples(params[split], context.folder, params, series)
             for split in ("train", "test", "val") if split in params}
     for split in ("train", "test"):
         if split not in read:

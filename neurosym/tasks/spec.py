@@ -137,18 +137,30 @@ def _part_sizes(n: int, fractions: tuple[float, ...]) -> list[int]:
     return sizes
 
 
+def task_folders() -> list[Path]:
+    """Where tasks are found by name: `./tasks` (the user's, written by `neurosym task
+    init`), then the bundled ones."""
+    local = Path.cwd() / "tasks"
+    bundled = tasks_dir()
+    return [local, bundled] if local.is_dir() and local.resolve() != bundled.resolve() \
+        else [bundled]
+
+
 def list_tasks() -> list[tuple[str, str]]:
-    """(name, description) of every bundled task; files without a `[data]` table (such as
-    lifelong task sequences) are not tasks and are skipped."""
-    found = []
-    for path in sorted(tasks_dir().glob("*.toml")):
+    """(name, description) of every task found by name (`task_folders`); files without a
+    `[data]` table (such as lifelong task sequences) are not tasks and are skipped."""
+    found, seen = [], set()
+    for path in (p for folder in task_folders() for p in sorted(folder.glob("*.toml"))):
+        if path.stem in seen:
+            continue
         try:
             spec = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
             continue
         if isinstance(spec.get("data"), dict):
             found.append((path.stem, str(spec.get("description", ""))))
-    return found
+            seen.add(path.stem)
+    return sorted(found)
 
 
 def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
@@ -209,11 +221,11 @@ def _find_task_file(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise TaskError(f"task file {text} not found")
         return path
-    bundled = tasks_dir() / f"{text}.toml"
-    if not bundled.is_file():
-        known = ", ".join(name for name, _ in list_tasks()) or "(none)"
-        raise TaskError(f"unknown task {text!r}; bundled tasks: {known}")
-    return bundled
+    for folder in task_folders():
+        if (folder / f"{text}.toml").is_file():
+            return folder / f"{text}.toml"
+    known = ", ".join(name for name, _ in list_tasks()) or "(none)"
+    raise TaskError(f"unknown task {text!r}; known tasks: {known}")
 
 
 def _table(spec: dict, key: str, path: Path, required: bool = False) -> dict:

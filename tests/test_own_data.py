@@ -1,0 +1,202 @@
+"""A user's own data: task files written by `neurosym task init` from CSV, NumPy and .ts
+files (built here from bundled data), `Task.from_arrays`, and a clear error for each kind
+of bad data."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from sklearn.datasets import load_diabetes, load_wine
+
+from neurosym import Task, load_task
+from neurosym.cli import main
+from neurosym.lang.errors import DataError, NeurosymError
+from neurosym.search import synthesize
+from neurosym.tasks.sources import aeon_data_dir
+
+SMALL = dict(time_limit=60, max_nodes=4, epochs_per_node=5, final_epochs=10, cv_folds=0)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _wine_csvs(folder: Path) -> tuple[Path, Path]:
+    x, y = load_wine(return_X_y=True)
+    names = np.array(["barolo", "grignolino", "barbera"])[y]
+    header = [f"f{i}" for i in range(x.shape[1])] + ["cultivar"]
+    rows = [[*map(float, x[i]), names[i]] for i in range(len(y))]
+    order = np.random.default_rng(0).permutation(len(rows))
+    train = [rows[i] for i in order[:120]]
+    test = [rows[i] for i in order[120:]]
+    return (_write_csv(folder / "train.csv", header, train),
+            _write_csv(folder / "test.csv", header, test))
+
+
+def _init(folder: Path, *args: str) -> object:
+    return CliRunner().invoke(main, ["task", "init", *args], catch_exceptions=False)
+
+
+def test_task_init_from_csv_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _wine_csvs(tmp_path)
+    result = _init(tmp_path, "wine", "--train", "train.csv", "--test", "test.csv")
+    assert result.exit_code == 0, result.output
+    assert "Vec[13] -> Vec[3] (3 classes)" in result.output
+    task = load_task("wine")  # found by name in ./tasks
+    assert task.classes == ("barbera", "barolo", "grignolino")  # names kept, sorted
+    assert (len(task.train), len(task.val), len(task.test)) == (96, 24, 58)
+    # standardized with statistics of the fitted training split only
+    assert torch.allclose(task.train.x.mean(0), torch.zeros(13), atol=1e-5)
+    assert not torch.allclose(task.test.x.mean(0), torch.zeros(13), atol=1e-3)
+    assert len(task.normalization.mean) == 13
+    found = synthesize(task, **SMALL)
+    assert found.best is not None and found.best.evaluation.test > 0.5
+    listed = CliRunner().invoke(main, ["tasks"])
+    assert "wine" in listed.output
+    again = _init(tmp_path, "wine", "--train", "train.csv", "--test", "test.csv")
+    assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_task_init_from_a_ts_file_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for split in ("TRAIN", "TEST"):
+        shutil.copy(aeon_data_dir() / "UnitTest" / f"UnitTest_{split}.ts", tmp_path)
+    result = _init(tmp_path, "mine", "--train", "UnitTest_TRAIN.ts",
+                   "--test", "UnitTest_TEST.ts", "--out", "specs/mine.toml")
+    assert result.exit_code == 0, result.output
+    task = load_task("specs/mine.toml")  # data paths are relative to the task file
+    bundled = load_task("unit_test")
+    assert task.input_type == bundled.input_type and task.classes == bundled.classes
+    assert torch.equal(task.test.y, bundled.test.y)
+    assert torch.allclose(task.test.x.data, bundled.test.x.data)
+    found = synthesize(task, **SMALL)
+    assert found.best is not None and found.productions == "series"
+
+
+def test_csv_long_format_reads_the_same_series(tmp_path):
+    bundled = load_task("unit_test")
+    raw = load_task("unit_test").test  # standardized; fine for a round trip
+    rows = []
+    for i in range(len(raw)):
+        steps = raw.x.data[i][raw.x.weights[i] > 0, 0].tolist()
+        order = list(range(len(steps)))[::-1]  # shuffled steps, ordered by the time column
+        rows += [[f"s{i}", t, steps[t], int(raw.y[i])] for t in order]
+    _write_csv(tmp_path / "long.csv", ["id", "t", "value", "label"], rows)
+    (tmp_path / "t.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "long.csv"\ntest = "long.csv"\nlayout = "long"\n'
+        'id_column = "id"\ntime_column = "t"\nnormalize = false\n'
+        '[types]\ninput = "List[Vec[1]]"\noutput = "Vec[2]"\n')
+    task = load_task(tmp_path / "t.toml")
+    assert torch.allclose(task.test.x.data, raw.x.data, atol=1e-6)
+    assert torch.equal(task.test.y, raw.y) and bundled.classes == ("1", "2")
+
+
+def test_non_finite_arrays_say_where():
+    x = np.ones((10, 3))
+    x[7, 2] = np.inf
+    with pytest.raises(DataError, match=r"x_train: example 7, position \(2,\): inf"):
+        Task.from_arrays(x, [0, 1] * 5, np.ones((2, 3)), [0, 1])
+
+
+def test_numpy_files_npz_and_npy_pairs(tmp_path):
+    x, y = load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    x, y = x[order], y[order]
+    np.savez(tmp_path / "train.npz", features=x[:120], label=y[:120])
+    np.save(tmp_path / "x.npy", x[120:])
+    np.save(tmp_path / "y.npy", y[120:])
+    (tmp_path / "t.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "train.npz"\nx_key = "features"\ny_key = "label"\n'
+        'test = {x = "x.npy", y = "y.npy"}\n[types]\ninput = "Vec[13]"\noutput = "Vec[3]"\n')
+    task = load_task(tmp_path / "t.toml")
+    assert len(task.test) == len(y) - 120 and task.classes == ("0", "1", "2")
+
+
+def test_from_arrays_infers_types_and_regression():
+    x, y = load_diabetes(return_X_y=True)
+    task = Task.from_arrays(x[:300], y[:300], x[300:], y[300:])
+    assert str(task.input_type) == "Vec[10]" and str(task.output_type) == "Float"
+    assert task.loss == "mse" and task.classes is None
+    series = [np.sin(np.arange(n) / 3.0) for n in (20, 25, 30, 22)] * 5
+    labels = ["a", "b"] * 10
+    task = Task.from_arrays(series, labels, series, labels)
+    assert str(task.input_type) == "List[Vec[1]]" and task.classes == ("a", "b")
+
+
+# ---- bad data: each names the file, and where ---------------------------------------------
+
+def _task(folder: Path, train: str, test: str = "test.csv", extra: str = "",
+          types: str = 'input = "Vec[2]"\noutput = "Vec[2]"') -> Path:
+    path = folder / "t.toml"
+    path.write_text(f'[data]\nsource = "files"\ntrain = "{train}"\ntest = "{test}"\n{extra}'
+                    f"[types]\n{types}\n")
+    return path
+
+
+def _rows(folder: Path, name: str, rows: list[list], header=("a", "b", "y")) -> None:
+    _write_csv(folder / name, list(header), rows)
+
+
+GOOD = [[i * 0.1, 1 - i * 0.1, i % 2] for i in range(20)]
+
+
+@pytest.mark.parametrize("train, test, types, match", [
+    (None, GOOD, None, r"train\.csv not found"),
+    ([*GOOD[:4], [0.1, "abc", 1], *GOOD[4:]], GOOD, None,
+     r"train\.csv, row 6, column 'b': 'abc' is not a number"),
+    ([*GOOD, [0.1, "", 1]], GOOD, None, r"train\.csv, row 22, column 'b': empty cell"),
+    ([*GOOD, [0.1, "nan", 1]], GOOD, None,
+     r"train\.csv, row 22, column 'b': 'nan' is not a finite number"),
+    ([*GOOD, [0.1, "-inf", 1]], GOOD, None,
+     r"train\.csv, row 22, column 'b': '-inf' is not a finite number"),
+    ([[*r[:2], 1] for r in GOOD], GOOD, None, r"train\.csv: the targets have one class"),
+    (GOOD, [*GOOD, [0.0, 0.0, 7]], None, r"test\.csv: labels never seen in training: '7'"),
+    (GOOD, GOOD, 'input = "Vec[3]"\noutput = "Vec[2]"',
+     r"train\.csv: example 0 has shape \(2,\), but the input type Vec\[3\] needs \(3,\)"),
+    (GOOD, GOOD, 'input = "Vec[2]"\noutput = "Vec[3]"', r"2 classes but the output type"),
+])
+def test_bad_csv_data_is_reported_with_where(tmp_path, train, test, types, match):
+    if train is not None:
+        _rows(tmp_path, "train.csv", train)
+    _rows(tmp_path, "test.csv", test)
+    path = _task(tmp_path, "train.csv", **({"types": types} if types else {}))
+    with pytest.raises(NeurosymError, match=match):
+        load_task(path)
+
+
+def test_bad_numpy_data_is_reported(tmp_path):
+    np.savez(tmp_path / "ragged.npz", x=np.ones((5, 2)), y=np.arange(4))
+    np.savez(tmp_path / "good.npz", x=np.ones((6, 2)), y=np.arange(6) % 2)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    for train, match in (("ragged.npz", "x has 5 examples but y has 4"),
+                         ("bad.npz", "not a readable .npz file"),
+                         ("data.parquet", "not found")):
+        with pytest.raises(DataError, match=match):
+            load_task(_task(tmp_path, train, "good.npz"))
+    (tmp_path / "data.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match="unknown data format '.parquet'"):
+        load_task(_task(tmp_path, "data.parquet", "good.npz"))
+    with pytest.raises(DataError, match="needs shape|needs \\(4,\\)|input type"):
+        Task.from_arrays([np.ones(2), np.ones(3)] * 4, [0, 1] * 4, np.ones((2, 2)), [0, 1],
+                         input_type="Vec[2]")
+
+
+def test_task_init_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _rows(tmp_path, "train.csv", [*GOOD[:2], [0.1, "x", 1]])
+    _rows(tmp_path, "test.csv", GOOD)
+    result = CliRunner().invoke(main, ["task", "init", "t", "--train", "train.csv",
+                                       "--test", "test.csv"])
+    assert result.exit_code != 0 and "train.csv, row 4, column 'b'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "tasks" / "t.toml").exists()
