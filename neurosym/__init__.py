@@ -3,15 +3,28 @@
     import neurosym
     result = neurosym.run_file("dsl/basic_motions.ns", "basic_motions")
     found = neurosym.synthesize("basic_motions", time_limit=120)
+    found.save("my_model");  model = neurosym.load("my_model")
+
+Names are imported on first use (PEP 562), so that `neurosym --help` does not pay for
+importing torch.
 """
 
-from neurosym.api import RunResult, run_file
-from neurosym.lang.checker import check_program, check_term
-from neurosym.lang.errors import NeurosymError
-from neurosym.lang.load import check_file, check_source
-from neurosym.lang.parser import parse_program, parse_term, parse_type
-from neurosym.lang.printer import show, show_program
-from neurosym.tasks.spec import Task, load_task
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "RunResult": "neurosym.api", "run_file": "neurosym.api",
+    "check_program": "neurosym.lang.checker", "check_term": "neurosym.lang.checker",
+    "NeurosymError": "neurosym.lang.errors",
+    "check_file": "neurosym.lang.load", "check_source": "neurosym.lang.load",
+    "parse_program": "neurosym.lang.parser", "parse_term": "neurosym.lang.parser",
+    "parse_type": "neurosym.lang.parser",
+    "show": "neurosym.lang.printer", "show_program": "neurosym.lang.printer",
+    "Task": "neurosym.tasks.spec", "load_task": "neurosym.tasks.spec",
+    "Model": "neurosym.model", "load": "neurosym.model",
+}
 
 
 def synthesize(task, **options):
@@ -21,8 +34,12 @@ def synthesize(task, **options):
     return run(task, **options)
 
 
-__all__ = [
-    "NeurosymError", "RunResult", "Task", "check_file", "check_program", "check_source",
-    "check_term", "load_task", "parse_program", "parse_term", "parse_type", "run_file", "show",
-    "show_program", "synthesize",
-]
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'neurosym' has no attribute {name!r}")
+
+
+__all__ = sorted([*_WHERE, "synthesize"])

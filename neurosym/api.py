@@ -23,10 +23,19 @@ class RunResult:
     parameters: int
     evaluation: Evaluation
     model: CompiledTerm
+    task: Task | None = None
 
     def as_dict(self) -> dict:
         return {"entry": self.entry, "type": self.type, "parameters": self.parameters,
                 **self.evaluation.as_dict()}
+
+    def save(self, path: str | Path):
+        """Save the trained program as a model directory (`neurosym.model`)."""
+        from neurosym.model import from_trained
+
+        model = from_trained(self.model, self.task, self.evaluation, entry=self.entry)
+        model.save(path)
+        return model
 
 
 def entry_point(checked: Checked, task: Task, entry: str | None) -> str:
@@ -59,4 +68,4 @@ def run_file(path: str | Path, task: str | Task, entry: str | None = None,
     model = compile_program(checked, library)[name]
     evaluation = train_and_evaluate(model, task, config)
     params = sum(p.numel() for p in model.parameters())
-    return RunResult(name, str(checked.def_types[name]), params, evaluation, model)
+    return RunResult(name, str(checked.def_types[name]), params, evaluation, model, task)

@@ -55,9 +55,12 @@ def check(files: tuple[str, ...], library_path: str | None) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (default: the task's).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @click.option("--library", "library_path", type=click.Path(file_okay=False), default=None)
+@click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None,
+              help="Save the trained program as a model directory (see `neurosym predict`).")
 @friendly_errors
 def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: float | None,
-        seed: int | None, as_json: bool, library_path: str | None) -> None:
+        seed: int | None, as_json: bool, library_path: str | None,
+        save_dir: str | None) -> None:
     """Train a hand-written program's learnable parts on a task and print its scores."""
     from neurosym.api import run_file
 
@@ -65,6 +68,9 @@ def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: fl
     with console.status("training…", spinner="dots"):
         result = run_file(file, task_name, entry=entry, epochs=epochs, lr=lr, seed=seed,
                           library=_open_library(library_path))
+    if save_dir:
+        result.save(save_dir)
+        click.echo(f"saved the model in {save_dir}", err=True)
     if as_json:
         echo_json(result.as_dict())
         return
@@ -116,12 +122,14 @@ def print_evaluation(ev, console: Console | None = None) -> None:
               help="Fine-tune library functions instead of keeping them frozen.")
 @click.option("--save-as", default=None,
               help="Store the best program in the library under this name.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None,
+              help="Save the best program as a model directory (see `neurosym predict`).")
 @friendly_errors
 def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                max_depth: int | None, max_nodes: int | None, epochs_per_node: int | None,
                workers: int | None, top_k: int | None, seed: int | None, as_json: bool,
                out_file: str | None, library_path: str | None, finetune_library: bool,
-               save_as: str | None) -> None:
+               save_as: str | None, save_dir: str | None) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
@@ -140,6 +148,9 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                             productions=search_productions(task, library))
     if out_file and result.best is not None:
         save_program(result.best, task, out_file)
+    if save_dir and result.best is not None:
+        result.save(save_dir)
+        click.echo(f"saved the model in {save_dir}", err=True)
     if save_as and result.best is not None:
         store = library or SearchLibrary(Path(library_path) if library_path else
                                          _default_library())
@@ -240,8 +251,9 @@ def _default_library() -> Path:
 def _attach_subcommands() -> None:
     from neurosym.library.commands import library
     from neurosym.library.lifelong_commands import lifelong, transfer
+    from neurosym.model_commands import export_command, predict, show
 
-    for command in (library, lifelong, transfer):
+    for command in (library, lifelong, transfer, predict, show, export_command):
         main.add_command(command)
 
 

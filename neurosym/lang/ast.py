@@ -128,6 +128,15 @@ def subterms(t: Term):
         yield from subterms(c)
 
 
+def walk(t: Term):
+    """Every sub-term of `t`, `t` first (iteratively: deep programs do not recurse)."""
+    stack = [t]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
+
 def size(t: Term) -> int:
     return sum(1 for _ in subterms(t))
 

@@ -1,7 +1,19 @@
-"""The persistent library of learned functions, reused by later programs as `lib.NAME`."""
+"""The persistent library of learned functions, reused by later programs as `lib.NAME`.
+Names are imported on first use: the store needs torch, the command line does not."""
 
-from neurosym.library.entry import Entry, Problem, Provenance, UnknownEntry, parse_ref
-from neurosym.library.store import Library, default_library_path
+from __future__ import annotations
 
-__all__ = ["Entry", "Library", "Problem", "Provenance", "UnknownEntry", "default_library_path",
-           "parse_ref"]
+import importlib
+from typing import Any
+
+_WHERE = {"Entry": "entry", "Problem": "entry", "Provenance": "entry", "UnknownEntry": "entry",
+          "parse_ref": "entry", "Library": "store", "default_library_path": "location"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"neurosym.library.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'neurosym.library' has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)

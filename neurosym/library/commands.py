@@ -4,6 +4,7 @@ NeurosymError (and every OS error) becomes one clear message and exit code 1."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich import box
@@ -13,7 +14,10 @@ from rich.text import Text
 
 from neurosym.console import echo_json, friendly_errors
 from neurosym.library.entry import Entry, parse_ref
-from neurosym.library.store import ENV_VAR, Library, default_library_path
+from neurosym.library.location import ENV_VAR, default_library_path
+
+if TYPE_CHECKING:
+    from neurosym.library.store import Library
 
 
 @click.group()
@@ -23,11 +27,15 @@ from neurosym.library.store import ENV_VAR, Library, default_library_path
 @click.pass_context
 def library(ctx: click.Context, library_path: Path | None) -> None:
     """The library of learned functions that programs reuse as lib.NAME."""
+    from neurosym.library.store import Library
+
     ctx.obj = Library(library_path or default_library_path())
 
 
 def _use_library(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
     if path is not None:
+        from neurosym.library.store import Library
+
         ctx.obj = Library(path)
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neurosym.console import echo_json, friendly_errors, out
-from neurosym.library.store import ENV_VAR, default_library_path
+from neurosym.library.location import ENV_VAR, default_library_path
 
 _LIBRARY_HELP = "Library directory (default: $NEUROSYM_LIBRARY, else ./library_store)."
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +31,8 @@ from neurosym.lang.printer import show
 from neurosym.lang.types import Type, free_vars
 from neurosym.library import files
 from neurosym.library.entry import FORMAT, Entry, Problem, Provenance, UnknownEntry, check_name
+from neurosym.library.location import ENV_VAR, default_library_path  # noqa: F401 (re-export)
 
-ENV_VAR = "NEUROSYM_LIBRARY"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL);
@@ -44,11 +43,6 @@ CREATE TABLE IF NOT EXISTS entries (
 """
 _COLUMNS = "name, version, type, source, spec, provenance, parameters, format, sha256"
 State = dict[str, torch.Tensor]
-
-
-def default_library_path() -> Path:
-    """`$NEUROSYM_LIBRARY`, else `library_store/` in the working directory."""
-    return Path(os.environ.get(ENV_VAR) or "library_store")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,30 @@ class SearchResult:
     config: SearchConfig | None = None
     failures: tuple[tuple[str, str], ...] = ()  # (program, error) of nodes that could not train
     dropped: tuple[tuple[str, str], ...] = ()  # (program, error) of finalists that failed
+    task: Task | None = None
 
     @property
     def best(self) -> FoundProgram | None:
         return self.programs[0] if self.programs else None
+
+    def save(self, path, rank: int = 0):
+        """Save the program ranked `rank` (the best, by default) as a model directory
+        (`neurosym.model`); returns the `Model`."""
+        from dataclasses import asdict
+
+        from neurosym.model import from_trained
+
+        if not self.programs:
+            raise SearchError("the search found no program to save")
+        found = self.programs[rank]
+        extra = {"search": asdict(self.config) if self.config else None,
+                 "productions": self.productions,
+                 "cv": None if found.cv is None else {"mean": found.cv.mean,
+                                                      "std": found.cv.std,
+                                                      "folds": len(found.cv.metric)}}
+        model = from_trained(found.model, self.task, found.evaluation, extra=extra)
+        model.save(path)
+        return model
 
 
 class NeuralGraph:
@@ -245,7 +265,7 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     deadline = start + config.time_limit
     found, dropped = finalists(task, candidates(search, programs), graph, config, library,
                                deadline, search.found_at)
-    return SearchResult(found, stats, pset.name, config, failures, dropped)
+    return SearchResult(found, stats, pset.name, config, failures, dropped, task)
 
 
 def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:

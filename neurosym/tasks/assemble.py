@@ -166,6 +166,12 @@ def _shape_problem(shape: tuple[int, ...], t: Type) -> str | None:
     return f"a layout neurosym cannot read from files ({t})"
 
 
+def batched_inputs(examples: Examples, input_type: Type, norm: Normalization | None):
+    """New inputs (no targets needed) as one batched value of `input_type`, normalized with
+    the training data's statistics."""
+    return _batched(_inputs(examples, input_type), input_type, norm)
+
+
 def _normalization(xs: list[torch.Tensor], input_type: Type) -> Normalization | None:
     """Statistics of the last axis (features or channels) over the fitted examples only;
     images are left as they are."""

@@ -44,27 +44,32 @@ class Examples:
 
 
 def read_examples(spec: Any, folder: Path, params: Mapping[str, Any],
-                  series: bool = True) -> Examples:
+                  series: bool = True, targets: bool = True) -> Examples:
     """Read the examples a `[data]` entry names (`train = ...`), relative to `folder`.
     `series`: CSV rows may end early (trailing empty cells end a shorter series); when
-    the rows are feature vectors, an empty cell is an error."""
+    the rows are feature vectors, an empty cell is an error. `targets=False` (new data
+    to predict): a file without targets is read too, its targets left empty."""
     if isinstance(spec, Mapping):
         return _npy_pair(spec, folder)
+    if not targets and isinstance(spec, str) and spec.lower().endswith(".npy"):
+        path = _existing(folder, spec)
+        x = _load_npy(path)
+        return _from_arrays(x, np.zeros(len(x)), str(path))
     if not isinstance(spec, str) or not spec:
         raise DataError(f"a data file must be a path or {{x = ..., y = ...}}, got {spec!r}")
     path = _existing(folder, spec)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _npz(path, params)
+        return _npz(path, params, targets)
     if suffix == ".csv":
         layout = params.get("layout", "rows")
         if layout == "rows":
-            return _csv_rows(path, params, series)
+            return _csv_rows(path, params, series, targets)
         if layout == "long":
-            return _csv_long(path, params)
+            return _csv_long(path, params, targets)
         raise DataError(f'[data] layout must be "rows" or "long", got {layout!r}')
     if suffix in (".ts", ".arff"):
-        return _archive(path)
+        return _archive(path, targets)
     raise DataError(f"{path}: unknown data format {suffix or '(none)'!r}; one of "
                     + ", ".join(FORMATS) + " (a .npy file goes in a pair {x = ..., y = ...})")
 
@@ -92,15 +97,17 @@ def _npy_pair(spec: Mapping[str, Any], folder: Path) -> Examples:
     return _from_arrays(_load_npy(x_path), _load_npy(y_path), f"{x_path} / {y_path.name}")
 
 
-def _npz(path: Path, params: Mapping[str, Any]) -> Examples:
+def _npz(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
     x_key, y_key = params.get("x_key", "x"), params.get("y_key", "y")
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in (x_key, y_key) if k not in arrays.files]
+            needed = (x_key, y_key) if targets else (x_key,)
+            missing = [k for k in needed if k not in arrays.files]
             if missing:
                 raise DataError(f"{path}: no array named {missing[0]!r}; it has "
                                 + ", ".join(arrays.files) + " (set x_key / y_key)")
-            x, y = arrays[x_key], arrays[y_key]
+            x = arrays[x_key]
+            y = arrays[y_key] if y_key in arrays.files else np.zeros(len(x))
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from err
     return _from_arrays(x, y, str(path))
@@ -161,9 +168,13 @@ def _number(path: Path, row: int, column: str, cell: str) -> float:
     return value
 
 
-def _csv_rows(path: Path, params: Mapping[str, Any], series: bool) -> Examples:
+def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
+              targets: bool = True) -> Examples:
     header, rows = _csv_table(path)
-    target = _column(path, header, target_column(header, params), "target")
+    name = target_column(header, params)
+    if not targets and name not in header:  # new data: every column is an input
+        header, rows = [*header, name], [[*row, "0"] for row in rows]
+    target = _column(path, header, name, "target")
     xs, ys = [], []
     for r, row in enumerate(rows, start=2):
         cells = row + [""] * (len(header) - len(row))
@@ -184,12 +195,15 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool) -> Examples:
     return Examples(xs, _targets(path, ys, header[target]), str(path))
 
 
-def _csv_long(path: Path, params: Mapping[str, Any]) -> Examples:
+def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
     """One row per time step; the steps of a series are kept in file order unless a
     `time_column` orders them."""
     header, rows = _csv_table(path)
     if "id_column" not in params:
         raise DataError(f'{path}: layout = "long" needs [data] id_column')
+    name = target_column(header, params)
+    if not targets and name not in header:
+        header, rows = [*header, name], [[*row, "0"] for row in rows]
     ident = _column(path, header, params["id_column"], "id")
     target = _column(path, header, target_column(header, params), "target")
     time_col = (_column(path, header, params["time_column"], "time")
@@ -234,7 +248,7 @@ def _targets(path: Path, labels: list[str], column: str) -> np.ndarray:
 
 # ---- UCR / UEA archive formats -------------------------------------------------------------
 
-def _archive(path: Path) -> Examples:
+def _archive(path: Path, targets: bool = True) -> Examples:
     """`.ts` / `.arff` through aeon's readers: series come as (N, C, T) or a list of
     (C, T_i); each becomes (T, C)."""
     from aeon.datasets import load_from_arff_file, load_from_ts_file  # slow import: here
@@ -244,6 +258,8 @@ def _archive(path: Path) -> Examples:
         x, y = reader(str(path))
     except Exception as err:  # aeon raises many kinds on a malformed file  # noqa: BLE001
         raise DataError(f"{path}: not a readable {path.suffix} file ({err})") from err
+    if not targets and (y is None or len(y) != len(x)):
+        y = np.zeros(len(x))
     if y is None or len(y) != len(x):
         raise DataError(f"{path}: every series needs a class label or target value")
     labels = np.asarray(y)

@@ -39,6 +39,8 @@ METRICS_FOR_LOSS = {
 }
 DEFAULT_METRIC = {"cross_entropy": "accuracy", "bce": "macro_f1", "mse": "mse"}
 _TOP_LEVEL = {"name", "description", "data", "types", "train"}
+# how a task's files are read: kept with a saved model, to read new data the same way
+DATA_LAYOUT = ("layout", "target", "id_column", "time_column", "x_key", "y_key")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -199,7 +201,8 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
         seed=header["seed"],
         class_weights=_class_weights(header, train),
         options={**_relative_to(header["options"], path.parent),
-                 "data_fraction": float(data_fraction)},
+                 "data_fraction": float(data_fraction),
+                 "data_layout": {k: v for k, v in spec["data"].items() if k in DATA_LAYOUT}},
         normalization=normalization,
     )
 

@@ -1,0 +1,71 @@
+"""What each learned part of a saved model reads, in plain terms: the inputs an affine map
+weighs most, the part of the series an interval keeps, a threshold in the data's own
+units, a shapelet's pattern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neurosym.lang import ast
+from neurosym.lang.printer import show
+
+
+def describe(model) -> list[dict[str, Any]]:
+    """One entry per learned or parameterised part of the program's entry, in reading order:
+    `part` (the primitive as printed), `reads` (a sentence), and for shapelets `sketch`."""
+    module = model.module
+    norm = model.record.get("normalization")
+    applied = {id(n.fn): n.args for n in ast.walk(module.term) if isinstance(n, ast.App)}
+    found = []
+    for node in ast.walk(module.term):
+        site = module._sites.get(id(node))
+        if site is None:
+            continue
+        args = applied.get(id(node), ())
+        arg = show(args[0]) if args else "the input"
+        name = node.name
+        if name == "affine" and site.module is not None:
+            found.append({"part": f"affine ({arg})", "reads": _weights(site.module, arg)})
+        elif name == "above":
+            found.append({"part": show(node), "reads": _threshold(site, args, norm)})
+        elif name == "interval" and site.params:
+            p = site.params[0]
+            found.append({"part": show(node), "reads": f"the part of each series from "
+                          f"{p.start:.0%} to {p.stop:.0%} of its length"})
+        elif name == "shapelet" and site.module is not None:
+            told = site.module.explain()
+            found.append({"part": told["part"], "reads": "distance to the nearest match of "
+                          "each pattern (sparklines, low to high)", "sketch": told["sketch"]})
+    return found
+
+
+def _weights(affine, arg: str, top: int = 3) -> str:
+    """The inputs with the largest weights (summed over outputs, by magnitude)."""
+    weight = affine.linear.weight.detach()
+    if weight.shape[1] == 1:
+        return f"{arg} scaled per output: " + ", ".join(f"{w:+.3g}" for w in
+                                                         weight[:, 0].tolist())
+    strength = weight.abs().sum(0)
+    order = strength.argsort(descending=True)[:top].tolist()
+    share = strength / strength.sum().clamp_min(1e-12)
+    return f"weighs most inputs {', '.join(f'{i} ({share[i]:.0%})' for i in order)} of {arg}"
+
+
+def _threshold(site, args: tuple, norm: dict | None) -> str:
+    threshold, sharpness = (list(site.params) + [4.0])[:2] if site.params else \
+        site.module.values()
+    text = f"true when the value is above {threshold:g} (sharpness {sharpness:g})"
+    arg = args[0] if args else None
+    feature = _selected(arg)
+    if feature is not None and norm and feature < len(norm["mean"]):
+        raw = threshold * norm["std"][feature] + norm["mean"][feature]
+        text += f"; in the data's units: feature {feature} above {raw:.4g}"
+    return text
+
+
+def _selected(arg) -> int | None:
+    """i, when the argument is `select[i] x`."""
+    if isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.name == "select":
+        p = arg.fn.params[0] if arg.fn.params else None
+        return p if isinstance(p, int) else None
+    return None

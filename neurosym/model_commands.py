@@ -1,0 +1,101 @@
+"""`neurosym predict | show | export`: apply, explain and ship a saved model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.text import Text
+
+from neurosym.console import clean, echo_json, friendly_errors, out
+
+
+@click.command()
+@click.argument("model_dir", metavar="MODEL", type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Write here (.csv or .json) instead of printing CSV.")
+@click.option("--proba", is_flag=True, help="Class probabilities, one column per class.")
+@friendly_errors
+def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> None:
+    """Predictions of a saved model for DATA (any format a task reads; targets, if the file
+    has them, are ignored)."""
+    from neurosym.model import load
+
+    model = load(model_dir)
+    labels = model.predict(data)
+    rows = [{"row": i, "prediction": clean(v) if not isinstance(v, str) else v}
+            for i, v in enumerate(labels.tolist())]
+    if proba:
+        names = model.classes or [str(i) for i in range(model.predict_proba(data).shape[1])]
+        for row, p in zip(rows, model.predict_proba(data).tolist(), strict=True):
+            row.update({f"p_{name}": clean(v) for name, v in zip(names, p, strict=True)})
+    if out_file and out_file.endswith(".json"):
+        Path(out_file).write_text(json.dumps(rows, indent=2) + "\n")
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["row"])
+    writer.writeheader()
+    writer.writerows(rows)
+    if out_file:
+        Path(out_file).write_text(buffer.getvalue())
+    else:
+        click.echo(buffer.getvalue(), nl=False)
+
+
+@click.command()
+@click.argument("model_dir", metavar="MODEL", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the model's record as JSON.")
+@friendly_errors
+def show(model_dir: str, as_json: bool) -> None:
+    """A saved model: its program, scores, and what each learned part reads."""
+    from neurosym.explain import describe
+    from neurosym.model import load
+    from neurosym.search.display import THEME, highlight
+
+    model = load(model_dir)
+    parts = describe(model)
+    if as_json:
+        echo_json({**model.record, "parts": parts})
+        return
+    console = out()
+    console.push_theme(THEME)
+    r = model.record
+    console.print(Text.assemble(("program  ", "bold"), highlight(Text(model.program))))
+    console.print(f"type     {escape(r['input_type'])} -> {escape(r['output_type'])}   "
+                  f"task {escape(str(r.get('task')))}   loss {r['loss']}")
+    scores = r.get("scores") or {}
+    if scores:
+        console.print(f"scores   {scores.get('metric')}: train {scores['train']:.4f}  "
+                      f"val {scores['val']:.4f}  test {scores['test']:.4f}  (majority "
+                      f"baseline {scores['baseline']:.4f})")
+    if r.get("classes"):
+        console.print(f"classes  {escape(', '.join(r['classes']))}")
+    for part in parts:
+        console.print(f"  {escape(part['part'])}: {escape(part['reads'])}")
+        for line in part.get("sketch", []):
+            console.print(f"      {line}")
+
+
+@click.command("export")
+@click.argument("model_dir", metavar="MODEL", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torch"]), required=True,
+              help="onnx (runs with onnxruntime) or torch (a torch.export .pt2).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: MODEL/model.onnx or MODEL/model.pt2).")
+@friendly_errors
+def export_command(model_dir: str, fmt: str, out_file: str | None) -> None:
+    """Export a saved model to run without neurosym."""
+    from neurosym.export import export
+    from neurosym.model import load
+
+    model = load(model_dir)
+    suffix = ".onnx" if fmt == "onnx" else ".pt2"
+    path = Path(out_file) if out_file else Path(model_dir) / f"model{suffix}"
+    gap = export(model, fmt, path)
+    click.echo(f"wrote {path} ({fmt}); largest difference from the model on example "
+               f"inputs: {gap:.2g}")

@@ -1,0 +1,160 @@
+"""Saved models: what is loaded and what is exported computes what was trained, damaged
+model directories are reported by name, and the commands that use them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import neurosym
+from neurosym.cli import main
+from neurosym.export import export, run_onnx
+from neurosym.interp.values import Seq, batch_size, index
+from neurosym.model import ModelError, load
+from neurosym.train import predict
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAMS = {"basic_motions.ns": "basic_motions", "digit_count.ns": "digit_count_3",
+            "digit_sum.ns": "digit_sum", "digits.ns": "digits", "gunpoint.ns": "gunpoint",
+            "japanese_vowels.ns": "japanese_vowels"}
+
+
+def test_every_hand_written_program_is_listed():
+    assert set(PROGRAMS) == {p.name for p in (ROOT / "dsl").glob("*.ns")}
+
+
+def _exported_outputs(model, fmt: str, path: Path, x) -> torch.Tensor:
+    export(model, fmt, path)
+    tensors = (x.data, x.weights) if isinstance(x, Seq) else (x,)
+    if fmt == "onnx":
+        names = ["data", "weights"] if isinstance(x, Seq) else ["x"]
+        return torch.from_numpy(run_onnx(path, tensors, names))
+    return torch.export.load(str(path)).module()(*tensors)
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_saved_loaded_and_exported_programs_compute_the_same(program, tmp_path):
+    result = neurosym.run_file(ROOT / "dsl" / program, PROGRAMS[program], epochs=2)
+    result.save(tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    x = result.task.test.x
+    x = index(x, torch.arange(min(batch_size(x), 200)))
+    expected = predict(result.model, x)
+    assert (predict(loaded.module, x) - expected).abs().max() <= 1e-5
+    for fmt, suffix in (("onnx", ".onnx"), ("torch", ".pt2")):
+        got = _exported_outputs(loaded, fmt, tmp_path / f"model{suffix}", x)
+        assert (got - expected).abs().max() <= 1e-5, fmt
+
+
+def test_a_synthesized_program_saves_with_its_learned_values(tmp_path):
+    found = neurosym.synthesize("gunpoint", time_limit=60, max_nodes=6, epochs_per_node=3,
+                                final_epochs=5, cv_folds=0)
+    model = found.save(tmp_path / "gp")
+    text = (tmp_path / "gp" / "program.ns").read_text()
+    assert "def main : List[Vec[1]] -> Vec[2]" in text and "??" not in text
+    assert found.best.printed in text  # learned values written in, as printed
+    again = load(tmp_path / "gp")
+    x = found.task.test.x
+    assert (predict(again.module, x) - predict(found.best.model, x)).abs().max() <= 1e-5
+    record = json.loads((tmp_path / "gp" / "model.json").read_text())
+    assert record["classes"] == ["1", "2"] and record["search"]["max_nodes"] == 6
+    assert record["series_length"] == 150 and model.classes == ("1", "2")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("m") / "model"
+    neurosym.run_file(ROOT / "dsl/basic_motions.ns", "basic_motions", epochs=3).save(path)
+    return path
+
+
+def _damaged(saved: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(saved, copy)
+    return copy
+
+
+def _edit_record(path: Path, **changes) -> None:
+    record = json.loads((path / "model.json").read_text())
+    record.update(changes)
+    (path / "model.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "weights.safetensors").unlink(), "weights are missing"),
+    (lambda p: (p / "weights.safetensors").write_bytes(
+        (p / "weights.safetensors").read_bytes()[:100]), "truncated or replaced"),
+    (lambda p: (p / "model.json").write_text("{not json"), "not valid JSON"),
+    (lambda p: _edit_record(p, format_version=99), "newer neurosym"),
+    (lambda p: _edit_record(p, entry=7), "'entry' has the wrong type"),
+    (lambda p: _edit_record(p, input_type="List[Vec[3]]"), "record says List\\[Vec\\[3\\]\\]"),
+    (lambda p: (p / "program.ns").write_text(
+        "def main : List[Vec[6]] -> Vec[4] =\n  \\xs -> affine (mean xs) xs\n"),
+     "program.ns:2"),
+    (lambda p: (p / "program.ns").write_text(
+        "def main : List[Vec[6]] -> Vec[4] =\n  \\xs -> affine (mean xs)\n"),
+     "do not fit the program"),
+    (lambda p: (p / "model.json").unlink(), "model.json: cannot read it"),
+])
+def test_a_damaged_model_is_reported_by_name(saved, tmp_path, damage, message):
+    path = _damaged(saved, tmp_path)
+    damage(path)
+    with pytest.raises(neurosym.NeurosymError, match=message):  # a ModelError, or a
+        load(path)  # located DSL error for a program that no longer type-checks
+    result = CliRunner().invoke(main, ["show", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(path) in result.output
+
+
+def test_saving_over_a_model_replaces_it_whole_and_refuses_other_folders(saved, tmp_path):
+    model = load(saved)
+    model.save(tmp_path / "again")
+    model.save(tmp_path / "again")  # replaced, not mixed
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [
+        "model.json", "program.ns", "weights.safetensors"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(ModelError, match="not a neurosym model"):
+        model.save(other)
+    assert (other / "notes.txt").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_predict_show_and_export_commands(saved, tmp_path):
+    from neurosym.tasks.sources import aeon_data_dir
+
+    data = aeon_data_dir() / "BasicMotions" / "BasicMotions_TEST.ts"
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(saved), str(data), "--proba"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("row,prediction,p_") and len(lines) == 41
+    model = load(saved)
+    assert set(model.predict(str(data))) <= set(model.classes)
+    out = tmp_path / "p.json"
+    runner.invoke(main, ["predict", str(saved), str(data), "--out", str(out)])
+    assert len(json.loads(out.read_text())) == 40
+    shown = runner.invoke(main, ["show", str(saved)])
+    assert shown.exit_code == 0 and "affine (mean xs)" in shown.output
+    assert "weighs most inputs" in shown.output
+    exported = runner.invoke(main, ["export", str(saved), "--format", "onnx"])
+    assert exported.exit_code == 0 and (saved / "model.onnx").is_file()
+    assert "Traceback" not in exported.output
+
+
+def test_data_that_does_not_fit_names_both_types(saved, tmp_path):
+    from neurosym.tasks.sources import aeon_data_dir
+
+    wrong = aeon_data_dir() / "GunPoint" / "GunPoint_TEST.ts"
+    result = CliRunner().invoke(main, ["predict", str(saved), str(wrong)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "List[Vec[6]]" in result.output and "(150, 1)" in result.output
+    with pytest.raises(neurosym.NeurosymError, match="Vec\\[6\\]"):
+        load(saved).predict(np.ones((2, 100, 3)))
