@@ -3,6 +3,7 @@ a Python traceback reaching a user is a bug."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,14 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from neurosym.console import echo_json, friendly_errors, out, report
+from neurosym.console import DEBUG_VAR, echo_json, friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError
 
 
 @click.group()
 @click.version_option(package_name="neurosym-synth")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+def main(debug: bool) -> None:
     """neurosym: learn readable typed programs with neural parts."""
+    if debug:
+        os.environ[DEBUG_VAR] = "1"
 
 
 @main.command()
@@ -204,6 +208,7 @@ def task_init(name: str, train_file: str, test_file: str, val_file: str | None,
 
 
 @main.command("tasks")
+@friendly_errors
 def tasks_command() -> None:
     """List the tasks: yours in ./tasks, and the bundled ones."""
     from neurosym.tasks.spec import list_tasks
@@ -215,6 +220,7 @@ def tasks_command() -> None:
 
 
 @main.command()
+@friendly_errors
 def primitives() -> None:
     """List the DSL's primitives and their types."""
     from neurosym.interp.registry import PRIMITIVES, lookup

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -25,9 +26,14 @@ def report(err: NeurosymError) -> None:
     click.echo(err.format(), err=True)
 
 
+DEBUG_VAR = "NEUROSYM_DEBUG"
+
+
 def friendly_errors(fn):
     """Turn neurosym's errors into `file:line:col: error: ...`, and a file that cannot be
-    read or written into one line: both are the user's to fix. Exit code 1."""
+    read or written into one line: both are the user's to fix (exit code 1). Anything else
+    is a bug: one line saying so and how to see the traceback (exit code 2), or the
+    traceback itself with `--debug` / NEUROSYM_DEBUG=1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -37,6 +43,16 @@ def friendly_errors(fn):
             report(err)
         except OSError as err:
             click.echo(f"error: {err}", err=True)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as err:  # noqa: BLE001  (reported, not swallowed)
+            if os.environ.get(DEBUG_VAR):
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            click.echo(f"internal error (a bug in neurosym, please report it): "
+                       f"{type(err).__name__}: {first}\nrun again with --debug "
+                       f"(or {DEBUG_VAR}=1) to see the traceback", err=True)
+            sys.exit(2)
         sys.exit(1)
 
     return wrapper

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -174,7 +175,14 @@ def _compile(source: str, entry: str, where: str) -> CompiledTerm:
     from neurosym.lang.load import check_source
 
     checked = check_source(source, where)
-    return compile_program(checked)[entry]
+    try:
+        defs = compile_program(checked)
+    except NeurosymError as err:
+        raise ModelError(f"{where}: {err.message}") from None
+    if entry not in defs:
+        raise ModelError(f"{where}: no definition named {entry!r} (the model's entry); it "
+                         f"has {', '.join(defs) or 'none'}")
+    return defs[entry]
 
 
 def _check_same(trained: CompiledTerm, printed: CompiledTerm, x, rows: int = 256) -> None:
@@ -298,4 +306,24 @@ def _read_record(file: Path) -> dict:
         raise ModelError(f"{file}: written by a newer neurosym (model format "
                          f"{record['format_version']}; this version reads up to "
                          f"{FORMAT_VERSION}): upgrade neurosym to load it")
+    _check_normalization(file, record["normalization"])
+    classes = record["classes"]
+    if classes is not None and not all(isinstance(c, str) for c in classes):
+        raise ModelError(f"{file}: 'classes' must be a list of names")
+    if record["loss"] not in ("cross_entropy", "bce", "mse"):
+        raise ModelError(f"{file}: unknown loss {record['loss']!r}")
+    if not isinstance(record.get("data", {}), dict):
+        raise ModelError(f"{file}: 'data' must be a table of how data files are read")
     return record
+
+
+def _check_normalization(file: Path, norm: dict | None) -> None:
+    if norm is None:
+        return
+    mean, std = norm.get("mean"), norm.get("std")
+    ok = (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std)
+          and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in mean + std) and all(v > 0 for v in std))
+    if not ok:
+        raise ModelError(f"{file}: 'normalization' must have 'mean' and 'std' lists of "
+                         "finite numbers of one length (std positive)")

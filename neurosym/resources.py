@@ -45,3 +45,6 @@ def read_toml(path: Path, error: type[NeurosymError], what: str) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise error(f"{path}: cannot read the {what}: {err}") from None
+    except RecursionError:
+        raise error(f"{path}: cannot read the {what}: arrays or tables nested too "
+                    "deeply") from None

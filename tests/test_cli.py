@@ -119,3 +119,20 @@ def test_tasks_and_primitives_list():
     assert "japanese_vowels" in invoke("tasks").output
     out = invoke("primitives").output
     assert "map" in out and "(a -> b) -> List[a] -> List[b]" in out
+
+
+def test_an_internal_error_is_one_line_with_exit_2_and_debug_shows_it(monkeypatch):
+    from neurosym.tasks import spec
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(spec, "list_tasks", broken)
+    monkeypatch.delenv("NEUROSYM_DEBUG", raising=False)
+    result = invoke("tasks")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "internal error (a bug in neurosym" in result.output
+    assert "ZeroDivisionError: division by zero" in result.output and "--debug" in result.output
+    shown = CliRunner().invoke(main, ["--debug", "tasks"])
+    assert isinstance(shown.exception, ZeroDivisionError)  # re-raised: the traceback shows
+    monkeypatch.delenv("NEUROSYM_DEBUG", raising=False)

@@ -18,6 +18,7 @@ from neurosym.tasks import sources
 from neurosym.tasks.sources import SOURCES, SourceData, digit_pools
 from neurosym.tasks.spec import Split, list_tasks, load_task, stratified_partition
 
+ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = {
     "basic_motions": ("List[Vec[6]]", "Vec[4]"),
     "japanese_vowels": ("List[Vec[12]]", "Vec[9]"),
@@ -233,14 +234,24 @@ def test_unknown_task_name_lists_known_ones():
     "edit, match",
     [
         (('input = "Vec[3]"', 'input = "Vec[3"'), "bad input type"),
-        (('name = "fake"', 'name = "fake"\nversion = 3'), "unknown top-level"),
+        (('name = "fake"', 'name = "fake"\nversion = 3'), "t.toml: unknown key 'version'"),
         (("epochs = 1", 'loss = "bce"'), "needs output type Bool"),
         (("epochs = 1", 'loss = "mse"'), "needs output type Float"),
         (("epochs = 1", 'metric = "mse"'), "does not fit"),
-        (("epochs = 1", "seed = 1.5"), "seed must be int"),
-        (("epochs = 1", "val_fraction = 1.5"), "val_fraction"),
+        (("epochs = 1", "seed = 1.5"), r"\[train\]: seed must be a whole number, got 1.5"),
+        (("epochs = 1", "seed = 99999999999999999999"), r"seed must be >= 0 and <= 9\.22"),
+        (("epochs = 1", "seed = -1"), r"\[train\]: seed must be >= 0"),
+        (("epochs = 1", "val_fraction = 1.5"), "val_fraction must be > 0 and <= 1"),
+        (("epochs = 1", "epochs = 0"), r"\[train\]: epochs must be >= 1"),
+        (("epochs = 1", 'epochs = "ten"'), r"\[train\]: epochs must be a whole number"),
+        (("epochs = 1", "lr = inf"), r"\[train\]: lr must be a finite number"),
+        (("epochs = 1", "lr = [0.1]"), r"\[train\]: lr must be a number"),
+        (("epochs = 1", "epoch = 3"), "unknown key 'epoch'; did you mean 'epochs'"),
+        (("epochs = 1", 'loss = "crossentropy"'), "did you mean 'cross_entropy'"),
+        (("[types]", "[search]\ntime_limit = -5\n[types]"), r"\[search\]: time_limit must be > 0"),
+        (("[types]", "[search]\nalgorithm = \"a*\"\n[types]"), "algorithm must be one of"),
         (('source = "fake"', 'source = "nope"'), "source must be one of"),
-        (("[types]", "[typez]"), r"\[types\] is missing"),
+        (("[types]", "[typez]"), "unknown key 'typez'; did you mean 'types'"),
         (('input = "Vec[3]"', 'input = "a"'), "concrete"),
     ],
 )
@@ -248,6 +259,24 @@ def test_bad_task_files(tmp_path, monkeypatch, edit, match):
     monkeypatch.setitem(SOURCES, "fake", _fake_source(torch.zeros(2, 3), torch.tensor([0, 1])))
     with pytest.raises(TaskError, match=match):
         load_task(str(write_task(tmp_path, FAKE_TASK.replace(*edit))))
+
+
+@pytest.mark.parametrize("value, match", [
+    ("features = -1", r"\[data\]: features must be >= 1"),
+    ("features = inf", "features must be a whole number, got inf"),
+    ('features = "4"', "features must be a whole number"),
+    ("features = 4\nn_train = 0", "n_train must be >= 1"),
+    ("features = 4\ndata_seed = 99999999999999999999", "data_seed must be"),
+    ("features = 4\nmin_len = 0", "min_len must be >= 1"),
+    ("features = 4\nfeaturez = 2", "did you mean 'features'"),
+])
+def test_out_of_range_data_values_name_file_table_and_key(tmp_path, value, match):
+    text = (ROOT / "tasks" / "planted_compare.toml").read_text().replace("features = 4", value)
+    path = tmp_path / "planted.toml"
+    path.write_text(text)
+    with pytest.raises(TaskError, match=match) as info:
+        load_task(path)
+    assert str(path) in str(info.value)
 
 
 def test_bad_source_parameters(tmp_path):

@@ -12,6 +12,7 @@ from torch import nn
 from neurosym.interp.registry import Site, primitive
 from neurosym.interp.values import Seq, align, batch_size
 from neurosym.lang import ast
+from neurosym.lang.errors import NeurosymError
 from neurosym.lang.parser import parse_type
 from neurosym.lang.types import Type, Vec, is_tensor, uncurry
 
@@ -227,6 +228,9 @@ def _numel(t: Type) -> int:
     return math.prod(shape_of(t))
 
 
+MAX_PARAMETERS = 100_000_000  # one affine map; a larger one would not fit in memory anyway
+
+
 class Affine(nn.Module):
     """A linear map between any two tensor types (inputs are flattened)."""
 
@@ -236,6 +240,10 @@ class Affine(nn.Module):
         from neurosym.interp.values import shape_of
 
         self.out_shape = shape_of(result)
+        if _numel(arg) * _numel(result) > MAX_PARAMETERS:
+            raise NeurosymError(f"affine from {arg} to {result} would have "
+                                f"{_numel(arg) * _numel(result):,} weights (at most "
+                                f"{MAX_PARAMETERS:,})")
         self.linear = nn.Linear(_numel(arg), _numel(result))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

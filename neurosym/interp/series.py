@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosym.interp.primitives import MAX_PARAMETERS
 from neurosym.interp.registry import Site, primitive
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
+from neurosym.lang.errors import NeurosymError
 from neurosym.lang.parser import parse_type
 from neurosym.lang.types import Type, Vec, is_tensor, uncurry
 
@@ -176,6 +178,10 @@ class Shapelet(nn.Module):
         n = arg.elem.n if isinstance(arg.elem, Vec) and isinstance(arg.elem.n, int) else 1
         self.single = len(params) == 1
         m = 1 if self.single else int(params[1])
+        if m * int(params[0]) * n > MAX_PARAMETERS:
+            raise NeurosymError(f"shapelet{list(params)} on {n} features would have "
+                                f"{m * int(params[0]) * n:,} values (at most "
+                                f"{MAX_PARAMETERS:,})")
         self.pattern = nn.Parameter(0.5 * torch.randn(m, int(params[0]), n))
         self.register_buffer("seeded", torch.tensor(False))
 

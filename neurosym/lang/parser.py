@@ -3,6 +3,7 @@ dataclasses of ast.py, and Lark's errors become `DSLSyntaxError`s with positions
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
 
@@ -39,10 +40,22 @@ def _tok_span(tok: Token) -> Span:
     return Span(tok.line, tok.column, tok.end_line, tok.end_column)
 
 
+MAX_SIZE = 1_000_000  # the largest dimension or integer parameter: far beyond any real data
+
+
 def _param_number(tok: Token) -> int | float:
     """`2` is an index, `0.25` a fraction (an interval's bound); the primitive checks."""
     text = str(tok)
-    return float(text) if "." in text else int(text)
+    value = float(text) if "." in text else int(text)
+    _check_size(value, tok, "parameter")
+    return value
+
+
+def _check_size(value: float, tok: Token, what: str) -> None:
+    if abs(value) > MAX_SIZE:
+        span = Span(tok.line, tok.column, tok.end_line, tok.end_column)
+        raise DSLSyntaxError(f"the {what} {str(tok)[:24]} is too large (at most "
+                             f"{MAX_SIZE:,})", span)
 
 
 @v_args(meta=True)
@@ -80,6 +93,7 @@ class _ToAst(Transformer):
         return TVar(str(c[0]))
 
     def dim_int(self, meta, c):
+        _check_size(int(c[0]), c[0], "dimension")
         return int(c[0])
 
     # terms
@@ -116,7 +130,11 @@ class _ToAst(Transformer):
     def number(self, meta, c):
         text = str(c[0])
         is_int = not any(ch in text for ch in ".eE")
-        return ast.Num(float(text), is_int, _span(meta))
+        value = float(text)
+        if not math.isfinite(value) or (is_int and abs(value) > 2**53):
+            raise DSLSyntaxError(f"the number {text[:24]}{'...' if len(text) > 24 else ''} "
+                                 "is too large", _span(meta))
+        return ast.Num(value, is_int, _span(meta))
 
     def hole(self, meta, c):
         return ast.Hole(None, _span(meta))

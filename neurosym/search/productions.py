@@ -137,7 +137,7 @@ def load_productions(name: str, groups: list[Group] | None = None,
                               f"number, not {cost!r}")
         try:
             prods += [make_production(t, cost, library) for t in _expand(entry["term"], fill)]
-        except SearchError as err:
+        except NeurosymError as err:  # a term that does not parse or type-check
             raise SearchError(f"{where}: {err.message}") from None
     unique = tuple(dict.fromkeys(prods))  # a group listed twice gives one production
     return ProductionSet(str(spec.get("name", path.stem)), unique)

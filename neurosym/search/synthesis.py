@@ -184,11 +184,11 @@ def resolve_config(task: Task, **given) -> SearchConfig:
     for name, cast in _CASTS.items():
         value = given.get(name)
         value = opts.get(name, derived.get(name)) if value is None else value
-        try:
-            values[name] = None if value is None else cast(value)
-        except (TypeError, ValueError):
-            raise SearchError(
-                f"search option {name} = {value!r} is not a {cast.__name__}") from None
+        if hasattr(value, "item"):  # a NumPy or torch scalar
+            value = value.item()
+        if cast is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        values[name] = value  # kinds and ranges: checked by `_validate`
     config = replace(SearchConfig(), **{k: v for k, v in values.items()
                                         if v is not None or k in _OPTIONAL})
     _validate(config)
@@ -201,17 +201,13 @@ _OPTIONAL = {"max_nodes", "max_size", "frontier_capacity", "node_seconds"}
 
 
 def _validate(c: SearchConfig) -> None:
-    if c.algorithm not in ("astar", "iddfs", "enumerate"):
-        raise SearchError(f"algorithm must be astar, iddfs or enumerate, not {c.algorithm!r}")
-    if c.heuristic not in ("rescaled", "loss", "metric"):
-        raise SearchError(
-            f"heuristic must be 'rescaled', 'loss' or 'metric', not {c.heuristic!r}")
-    if min(c.workers, c.top_k, c.max_depth, c.epochs_per_node, c.final_epochs) < 1:
-        raise SearchError("workers, top_k, max_depth and epochs must be at least 1")
-    if c.time_limit <= 0 or c.cost_weight < 0 or c.lr <= 0:
-        raise SearchError("time_limit and lr must be positive, cost_weight non-negative")
-    if not 0 < c.final_share < 1 or (c.node_seconds is not None and c.node_seconds <= 0):
-        raise SearchError("final_share must be in (0, 1) and node_seconds positive")
+    """Each option against the settings schema (kind and range), as task files are."""
+    from dataclasses import asdict
+
+    from neurosym.settings import SEARCH, check_table
+
+    check_table({k: v for k, v in asdict(c).items() if v is not None and k in SEARCH},
+                SEARCH, "search options", SearchError)
 
 
 def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float | None = None,

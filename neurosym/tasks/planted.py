@@ -39,6 +39,9 @@ def planted_labels(program: str, features: int, xs: Seq) -> torch.Tensor:
         return model(xs)
 
 
+MAX_VALUES = 50_000_000  # about 200 MB of float32
+
+
 def planted_source(params: Mapping[str, Any], seed: int, val_fraction: float):
     from neurosym.tasks.sources import SourceData
 
@@ -50,6 +53,12 @@ def planted_source(params: Mapping[str, Any], seed: int, val_fraction: float):
         min_len, max_len = int(params.get("min_len", 10)), int(params.get("max_len", 30))
     except (KeyError, TypeError, ValueError) as err:
         raise TaskError(f"[data] of a planted task: {err}") from None
+    if min_len > max_len:
+        raise TaskError(f"[data] needs min_len <= max_len, got {min_len} > {max_len}")
+    if sum(sizes) * max_len * features > MAX_VALUES:
+        raise TaskError(f"[data] asks for {sum(sizes)} sequences of up to {max_len} steps of "
+                        f"{features} features: more than {MAX_VALUES:,} values; a planted "
+                        "task is a small check, make it smaller")
     gen = torch.Generator().manual_seed(int(params.get("data_seed", seed)))
     xs = random_sequences(sum(sizes), features, min_len, max_len, gen)
     logits = planted_labels(program, features, xs)

@@ -172,6 +172,9 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
         lengths = (_param(params, "min_len", int, 2), _param(params, "max_len", int, 6))
         if not 1 <= lengths[0] <= lengths[1]:
             raise TaskError(f"[data] need 1 <= min_len <= max_len, got {lengths}")
+        if sum(sizes) * lengths[1] > 5_000_000:  # 8x8 images each: about 1.3 GB
+            raise TaskError(f"[data] asks for {sum(sizes)} lists of up to {lengths[1]} "
+                            "images: more than 5,000,000 images; make it smaller")
         train, val, test = (
             _image_lists(images, value, pool, n, lengths, [context.seed, k])
             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True))

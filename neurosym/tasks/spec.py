@@ -38,7 +38,8 @@ METRICS_FOR_LOSS = {
     "mse": ("mse",),
 }
 DEFAULT_METRIC = {"cross_entropy": "accuracy", "bce": "macro_f1", "mse": "mse"}
-_TOP_LEVEL = {"name", "description", "data", "types", "train"}
+_TABLES = ("data", "types", "train", "search")
+_OPTION_TABLES = ("search",)  # kept in Task.options by name
 # how a task's files are read: kept with a saved model, to read new data the same way
 DATA_LAYOUT = ("layout", "target", "id_column", "time_column", "x_key", "y_key")
 
@@ -241,54 +242,42 @@ def _table(spec: dict, key: str, path: Path, required: bool = False) -> dict:
     return value
 
 
-def _get(table: dict, key: str, kind: type | tuple, default: Any, where: str) -> Any:
-    value = table.get(key, default)
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise TaskError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
-    if not isinstance(value, kind):
-        raise TaskError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
-    return value
-
-
-def _kind_name(kind: type | tuple) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
 def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
-    """Everything but the data: names, types, loss/metric, seed, options."""
-    for key, value in spec.items():
-        if key not in _TOP_LEVEL and not isinstance(value, dict):
-            raise TaskError(f"{path}: unknown top-level key {key!r}")
-    _table(spec, "data", path, required=True)
+    """Everything but the data: names, types, loss/metric, seed, options. Every setting is
+    checked against `settings` (kind, range, known key) where it is read."""
+    from neurosym.settings import DATA, HEAD, SEARCH, TRAIN, Key, check_table
+
+    check_table(spec, {**HEAD, **{t: Key(dict) for t in _TABLES}}, str(path))
+    data = _table(spec, "data", path, required=True)
     types = _table(spec, "types", path, required=True)
+    check_table(types, {"input": Key(str), "output": Key(str)}, f"{path} [types]")
     train = dict(_table(spec, "train", path))
     where = f"{path} [train]"
+    check_table(train, TRAIN, where)
+    check_table(_table(spec, "search", path), SEARCH, f"{path} [search]")
+    if data.get("source") in DATA:
+        check_table(data, DATA[data["source"]], f"{path} [data]")
     input_type = _parse_type(types, "input", path)
     output_type = _parse_type(types, "output", path)
-    loss = _get(train, "loss", str, _infer_loss(output_type, path), where)
-    if loss not in METRICS_FOR_LOSS:
-        raise TaskError(f"{where}: loss must be one of {sorted(METRICS_FOR_LOSS)}, got {loss!r}")
-    metric = _get(train, "metric", str, DEFAULT_METRIC[loss], where)
+    loss = train.get("loss", _infer_loss(output_type, path))
+    metric = train.get("metric", DEFAULT_METRIC[loss])
     if metric not in METRICS_FOR_LOSS[loss]:
-        raise TaskError(f"{where}: metric {metric!r} does not fit loss {loss!r}")
+        raise TaskError(f"{where}: metric {metric!r} does not fit loss {loss!r} (one of "
+                        + ", ".join(METRICS_FOR_LOSS[loss]) + ")")
     _check_output(loss, output_type, path)
-    val_fraction = float(_get(train, "val_fraction", (int, float), 0.2, where))
-    if not 0.0 < val_fraction < 1.0:
-        raise TaskError(f"{where}: val_fraction must be in (0, 1), got {val_fraction}")
     special = {"loss", "metric", "seed", "val_fraction", "class_weights"}
     options = {k: v for k, v in train.items() if k not in special}
-    options.update({k: v for k, v in spec.items() if isinstance(v, dict) and k not in _TOP_LEVEL})
+    options.update({k: v for k, v in spec.items() if k in _OPTION_TABLES})
     return {
         "path": path,
-        "name": _get(spec, "name", str, path.stem, str(path)),
-        "description": _get(spec, "description", str, "", str(path)),
+        "name": spec.get("name", path.stem),
+        "description": spec.get("description", ""),
         "input_type": input_type,
         "output_type": output_type,
         "loss": loss,
         "metric": metric,
-        "seed": _get(train, "seed", int, 0, where),
-        "val_fraction": val_fraction,
+        "seed": train.get("seed", 0),
+        "val_fraction": float(train.get("val_fraction", 0.2)),
         "class_weights": train.get("class_weights"),
         "options": options,
     }
@@ -297,7 +286,7 @@ def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
 def _parse_type(types: dict, key: str, path: Path) -> Type:
     from neurosym.lang.parser import parse_type  # the parser lives beside; imported late
 
-    text = _get(types, key, str, None, f"{path} [types]") if key in types else None
+    text = types.get(key)
     if text is None:
         raise TaskError(f"{path}: [types] has no {key!r} type")
     try:
@@ -336,11 +325,11 @@ def _check_output(loss: str, output_type: Type, path: Path) -> None:
 
 def _load_splits(header: dict, data: dict, raw: Any = None):
     """The validated splits, class names and input normalization of the task's data."""
-    name = header["name"]
+    name = f"{header['path']} (task {header['name']!r})"
     try:
         raw = raw or _read_source(header, data)
     except NeurosymError as err:
-        raise type(err)(f"task {name!r}: {err.message}") from err
+        raise type(err)(f"{name}: {err.format().removeprefix('error: ')}") from err
     classes = tuple(str(c) for c in raw.classes) if raw.classes is not None else None
     n_classes = _n_classes(header, classes)
     splits = {
@@ -351,12 +340,12 @@ def _load_splits(header: dict, data: dict, raw: Any = None):
 
 
 def _read_source(header: dict, data: dict):
+    from neurosym.settings import Key, check_table
     from neurosym.tasks.sources import SOURCES, SourceContext  # sources build Splits
 
-    where = f"{header['path']} [data]"
-    source = _get(data, "source", str, None, where) if "source" in data else None
-    if source not in SOURCES:
-        raise TaskError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+    check_table({"source": data.get("source")},
+                {"source": Key(str, choices=tuple(sorted(SOURCES)))}, f"{header['path']} [data]")
+    source = data["source"]
     context = SourceContext(header["seed"], header["val_fraction"], header["path"].parent,
                             header["input_type"], header["loss"] == "mse")
     return SOURCES[source](data, context)
@@ -367,7 +356,8 @@ def _n_classes(header: dict, classes: tuple[str, ...] | None) -> int | None:
     n = {"cross_entropy": out.n if isinstance(out, Vec) else None, "bce": 2}.get(loss)
     if classes is not None and n is not None and len(classes) != n:
         raise DataError(
-            f"task {header['name']!r}: the data has {len(classes)} classes but the output "
+            f"{header['path']} (task {header['name']!r}): the data has {len(classes)} "
+            f"classes but the output "
             f"type {out} needs {n}"
         )
     return n
@@ -375,7 +365,7 @@ def _n_classes(header: dict, classes: tuple[str, ...] | None) -> int | None:
 
 def _validated(name: str, split: str, s: Split, header: dict, n_classes: int | None) -> Split:
     """Layout, finiteness and label checks for one split; returns it with float32 inputs."""
-    where = f"task {name!r}, split {split!r}"
+    where = f"{name}, split {split!r}"
     if len(s) == 0:
         raise DataError(f"{where}: the split is empty")
     if not isinstance(s.x, torch.Tensor | Seq):

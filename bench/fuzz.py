@@ -1,0 +1,265 @@
+"""Mutation fuzzing of every input surface (issue 16): DSL source, task files, production
+sets, CSV and NumPy data files, and saved models. Each input either loads or raises a
+`NeurosymError` whose message names the file; anything else is a crash (saved as a small
+reproducer in bench/fuzz_crashes/), and an input that takes more than 2 s is slow.
+
+    python bench/fuzz.py                          # 20,000 inputs per surface, seed 0
+    python bench/fuzz.py --surfaces dsl task --n 2000 --seed 1
+
+Mutations: deleting, repeating or swapping a span, inserting a token of the input's own
+vocabulary or a hostile value (-1, 0, inf, nan, 1e309, a 20-digit integer, an empty
+string, a list, deep brackets), flipping a byte, and splicing two inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neurosym.lang.errors import NeurosymError
+
+ROOT = Path(__file__).resolve().parents[1]
+CRASHES = Path(__file__).parent / "fuzz_crashes"
+HOSTILE = ["-1", "0", "inf", "-inf", "nan", "1e309", "99999999999999999999", '""', "[]",
+           "{}", "[[", "((((((((", "??", "\\", "->", "\x00", "é", "=", "\n", "[0:0]",
+           "-0.5", "1.5", "true", '"x"']
+
+
+@dataclass
+class Tally:
+    tried: int = 0
+    accepted: int = 0
+    clean: int = 0
+    unnamed: int = 0  # a NeurosymError that does not name the file
+    crashes: int = 0
+    slow: int = 0
+    kinds: Counter = field(default_factory=Counter)
+
+
+def mutate(text: str, corpus: list[str], rng: random.Random) -> str:
+    """One to three random edits of `text`."""
+    tokens = re.findall(r"\w+|[^\w\s]|\s+", text) or [""]
+    vocabulary = list({t for t in tokens if t.strip()}) + HOSTILE
+    for _ in range(rng.randint(1, 3)):
+        n = len(text)
+        i, j = sorted(rng.randint(0, n) for _ in range(2))
+        op = rng.randrange(6)
+        if op == 0:
+            text = text[:i] + text[j:]
+        elif op == 1:
+            text = text[:i] + rng.choice(vocabulary) + text[i:]
+        elif op == 2:
+            text = text[:j] + text[i:j] * rng.randint(2, 50) + text[j:]
+        elif op == 3 and n:
+            k = rng.randrange(n)
+            text = text[:k] + chr(rng.randrange(32, 127)) + text[k + 1:]
+        elif op == 4:
+            other = rng.choice(corpus)
+            a, b = sorted(rng.randint(0, len(other)) for _ in range(2))
+            text = text[:i] + other[a:b] + text[j:]
+        else:
+            text = text[:i] + rng.choice(HOSTILE) * rng.randint(1, 300) + text[i:]
+    return text
+
+
+def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(3)
+        if op == 0 and out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        elif op == 1 and out:
+            cut = rng.randrange(len(out))
+            out = out[:cut]
+        else:
+            at = rng.randrange(len(out) + 1)
+            out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    return bytes(out)
+
+
+# ---- surfaces: (corpus, write the mutant, load it) -----------------------------------------
+
+@dataclass
+class Surface:
+    name: str
+    corpus: list[str]
+    target: str  # the file name the mutant is written to (errors must name it)
+    load: Callable[[Path], object]
+    setup: Callable[[Path], None] = lambda folder: None
+    binary: bool = False
+
+
+def _dsl(path: Path) -> object:
+    from neurosym.lang.load import check_file
+
+    return check_file(path)
+
+
+def _task(path: Path) -> object:
+    from neurosym.tasks.spec import load_task
+
+    return load_task(path)
+
+
+def _productions(path: Path) -> object:
+    from neurosym.search.productions import load_productions
+
+    return load_productions(str(path), [(i, i + 1) for i in range(4)], series_length=50)
+
+
+def _csv_setup(folder: Path) -> None:
+    rows = ["a,b,c,label"] + [f"{i * 0.1:.1f},{1 - i * 0.1:.2f},{i % 3},{'xy'[i % 2]}"
+                              for i in range(30)]
+    (folder / "test.csv").write_text("\n".join(rows) + "\n")
+    (folder / "t.toml").write_text('[data]\nsource = "files"\ntrain = "train.csv"\n'
+                                   'test = "test.csv"\n[types]\ninput = "Vec[3]"\n'
+                                   'output = "Vec[2]"\n')
+
+
+def _csv(path: Path) -> object:
+    from neurosym.tasks.spec import load_task
+
+    return load_task(path.parent / "t.toml")
+
+
+def _npz_setup(folder: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    np.savez(folder / "test.npz", x=x, y=np.arange(30) % 2)
+    (folder / "t.toml").write_text('[data]\nsource = "files"\ntrain = "train.npz"\n'
+                                   'test = "test.npz"\n[types]\ninput = "Vec[3]"\n'
+                                   'output = "Vec[2]"\n')
+
+
+def _model_setup(folder: Path) -> None:
+    import neurosym
+
+    model = folder / "model_src"
+    if not model.exists():
+        neurosym.run_file(ROOT / "dsl/basic_motions.ns", "basic_motions", epochs=1).save(model)
+
+
+def _model_loader(part: str) -> Callable[[Path], object]:
+    def load(path: Path) -> object:
+        from neurosym.model import load as load_model
+
+        folder = path.parent / "model"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(path.parent / "model_src", folder)
+        shutil.copy(path, folder / part)
+        model = load_model(folder)
+        model.predict(np.zeros((2, 10, 6)))
+        return model
+
+    return load
+
+
+def surfaces(folder: Path) -> list[Surface]:
+    texts = lambda paths: [p.read_text() for p in paths]  # noqa: E731
+    planted = sorted((ROOT / "tasks").glob("planted_*.toml"))
+    _model_setup(folder)
+    model_src = folder / "model_src"
+    csv_rows = ["a,b,c,label"] + [f"{i * 0.3:.1f},{i % 5},{-i},{'xy'[i % 2]}"
+                                  for i in range(40)]
+    x = np.random.default_rng(1).normal(size=(40, 3))
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=np.arange(40) % 2)
+    return [
+        Surface("dsl", texts(sorted((ROOT / "dsl").glob("*.ns"))), "fuzz.ns", _dsl),
+        Surface("task", texts(planted), "fuzz_task.toml", _task),
+        Surface("productions", texts(sorted((ROOT / "dsl/search").glob("*.toml"))),
+                "fuzz_set.toml", _productions),
+        Surface("csv", ["\n".join(csv_rows) + "\n"], "train.csv", _csv, _csv_setup),
+        Surface("npz", [buffer.getvalue().decode("latin-1")], "train.npz", _csv, _npz_setup,
+                binary=True),
+        Surface("model.json", [(model_src / "model.json").read_text()], "model.json",
+                _model_loader("model.json")),
+        Surface("program.ns", [(model_src / "program.ns").read_text()], "program.ns",
+                _model_loader("program.ns")),
+        Surface("weights", [(model_src / "weights.safetensors").read_bytes().decode("latin-1")],
+                "weights.safetensors", _model_loader("weights.safetensors"), binary=True),
+    ]
+
+
+def campaign(surface: Surface, n: int, seed: int, folder: Path) -> Tally:
+    rng = random.Random(seed)
+    tally = Tally()
+    surface.setup(folder)
+    path = folder / surface.target
+    for _ in range(n):
+        base = rng.choice(surface.corpus)
+        if surface.binary:
+            data = mutate_bytes(base.encode("latin-1"), rng)
+            path.write_bytes(data)
+        else:
+            data = mutate(base, surface.corpus, rng).encode("utf-8", "surrogatepass")
+            path.write_bytes(data)
+        tally.tried += 1
+        start = time.perf_counter()
+        try:
+            surface.load(path)
+            tally.accepted += 1
+        except NeurosymError as err:
+            message = err.format()
+            if surface.target in message or str(path.parent) in message:
+                tally.clean += 1
+            else:
+                tally.unnamed += 1
+                tally.kinds[f"unnamed: {message.splitlines()[0][:90]}"] += 1
+        except RecursionError:
+            tally.crashes += 1
+            _save(surface, data, "RecursionError")
+        except Exception as err:  # noqa: BLE001  (a crash: counted and kept)
+            tally.crashes += 1
+            kind = f"{type(err).__name__}: {str(err)[:80]}"
+            tally.kinds[kind] += 1
+            _save(surface, data, traceback.format_exc(limit=-3))
+        if time.perf_counter() - start > 2.0:
+            tally.slow += 1
+            _save(surface, data, "slow")
+    return tally
+
+
+def _save(surface: Surface, data: bytes, why: str) -> None:
+    CRASHES.mkdir(exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    (CRASHES / f"{surface.name}-{digest}-{Path(surface.target).name}").write_bytes(data)
+    (CRASHES / f"{surface.name}-{digest}.why.txt").write_text(why)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000, help="inputs per surface")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--surfaces", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        chosen = [s for s in surfaces(folder) if not args.surfaces or s.name in args.surfaces]
+        print(f"{'surface':12} {'tried':>7} {'accepted':>9} {'clean':>7} {'no file':>8} "
+              f"{'crashes':>8} {'slow':>5} {'seconds':>8}", flush=True)
+        for surface in chosen:
+            start = time.perf_counter()
+            t = campaign(surface, args.n, args.seed, folder)
+            print(f"{surface.name:12} {t.tried:7} {t.accepted:9} {t.clean:7} {t.unnamed:8} "
+                  f"{t.crashes:8} {t.slow:5} {time.perf_counter() - start:8.0f}", flush=True)
+            for kind, count in t.kinds.most_common(5):
+                print(f"    {count:5}  {kind}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
