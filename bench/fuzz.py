@@ -1,7 +1,8 @@
 """Mutation fuzzing of every input surface (issue 16): DSL source, task files, production
-sets, CSV and NumPy data files, and saved models. Each input either loads or raises a
-`NeurosymError` whose message names the file; anything else is a crash (saved as a small
-reproducer in bench/fuzz_crashes/), and an input that takes more than 2 s is slow.
+sets, CSV, NumPy and .ts data files, library entries (index and weights) and saved
+models. Each input either loads or raises a `NeurosymError` whose message names the file;
+anything else is a crash (saved as a small reproducer in bench/fuzz_crashes/), and an
+input that takes more than 2 s is slow.
 
     python bench/fuzz.py                          # 20,000 inputs per surface, seed 0
     python bench/fuzz.py --surfaces dsl task --n 2000 --seed 1
@@ -143,6 +144,58 @@ def _npz_setup(folder: Path) -> None:
                                    'output = "Vec[2]"\n')
 
 
+def _ts_setup(folder: Path) -> None:
+    from neurosym.tasks.sources import aeon_data_dir
+
+    shutil.copy(aeon_data_dir() / "UnitTest" / "UnitTest_TEST.ts", folder / "test.ts")
+    (folder / "t.toml").write_text('[data]\nsource = "files"\ntrain = "train.ts"\n'
+                                   'test = "test.ts"\n[types]\ninput = "List[Vec[1]]"\n'
+                                   'output = "Vec[2]"\n')
+
+
+def _library_setup(folder: Path) -> None:
+    """A library of two entries, the second using the first, kept as the pristine copy."""
+    from neurosym.interp.compiler import compile_term
+    from neurosym.lang.checker import check_term
+    from neurosym.lang.parser import parse_term, parse_type
+    from neurosym.library.store import Library
+
+    source = folder / "library_src"
+    if source.exists():
+        return
+    lib = Library(source)
+    for name, text in (("base", "??"), ("top", "\\x -> add (lib.base x) (affine x)")):
+        term = parse_term(text)
+        module = compile_term(term, check_term(term, parse_type("Vec[3] -> Float"),
+                                               library=lib), library=lib)
+        lib.save(name, text, "Vec[3] -> Float", module)
+
+
+def _library_loader(part: str) -> Callable[[Path], object]:
+    """Load the library after replacing one of its files (`part`: the index, or the
+    weights of the first entry) with the mutant."""
+
+    def load(path: Path) -> object:
+        import torch
+
+        from neurosym.library.store import Library
+
+        folder = path.parent / "library"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(path.parent / "library_src", folder)
+        target = folder / part if part == "index.sqlite" else \
+            sorted(folder.rglob("*.safetensors"))[0]
+        shutil.copy(path, target)
+        lib = Library(folder)
+        for entry in lib.entries():
+            module, _ = lib.module(entry.name)
+            module(torch.zeros(2, 3))
+        lib.verify()
+        return lib
+
+    return load
+
+
 def _model_setup(folder: Path) -> None:
     import neurosym
 
@@ -170,7 +223,12 @@ def surfaces(folder: Path) -> list[Surface]:
     texts = lambda paths: [p.read_text() for p in paths]  # noqa: E731
     planted = sorted((ROOT / "tasks").glob("planted_*.toml"))
     _model_setup(folder)
+    _library_setup(folder)
     model_src = folder / "model_src"
+    library_src = folder / "library_src"
+    from neurosym.tasks.sources import aeon_data_dir
+
+    ts = (aeon_data_dir() / "UnitTest" / "UnitTest_TRAIN.ts").read_text()
     csv_rows = ["a,b,c,label"] + [f"{i * 0.3:.1f},{i % 5},{-i},{'xy'[i % 2]}"
                                   for i in range(40)]
     x = np.random.default_rng(1).normal(size=(40, 3))
@@ -186,6 +244,12 @@ def surfaces(folder: Path) -> list[Surface]:
         Surface("csv", ["\n".join(csv_rows) + "\n"], "train.csv", _csv, _csv_setup),
         Surface("npz", [buffer.getvalue().decode("latin-1")], "train.npz", _csv, _npz_setup,
                 binary=True),
+        Surface("ts", [ts], "train.ts", _csv, _ts_setup),
+        Surface("library index", [(library_src / "index.sqlite").read_bytes().decode("latin-1")],
+                "index.sqlite", _library_loader("index.sqlite"), binary=True),
+        Surface("library weights", [sorted(library_src.rglob("*.safetensors"))[0].read_bytes()
+                                    .decode("latin-1")], "entry.safetensors",
+                _library_loader("weights"), binary=True),
         Surface("model.json", [(model_src / "model.json").read_text()], "model.json",
                 _model_loader("model.json")),
         Surface("program.ns", [(model_src / "program.ns").read_text()], "program.ns",

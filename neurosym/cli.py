@@ -223,9 +223,9 @@ def tasks_command() -> None:
 @friendly_errors
 def primitives() -> None:
     """List the DSL's primitives and their types."""
-    from neurosym.interp.registry import PRIMITIVES, lookup
+    from neurosym.interp.registry import PRIMITIVES, implementation
 
-    lookup("map")  # loads the base set
+    implementation("map")  # loads the base set, with the docstrings
     table = Table("primitive", "type", "what it does", header_style="bold")
     for name, prim in sorted(PRIMITIVES.items()):
         try:
@@ -239,17 +239,18 @@ def primitives() -> None:
 
 def _open_library(path: str | None):
     """The library for lib.NAME references: the one named, else the default one if it
-    exists (a missing default is no error: most programs use no library)."""
+    exists (a missing default is no error: most programs use no library, and then the
+    store, which needs torch, is not imported)."""
+    location = Path(path) if path else _default_library()
+    if not path and not (location / "index.sqlite").exists():
+        return None
     from neurosym.library.store import Library
 
-    if path:
-        return Library(Path(path))
-    location = _default_library()
-    return Library(location) if (location / "index.sqlite").exists() else None
+    return Library(location)
 
 
 def _default_library() -> Path:
-    from neurosym.library.store import default_library_path
+    from neurosym.library.location import default_library_path
 
     return default_library_path()
 

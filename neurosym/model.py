@@ -84,9 +84,11 @@ class Model:
         (both shapes named when it does not fit) and normalized as the training data was."""
         from neurosym.tasks.arrays import examples
         from neurosym.tasks.assemble import Normalization, batched_inputs
-        from neurosym.tasks.files import read_examples
+        from neurosym.tasks.files import Examples, read_examples
 
-        if isinstance(data, str | Path):
+        if isinstance(data, Examples):
+            found = data
+        elif isinstance(data, str | Path):
             params = self.record.get("data", {})
             found = read_examples(str(data), Path.cwd(), params,
                                   series=isinstance(self.input_type, ListT), targets=False)

@@ -50,8 +50,12 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
 @click.command()
 @click.argument("model_dir", metavar="MODEL", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the model's record as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also draw what the program reads into this PNG (needs matplotlib).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Labelled data to draw over (default: the model's task's training data).")
 @friendly_errors
-def show(model_dir: str, as_json: bool) -> None:
+def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> None:
     """A saved model: its program, scores, and what each learned part reads."""
     from neurosym.explain import describe
     from neurosym.model import load
@@ -59,6 +63,11 @@ def show(model_dir: str, as_json: bool) -> None:
 
     model = load(model_dir)
     parts = describe(model)
+    if plot:
+        from neurosym.plot import plot_data, plot_model
+
+        plot_model(model, *plot_data(model, data), Path(plot))
+        click.echo(f"plot written to {plot}", err=True)
     if as_json:
         echo_json({**model.record, "parts": parts})
         return
@@ -83,19 +92,28 @@ def show(model_dir: str, as_json: bool) -> None:
 
 @click.command("export")
 @click.argument("model_dir", metavar="MODEL", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torch"]), required=True,
-              help="onnx (runs with onnxruntime) or torch (a torch.export .pt2).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torch", "python"]),
+              required=True, help="onnx (runs with onnxruntime), torch (a torch.export "
+              ".pt2) or python (one readable PyTorch file, weights beside it).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default: MODEL/model.onnx or MODEL/model.pt2).")
+              help="Output file (default: MODEL/model.onnx, MODEL/model.pt2 or "
+              "MODEL/program.py).")
 @friendly_errors
 def export_command(model_dir: str, fmt: str, out_file: str | None) -> None:
     """Export a saved model to run without neurosym."""
-    from neurosym.export import export
     from neurosym.model import load
 
     model = load(model_dir)
-    suffix = ".onnx" if fmt == "onnx" else ".pt2"
-    path = Path(out_file) if out_file else Path(model_dir) / f"model{suffix}"
+    default = {"onnx": "model.onnx", "torch": "model.pt2", "python": "program.py"}[fmt]
+    path = Path(out_file) if out_file else Path(model_dir) / default
+    if fmt == "python":
+        from neurosym.export_python import export_python
+
+        export_python(model, path, weights_name=f"{path.stem}.safetensors")
+        click.echo(f"wrote {path} and {path.stem}.safetensors beside it")
+        return
+    from neurosym.export import export
+
     gap = export(model, fmt, path)
     click.echo(f"wrote {path} ({fmt}); largest difference from the model on example "
                f"inputs: {gap:.2g}")

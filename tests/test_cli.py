@@ -136,3 +136,18 @@ def test_an_internal_error_is_one_line_with_exit_2_and_debug_shows_it(monkeypatc
     shown = CliRunner().invoke(main, ["--debug", "tasks"])
     assert isinstance(shown.exception, ZeroDivisionError)  # re-raised: the traceback shows
     monkeypatch.delenv("NEUROSYM_DEBUG", raising=False)
+
+
+def test_help_and_check_do_not_import_torch():
+    """They answer in a fraction of a second: importing torch alone takes about 2 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom neurosym.cli import main\n"
+            "r = CliRunner().invoke(main, ['check', sys.argv[1]])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "CliRunner().invoke(main, ['--help'])\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dsl/gunpoint.ns")],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", out.stderr

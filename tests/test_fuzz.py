@@ -144,3 +144,43 @@ def test_saved_models(saved_model, tmp_path, part):
         assert _digest(copy) == before  # a load never writes
 
     check()
+
+
+@FAST
+@given(cut=st.integers(0, 3000), text=st.sampled_from(HOSTILE), at=st.integers(0, 3000))
+def test_ts_files(tmp_path, cut, text, at):
+    from neurosym.tasks.sources import aeon_data_dir
+
+    source = (aeon_data_dir() / "UnitTest" / "UnitTest_TRAIN.ts").read_text()
+    mutant = source[:at] + text + source[at + cut % 50:]
+    (tmp_path / "train.ts").write_text(mutant[: len(mutant) - cut])
+    shutil.copy(aeon_data_dir() / "UnitTest" / "UnitTest_TEST.ts", tmp_path / "test.ts")
+    task = tmp_path / "t.toml"
+    task.write_text('[data]\nsource = "files"\ntrain = "train.ts"\ntest = "test.ts"\n'
+                    '[types]\ninput = "List[Vec[1]]"\noutput = "Vec[2]"\n')
+    try:
+        neurosym.load_task(task)
+    except NeurosymError as err:
+        assert "train.ts" in err.format() or "test.ts" in err.format(), err.format()
+
+
+def test_a_damaged_library_index_is_reported_with_its_path(tmp_path):
+    from neurosym.interp.compiler import compile_term
+    from neurosym.lang.checker import check_term
+    from neurosym.lang.parser import parse_term, parse_type
+    from neurosym.library.store import Library
+
+    lib = Library(tmp_path / "lib")
+    term = parse_term("??")
+    lib.save("base", "??", "Vec[3] -> Float",
+             compile_term(term, check_term(term, parse_type("Vec[3] -> Float"))))
+    index = tmp_path / "lib" / "index.sqlite"
+    data = bytearray(index.read_bytes())
+    for at in range(100, len(data), 97):
+        data[at] = 0xB7  # invalid UTF-8 in the stored text, or a broken page
+    index.write_bytes(bytes(data))
+    try:
+        for entry in Library(tmp_path / "lib").entries():
+            Library(tmp_path / "lib").module(entry.name)
+    except NeurosymError as err:
+        assert "lib" in err.format()

@@ -29,7 +29,6 @@ from neurosym.library.lifelong import (
 )
 from neurosym.library.lifelong_commands import lifelong, transfer
 from neurosym.library.store import Library
-from neurosym.library.transfer import has_matplotlib
 from neurosym.search import load_productions
 from neurosym.tasks.spec import load_task
 
@@ -196,8 +195,10 @@ def test_transfer_by_search_runs(run) -> None:
     assert '"method": "search"' in result.output and '"error_ratio"' in result.output
 
 
-@pytest.mark.skipif(has_matplotlib(), reason="matplotlib is installed")
-def test_plot_without_matplotlib_says_so(run, tmp_path: Path) -> None:
+def test_plot_without_matplotlib_says_so(run, tmp_path: Path, monkeypatch) -> None:
+    from neurosym.library import transfer as measure
+
+    monkeypatch.setattr(measure, "has_matplotlib", lambda: False)
     args = ["digit_count_3", "--with-library", str(run.lib.path), "--plot",
             str(tmp_path / "t.png")]
     result = CliRunner().invoke(transfer, args)

@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from neurosym.interp.registry import Primitive, Site
+from neurosym.interp.registry import Primitive, Site, implementation
 from neurosym.interp.values import Value, align, batch_size
 from neurosym.lang import ast
 from neurosym.lang.checker import Checked
@@ -86,6 +86,7 @@ class CompiledTerm(nn.Module):
         t = self.checked.type_of(term)
         prim: Primitive | None = self.checked.primitives.get(id(term))
         if prim is not None:
+            prim = implementation(prim.name)
             module = prim.module(t, term.params) if prim.module else None
             if module is not None:
                 self.parts[key] = module
@@ -145,7 +146,7 @@ class CompiledTerm(nn.Module):
 
     def _primitive(self, term: ast.Var) -> Value:
         site = self._sites[id(term)]
-        prim = self.checked.primitives[id(term)]
+        prim = implementation(self.checked.primitives[id(term)].name)
         return curried(lambda *xs: prim.impl(site, *xs), len(uncurry(site.type)[0]))
 
     def _hole(self, term: ast.Hole, env: dict[str, Value], rows: int) -> Value:

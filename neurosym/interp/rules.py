@@ -9,20 +9,11 @@ import math
 import torch
 from torch import nn
 
-from neurosym.interp.registry import Site, primitive
+from neurosym.interp.registry import Site, implements
 from neurosym.lang import ast
-from neurosym.lang.parser import parse_type
 from neurosym.lang.types import Type
 
 DEFAULT_SHARPNESS = 4.0
-
-
-def _above_signature(params: tuple[ast.Param, ...]) -> Type:
-    ok = len(params) <= 2 and all(isinstance(p, int | float) for p in params)
-    if not ok or (len(params) == 2 and params[1] <= 0):
-        raise ValueError("takes a threshold and, optionally, a positive sharpness: "
-                         "above[0.5] or above[0.5, 4]; bare `above` learns both")
-    return parse_type("Float -> Bool")
 
 
 class LearnedThreshold(nn.Module):
@@ -54,7 +45,7 @@ def _above_module(t: Type, params) -> nn.Module | None:
     return None if params else LearnedThreshold(t, params)
 
 
-@primitive("above", signature=_above_signature, module=_above_module, cost=0.5)
+@implements("above", module=_above_module)
 def above(site: Site, x: torch.Tensor) -> torch.Tensor:
     """`x > threshold` as a logit, sharpness * (x - threshold): above[0.5] (sharpness 4)
     or above[0.5, 10]; a bare `above` learns both, and a found program prints them."""

@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurosym.interp.primitives import MAX_PARAMETERS
-from neurosym.interp.registry import Site, primitive
+from neurosym.interp.registry import Site, implements
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
-from neurosym.lang.parser import parse_type
-from neurosym.lang.types import Type, Vec, is_tensor, uncurry
+from neurosym.lang.types import Type, Vec, uncurry
 
 _EPS = 1e-6
 
@@ -33,21 +32,7 @@ def positions(xs: Seq) -> torch.Tensor:
     return rank / (present.sum(1, keepdim=True) - 1).clamp_min(1)
 
 
-def _tensor_elems(t: Type, params) -> str | None:
-    (arg,), _ = uncurry(t)
-    elem = getattr(arg, "elem", None)
-    return None if elem is not None and is_tensor(elem) else f"works on lists of tensors, not {arg}"
-
-
 # ---- where in the series -----------------------------------------------------------------
-
-def _interval_signature(params: tuple[ast.Param, ...]) -> Type:
-    p = params[0] if len(params) == 1 else None
-    if params and (not isinstance(p, ast.Slice) or not 0 <= p.start < p.stop <= 1):
-        raise ValueError("takes one interval of fractions of the series, e.g. "
-                         "interval[0.25:0.5] (0 <= start < stop <= 1), or none to learn it")
-    return parse_type("List[a] -> List[a]")
-
 
 def hard_interval(xs: Seq, start: float, stop: float) -> Seq:
     """The elements between two fractions of each series (at least the one nearest the
@@ -89,8 +74,7 @@ def _interval_module(t: Type, params) -> nn.Module | None:
     return None if params else LearnedInterval(t, params)
 
 
-@primitive("interval", signature=_interval_signature, module=_interval_module,
-           validate=_tensor_elems, cost=0.5)
+@implements("interval", module=_interval_module)
 def interval(site: Site, xs: Seq) -> Seq:
     """The part of each series between two fractions of its own length: interval[0.3:0.5]
     keeps the elements from 30% to 50% of the way (at least the one nearest the middle);
@@ -101,7 +85,7 @@ def interval(site: Site, xs: Seq) -> Seq:
     return hard_interval(xs, p.start, p.stop)
 
 
-@primitive("diff", "List[a] -> List[a]", validate=_tensor_elems)
+@implements("diff")
 def diff(site: Site, xs: Seq) -> Seq:
     """First differences x[t] - x[t-1] (the first element has none and is dropped)."""
     data = torch.cat([torch.zeros_like(xs.data[:, :1]), xs.data[:, 1:] - xs.data[:, :-1]], 1)
@@ -111,11 +95,7 @@ def diff(site: Site, xs: Seq) -> Seq:
 
 # ---- summaries -------------------------------------------------------------------------------
 
-def _summary(name: str):
-    return primitive(name, "List[a] -> a", validate=_tensor_elems)
-
-
-@_summary("slope")
+@implements("slope")
 def slope(site: Site, xs: Seq) -> torch.Tensor:
     """The least-squares trend per feature, in units per whole series (x at the end minus
     x at the start, on a straight line); 0 for a series of one element."""
@@ -132,21 +112,21 @@ def _masked(xs: Seq, fill: float) -> torch.Tensor:
     return torch.where(present, xs.data, torch.full_like(xs.data, fill))
 
 
-@_summary("max")
+@implements("max")
 def max_(site: Site, xs: Seq) -> torch.Tensor:
     """The largest value per feature (padding skipped; 0 for an empty list)."""
     out = _masked(xs, -torch.inf).amax(1)
     return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
-@_summary("min")
+@implements("min")
 def min_(site: Site, xs: Seq) -> torch.Tensor:
     """The smallest value per feature (padding skipped; 0 for an empty list)."""
     out = _masked(xs, torch.inf).amin(1)
     return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
-@_summary("argmax")
+@implements("argmax")
 def argmax(site: Site, xs: Seq, sharpness: float = 10.0) -> torch.Tensor:
     """Where the maximum is, per feature, as a fraction of the series (0 start, 1 end):
     the expected position under a softmax of the values (sharpness 10), so it is smooth."""
@@ -156,15 +136,6 @@ def argmax(site: Site, xs: Seq, sharpness: float = 10.0) -> torch.Tensor:
 
 
 # ---- shapes ----------------------------------------------------------------------------------
-
-def _shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
-    ok = 1 <= len(params) <= 2 and all(isinstance(p, int) for p in params)
-    if not ok or params[0] < 2 or (len(params) == 2 and params[1] < 1):
-        raise ValueError("takes a pattern length of at least 2 steps and, optionally, how "
-                         "many patterns: shapelet[20] or shapelet[20, 8]")
-    return parse_type("List[Vec[n]] -> Float" if len(params) == 1
-                      else f"List[Vec[n]] -> Vec[{params[1]}]")
-
 
 class Shapelet(nn.Module):
     """m learned patterns of k steps of the series' n features. Each starts as a window of
@@ -252,7 +223,7 @@ def sparkline(values: list[float]) -> str:
     return "".join(bars[round((v - low) / span * (len(bars) - 1))] for v in values)
 
 
-@primitive("shapelet", signature=_shapelet_signature, module=Shapelet, cost=1.0)
+@implements("shapelet", module=Shapelet)
 def shapelet(site: Site, xs: Seq) -> torch.Tensor:
     """How closely a learned pattern of k steps matches anywhere in the series: the soft
     minimum (temperature 0.1) over windows of the mean squared distance to the pattern;

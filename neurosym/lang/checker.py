@@ -201,7 +201,7 @@ class Checker:
             prim = self.out.primitives.get(id(node))
             if prim is None:
                 continue
-            if prim.module is not None and free_vars(t):
+            if prim.learnable and free_vars(t):
                 raise DSLTypeError(f"cannot infer the sizes of '{_short(node)}' (got "
                                    f"{pretty(t)[0]})",
                                    node.span)

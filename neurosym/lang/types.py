@@ -234,3 +234,9 @@ def pretty(*types: Type) -> list[str]:
         return t
 
     return [str(rename(t)) for t in types]
+
+
+def encodable(t: Type) -> bool:
+    """Data a neural network can read: a tensor, or a list of (lists of) tensors."""
+    return not isinstance(t, Arrow) and (
+        is_tensor(t) or (isinstance(t, ListT) and encodable(t.elem)))

@@ -39,7 +39,7 @@ def connect(index: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     except sqlite3.OperationalError as err:
         raise LibraryError(f"cannot use the library index {index}: {err}") from None
-    except sqlite3.DatabaseError as err:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as err:
         raise LibraryError(f"the library index {index} is damaged or not a neurosym index: "
                            f"{err}") from None
     finally:

@@ -96,7 +96,7 @@ class Library:
 
     def signature(self, name: str, version: int | None = None) -> Type:
         """The DSL type of `lib.name@version`, for the type checker."""
-        return _type_of(self.get(name, version))
+        return _type_of(self.get(name, version), self.path)
 
     def module(self, name: str, version: int | None = None,
                finetune: bool | None = None) -> tuple[nn.Module, Type]:
@@ -107,11 +107,12 @@ class Library:
         trainable = self.finetune if finetune is None else finetune
         for p in module.parameters():
             p.requires_grad_(trainable)
-        return module, _type_of(entry)
+        return module, _type_of(entry, self.path)
 
     def _load(self, entry: Entry) -> nn.Module:
         if entry.format > FORMAT:
-            raise LibraryError(f"{entry.ref} was written by a newer neurosym (entry format "
+            raise LibraryError(f"{self.path}: {entry.ref} was written by a newer neurosym "
+                               "(entry format "
                                f"{entry.format}; this version reads up to {FORMAT}): upgrade "
                                "neurosym to use it")
         state = files.read_weights(self.weights_path(entry), entry.sha256, entry.ref)
@@ -119,7 +120,8 @@ class Library:
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise LibraryError(f"{entry.ref}: the stored weights do not fit the module rebuilt "
+            raise LibraryError(f"{self.path}: {entry.ref}: the stored weights do not fit the "
+                               "module rebuilt "
                                f"from its source (was it saved by another neurosym version?): "
                                f"{_first_line(err)}") from None
         return module
@@ -130,7 +132,8 @@ class Library:
         from neurosym.lang.checker import check_term
 
         if spec.get("kind") != "term":
-            raise LibraryError(f"{ref}: unknown module kind {spec.get('kind')!r} (written by a "
+            raise LibraryError(f"{self.path}: {ref}: unknown module kind "
+                               f"{spec.get('kind')!r} (written by a "
                                "newer neurosym?)")
         try:
             term = parse_term(str(spec["source"]))
@@ -138,7 +141,8 @@ class Library:
             return compile_term(term, checked, library=self, hidden=int(spec.get("hidden", 32)))
         except (NeurosymError, KeyError, TypeError, ValueError) as err:
             message = err.message if isinstance(err, NeurosymError) else repr(err)
-            raise LibraryError(f"{ref}: cannot rebuild its module: {message}") from None
+            raise LibraryError(f"{self.path}: {ref}: cannot rebuild its module: "
+                               f"{message}") from None
 
     # -- writing ---------------------------------------------------------------------------
     def save(self, name: str, term_source: str, type: Type | str, module: nn.Module,
@@ -276,11 +280,11 @@ def map_term(term: ast.Term, fn) -> ast.Term:
     return fn(term)
 
 
-def _type_of(entry: Entry) -> Type:
+def _type_of(entry: Entry, library: Path) -> Type:
     try:
         return parse_type(entry.type)
     except NeurosymError as err:
-        raise LibraryError(f"{entry.ref}: cannot read its type {entry.type!r}: "
+        raise LibraryError(f"{library}: {entry.ref}: cannot read its type {entry.type!r}: "
                            f"{err.message}") from None
 
 

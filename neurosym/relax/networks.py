@@ -16,7 +16,7 @@ from torch import nn
 
 from neurosym.interp.values import Seq, Value, align, shape_of
 from neurosym.lang.errors import NeurosymError
-from neurosym.lang.types import Arrow, Image, ListT, Type, is_tensor, uncurry
+from neurosym.lang.types import Image, ListT, Type, encodable, is_tensor, uncurry
 
 
 class RelaxationError(NeurosymError):
@@ -162,11 +162,6 @@ class Relaxation(nn.Module):
             steps = torch.cat([ctx, steps], 2)
         out = self.head(steps)
         return Seq(out.reshape(*out.shape[:2], *self.out_shape), xs.weights)
-
-
-def encodable(t: Type) -> bool:
-    return not isinstance(t, Arrow) and (
-        is_tensor(t) or (isinstance(t, ListT) and encodable(t.elem)))
 
 
 def relaxation_inputs(scope, values: dict[str, Value]) -> list[Value]:

@@ -71,6 +71,9 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
              regression: bool, seed: int, val_fraction: float, normalize: bool = True,
              ) -> SourceData:
     """Splits of a task from its examples (see the module docstring)."""
+    for found in (train, test, val):
+        if found is not None and len(found) == 0:
+            raise DataError(f"{found.origin}: no examples")
     classes = None if regression else _classes(train, test, val)
     xs = {name: _inputs(e, input_type) for name, e in (("train", train), ("test", test),
                                                        ("val", val)) if e is not None}

@@ -51,17 +51,10 @@ def _param(params: Mapping[str, Any], key: str, kind: type | tuple, default: Any
 
 # -------------------------------------------------------------------------- files
 
-FILE_KEYS = {"source", "train", "test", "val", "normalize", "layout", "target", "id_column",
-             "time_column", "x_key", "y_key"}
-
-
 def files_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
     """The user's own files (`tasks/files.py` lists the formats): `train` and `test`,
-    optionally `val` (else a stratified share of train), relative to the task file."""
-    unknown = sorted(set(params) - FILE_KEYS)
-    if unknown:
-        raise TaskError(f"[data] unknown key {unknown[0]!r} for source \"files\"; known: "
-                        + ", ".join(sorted(FILE_KEYS)))
+    optionally `val` (else a stratified share of train), relative to the task file. Its
+    keys are checked by `settings.DATA["files"]`."""
     series = isinstance(context.input_type, ListT)
     read = {split: read_examples(params[split], context.folder, params, series)
             for split in ("train", "test", "val") if split in params}
