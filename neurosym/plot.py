@@ -144,9 +144,11 @@ def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
         raise NeurosymError("nothing to draw: the program has no threshold and no affine map")
     fig, ax = plt.subplots(figsize=(8, 3))
     weights = affine.linear.weight.detach()
+    names = model.classes if model.classes and len(model.classes) == len(weights) else None
     for row, values in enumerate(weights):
         ax.bar([i + row / (len(weights) + 1) for i in range(len(values))], values.numpy(),
-               width=1 / (len(weights) + 1), label=f"output {row}")
+               width=1 / (len(weights) + 1),
+               label=f"class {names[row]}" if names else f"output {row}")
     ax.set_xlabel("input feature (standardized)")
     ax.set_ylabel("weight")
     ax.legend(fontsize="small")
