@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import neurosym
-from neurosym.export_python import export_python
 from neurosym.interp.values import Seq
+from neurosym.models.python import export_python
 from neurosym.train import predict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -206,7 +206,7 @@ def _model_setup(folder: Path) -> None:
 
 def _model_loader(part: str) -> Callable[[Path], object]:
     def load(path: Path) -> object:
-        from neurosym.model import load as load_model
+        from neurosym.models import load as load_model
 
         folder = path.parent / "model"
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,7 +23,7 @@ _WHERE = {
     "parse_type": "neurosym.lang.parser",
     "show": "neurosym.lang.printer", "show_program": "neurosym.lang.printer",
     "Task": "neurosym.tasks.spec", "load_task": "neurosym.tasks.spec",
-    "Model": "neurosym.model", "load": "neurosym.model",
+    "Model": "neurosym.models", "load": "neurosym.models",
 }
 
 

@@ -30,8 +30,8 @@ class RunResult:
                 **self.evaluation.as_dict()}
 
     def save(self, path: str | Path):
-        """Save the trained program as a model directory (`neurosym.model`)."""
-        from neurosym.model import from_trained
+        """Save the trained program as a model directory (`neurosym.models`)."""
+        from neurosym.models import from_trained
 
         model = from_trained(self.model, self.task, self.evaluation, entry=self.entry)
         model.save(path)

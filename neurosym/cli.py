@@ -258,7 +258,7 @@ def _default_library() -> Path:
 def _attach_subcommands() -> None:
     from neurosym.library.commands import library
     from neurosym.library.lifelong_commands import lifelong, transfer
-    from neurosym.model_commands import export_command, predict, show
+    from neurosym.models.commands import export_command, predict, show
 
     for command in (library, lifelong, transfer, predict, show, export_command):
         main.add_command(command)

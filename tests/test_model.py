@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 import neurosym
 from neurosym.cli import main
-from neurosym.export import export, run_onnx
-from neurosym.export_python import PythonExportError, export_python
 from neurosym.interp.values import Seq, batch_size, index
-from neurosym.model import ModelError, load
+from neurosym.models import ModelError, load
+from neurosym.models.export import export, run_onnx
+from neurosym.models.python import PythonExportError, export_python
 from neurosym.train import predict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,10 +44,10 @@ class SearchResult:
 
     def save(self, path, rank: int = 0):
         """Save the program ranked `rank` (the best, by default) as a model directory
-        (`neurosym.model`); returns the `Model`."""
+        (`neurosym.models`); returns the `Model`."""
         from dataclasses import asdict
 
-        from neurosym.model import from_trained
+        from neurosym.models import from_trained
 
         if not self.programs:
             raise SearchError("the search found no program to save")

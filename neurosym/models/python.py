@@ -20,7 +20,7 @@ from neurosym.interp import primitives, rules, series, values
 from neurosym.interp.registry import implementation
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
-from neurosym.model import Model
+from neurosym.models import Model
 
 _MODULES = (values, primitives, series, rules)
 _SKIP_METHODS = ("__init__", "explain", "learned_params", "_seed_from", "values", "bounds")

@@ -18,7 +18,7 @@ from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import ListT, Vec
-from neurosym.model import Model
+from neurosym.models import Model
 
 
 def plot_data(model: Model, data: str | None):

@@ -23,7 +23,7 @@ from torch import nn
 from neurosym.interp.values import Seq
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import Image, ListT, Type, Vec
-from neurosym.model import Model
+from neurosym.models import Model
 
 FORMATS = ("onnx", "torch")
 

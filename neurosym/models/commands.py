@@ -24,7 +24,7 @@ from neurosym.console import clean, echo_json, friendly_errors, out
 def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> None:
     """Predictions of a saved model for DATA (any format a task reads; targets, if the file
     has them, are ignored)."""
-    from neurosym.model import load
+    from neurosym.models import load
 
     model = load(model_dir)
     labels = model.predict(data)
@@ -57,14 +57,14 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
 @friendly_errors
 def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> None:
     """A saved model: its program, scores, and what each learned part reads."""
-    from neurosym.explain import describe
-    from neurosym.model import load
+    from neurosym.models import load
+    from neurosym.models.explain import describe
     from neurosym.search.display import THEME, highlight
 
     model = load(model_dir)
     parts = describe(model)
     if plot:
-        from neurosym.plot import plot_data, plot_model
+        from neurosym.models.plot import plot_data, plot_model
 
         plot_model(model, *plot_data(model, data), Path(plot))
         click.echo(f"plot written to {plot}", err=True)
@@ -101,18 +101,18 @@ def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> N
 @friendly_errors
 def export_command(model_dir: str, fmt: str, out_file: str | None) -> None:
     """Export a saved model to run without neurosym."""
-    from neurosym.model import load
+    from neurosym.models import load
 
     model = load(model_dir)
     default = {"onnx": "model.onnx", "torch": "model.pt2", "python": "program.py"}[fmt]
     path = Path(out_file) if out_file else Path(model_dir) / default
     if fmt == "python":
-        from neurosym.export_python import export_python
+        from neurosym.models.python import export_python
 
         export_python(model, path, weights_name=f"{path.stem}.safetensors")
         click.echo(f"wrote {path} and {path.stem}.safetensors beside it")
         return
-    from neurosym.export import export
+    from neurosym.models.export import export
 
     gap = export(model, fmt, path)
     click.echo(f"wrote {path} ({fmt}); largest difference from the model on example "
