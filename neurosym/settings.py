@@ -1,5 +1,6 @@
 """The schema of every setting a user writes: the `[train]`, `[search]` and `[data]` tables
-of a task file, and the search options given in Python or on the command line. Each key
+of a task file, the keys of a production set, and the search options given in Python or
+on the command line. Each key
 has a kind and a range; a value that does not fit is refused where it is read, naming the
 file, the table and the key, and an unknown key gets a "did you mean". One table of facts
 instead of checks scattered where the values are used."""
@@ -128,6 +129,11 @@ DATA = {
               "id_column": Key(str), "time_column": Key(str), "x_key": Key(str),
               "y_key": Key(str)},
 }
+
+
+PRODUCTION_SET = {"name": Key(str), "description": Key(str), "production": Key(list),
+                  "shapelet_fractions": Key(list), "intervals": Key(list)}
+PRODUCTION = {"term": Key(str), "cost": Key("any")}  # the cost: checked with its line
 
 
 def check_table(table: Mapping[str, Any], schema: Mapping[str, Key], where: str,

@@ -109,6 +109,20 @@ def test_bad_productions_are_rejected():
         load_productions("no_such_set")
 
 
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\nshapelet_fraction = [0.1]\n[[production]]\nterm = "affine"\n',
+     r"set.toml: unknown key 'shapelet_fraction'; did you mean 'shapelet_fractions'"),
+    ('name = "x"\n[[production]]\nterm = "affine"\ncots = 2\n',
+     r"set.toml:3 \[\[production\]\]: unknown key 'cots'; did you mean 'cost'"),
+    ('name = 3\n[[production]]\nterm = "affine"\n', "name must be text"),
+])
+def test_production_set_keys_are_checked(tmp_path, text, message):
+    path = tmp_path / "set.toml"
+    path.write_text(text)
+    with pytest.raises(SearchError, match=message):
+        load_productions(str(path))
+
+
 def test_default_feature_groups_are_single_features():
     assert feature_groups(None, parse_type("List[Vec[3]]")) == [(0, 1), (1, 2), (2, 3)]
     assert feature_groups({"acc": [0, 3]}, parse_type("List[Vec[6]]")) == [(0, 3)]

@@ -121,6 +121,9 @@ def load_productions(name: str, groups: list[Group] | None = None,
     gives no copies. Errors name the file and the line of the production."""
     path = _find_file(name)
     spec = read_toml(path, SearchError, "production set")
+    from neurosym.settings import PRODUCTION, PRODUCTION_SET, check_table
+
+    check_table(spec, PRODUCTION_SET, str(path), SearchError)
     entries = spec.get("production")
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
@@ -131,6 +134,7 @@ def load_productions(name: str, groups: list[Group] | None = None,
         if not isinstance(entry, dict) or not isinstance(entry.get("term"), str):
             raise SearchError(f"{path}: every [[production]] needs a term = '...' string")
         where = f"{path}:{_line_of(lines, entry['term'])}"
+        check_table(entry, PRODUCTION, f"{where} [[production]]", SearchError)
         cost = entry.get("cost", 1.0)
         if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
             raise SearchError(f"{where}: the cost of {entry['term']!r} must be a positive "
