@@ -132,6 +132,11 @@ def test_from_arrays_infers_types_and_regression():
     labels = ["a", "b"] * 10
     task = Task.from_arrays(series, labels, series, labels)
     assert str(task.input_type) == "List[Vec[1]]" and task.classes == ("a", "b")
+    channels = [np.ones((n, 3)) * n for n in (20, 25, 30, 22)] * 5
+    assert str(Task.from_arrays(channels, labels, channels, labels).input_type) == \
+        "List[Vec[3]]"
+    images = np.random.default_rng(0).normal(size=(20, 8, 8))
+    assert str(Task.from_arrays(images, labels, images, labels).input_type) == "Image[8,8]"
 
 
 # ---- bad data: each names the file, and where ---------------------------------------------

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from neurosym.search.synthesis import NeuralGraph, SearchConfig
 
 
+MIN_TRAINING_SECONDS = 0.5  # a finalist's training, or one fold's, gets at least this
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class FoundProgram:
     """A complete program retrained with the full budget. `cost` is its structural cost
@@ -81,13 +84,15 @@ class CrossValidation:
 
 
 def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, Node]]:
-    """The top-k complete programs and the cheapest completions of the top-k partial ones:
-    a relaxation can fit better than any complete program trained briefly, so the search
-    may not have met the best completions of its best nodes (and on a small budget it
-    may have met no complete program at all)."""
+    """The top-k complete programs, the cheapest completions of the top-k partial ones, and
+    the cheapest program of all: a relaxation can fit better than any complete program
+    trained briefly, so the search may not have met the best completions of its best
+    nodes (and on a small budget it may have met no complete program at all); and the
+    simplest program (a linear map of every input, say), ranked low after brief training,
+    must still meet the others after full training."""
     found: list[tuple[float | None, Node]] = list(search.best())
     seen = {node.text for _, node in found}
-    partial = [node for _, node in search.best_partial()] or [programs.root()]
+    partial = [node for _, node in search.best_partial()] + [programs.root()]
     for start in partial:
         node = programs.first_complete(start)
         if node is not None and node.text not in seen:
@@ -98,7 +103,7 @@ def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, 
 
 def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralGraph,
               config: SearchConfig, library, deadline: float,
-              found_at: dict[Hashable, float], min_seconds: float = 0.5,
+              found_at: dict[Hashable, float], min_seconds: float | None = None,
               ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
     """Retrain each candidate (and cross-validate it, on small data, if each training can
     have `min_seconds`), sharing the time left before `deadline` among those still to
@@ -108,7 +113,8 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     folds = cv_folds(task, config.cv_folds, config.seed)
-    if (deadline - time.perf_counter()) / max(len(found), 1) < 2 * len(folds) * min_seconds:
+    min_seconds = MIN_TRAINING_SECONDS if min_seconds is None else min_seconds
+    if (deadline - time.perf_counter()) / max(len(found), 1) < (len(folds) + 1) * min_seconds:
         folds = []  # no time to cross-validate: rank on the validation split
     kept, dropped = [], []
     for i, (f, node) in enumerate(found):

@@ -14,7 +14,7 @@ from neurosym.interp.values import Seq
 from neurosym.lang.errors import SearchError
 from neurosym.search import algorithms
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
-from neurosym.search.final import FoundProgram, candidates, finalists
+from neurosym.search.final import MIN_TRAINING_SECONDS, FoundProgram, candidates, finalists
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.productions import (
     ProductionSet,
@@ -267,13 +267,16 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
 def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
     """Seconds to keep for the finalists: about 2 * top_k programs, each trained once per
     fold and once more, each training ~final/node epochs as long as an average node so
-    far (with a margin of 1.5); at most `final_share` of the limit, at least 2% of it."""
+    far (with a margin of 1.5), and at least `MIN_TRAINING_SECONDS` (cross-validation on
+    small data is what makes the ranking hold); at most `final_share` of the limit, at
+    least 2% of it."""
     node_seconds = scorer.mean_seconds()
     if node_seconds is None:
         return config.final_share * config.time_limit
     trainings = 2 * config.top_k * (config.cv_folds + 1 if config.cv_folds > 1 else 1)
-    per = node_seconds * config.final_epochs / config.epochs_per_node
-    return min(config.final_share, max(0.02, 1.5 * trainings * per / config.time_limit)) \
+    per = max(node_seconds * config.final_epochs / config.epochs_per_node * 1.5,
+              MIN_TRAINING_SECONDS)
+    return min(config.final_share, max(0.02, trainings * per / config.time_limit)) \
         * config.time_limit
 
 

@@ -40,23 +40,23 @@ class SourceData:
 
 
 def infer_input_type(examples: Examples) -> Type:
-    """Vec[d] for feature rows, List[Vec[C]] for series (read as (T, C)), Image[h,w] for
-    2-D arrays of one shape. A CSV in rows of unequal length is a list of series."""
+    """Vec[d] for feature rows, List[Vec[C]] for series (T, C) (read from a series format,
+    or of unequal lengths), Image[h,w] for 2-D arrays of one shape. Rows of unequal length
+    are univariate series."""
     shapes = {a.shape for a in examples.x}
     ndims = {len(s) for s in shapes}
     if ndims == {1}:
         return Vec(shapes.pop()[0]) if len(shapes) == 1 else ListT(Vec(1))
-    if ndims == {2} and examples.origin.endswith((".ts", ".arff")) or _csv_long(examples):
-        return ListT(Vec(next(iter(shapes))[1]))
-    if ndims == {2} and len(shapes) == 1:
-        h, w = shapes.pop()
-        return Image(h, w)
+    if ndims == {2}:
+        channels = {s[1] for s in shapes}
+        series_file = examples.origin.endswith((".ts", ".arff", ".csv"))
+        if len(channels) == 1 and (series_file or len(shapes) > 1):
+            return ListT(Vec(channels.pop()))
+        if len(shapes) == 1:
+            h, w = shapes.pop()
+            return Image(h, w)
     raise DataError(f"{examples.origin}: cannot tell the input type from example shapes "
                     f"{sorted(shapes)[:3]}; set [types] input")
-
-
-def _csv_long(examples: Examples) -> bool:
-    return examples.origin.endswith(".csv") and all(a.ndim == 2 for a in examples.x)
 
 
 def is_regression(y: np.ndarray, max_classes: int = 20) -> bool:
