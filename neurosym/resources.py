@@ -39,12 +39,25 @@ def dsl_dir() -> Path:
     return _resource_dir("dsl")
 
 
+MAX_KEY_PARTS = 64  # dotted keys deeper than this are refused (the parser is quadratic in it)
+
+
 def read_toml(path: Path, error: type[NeurosymError], what: str) -> dict:
     """A TOML file of ours (task, sequence, production set), or `error` naming the file."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise error(f"{path}: cannot read the {what}: {err}") from None
-    except RecursionError:
+        text = path.read_text(encoding="utf-8")
+        _check_key_depth(text, path, error)
+        return tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as err:
+        # ValueError: an integer of more than 4,300 digits
+        raise error(f"{path}: cannot read the {what}: {str(err)[:200]}") from None
+    except RecursionError:  # arrays nested thousands deep
         raise error(f"{path}: cannot read the {what}: arrays or tables nested too "
                     "deeply") from None
+
+
+def _check_key_depth(text: str, path: Path, error: type[NeurosymError]) -> None:
+    for number, line in enumerate(text.splitlines(), 1):
+        key = line.split("=", 1)[0] if "=" in line else line
+        if key.count(".") > MAX_KEY_PARTS and '"' not in key and "'" not in key:
+            raise error(f"{path}:{number}: a key of more than {MAX_KEY_PARTS} dotted parts")

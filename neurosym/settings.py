@@ -21,7 +21,7 @@ SEED_MAX = 2**63 - 1  # seeds must fit torch's and numpy's 64-bit generators
 @dataclass(frozen=True, slots=True)
 class Key:
     """One setting: `kind` is int, float (ints accepted), bool, str, list, or "any";
-    `low`/`high` bound numbers (and list lengths), `choices` strings."""
+    `low`/`high` bound numbers (`high`: also the length of a text), `choices` strings."""
 
     kind: Any
     low: float | None = None
@@ -36,23 +36,24 @@ class Key:
         if self.kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok:
-                return f"must be a number, got {value!r}"
+                return f"must be a number, got {_short(value)}"
             if isinstance(value, float) and not math.isfinite(value):
-                return f"must be a finite number, got {value!r}"
+                return f"must be a finite number, got {_short(value)}"
         elif self.kind is int:
             if not isinstance(value, int) or isinstance(value, bool):
-                return f"must be a whole number, got {value!r}"
+                return f"must be a whole number, got {_short(value)}"
         elif not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
             names = " or ".join({"str": "text", "bool": "true or false", "list": "a list",
                                  "dict": "a table"}.get(k.__name__, k.__name__) for k in kinds)
-            return f"must be {names}, got {value!r}"
+            return f"must be {names}, got {_short(value)}"
         if self.choices and value not in self.choices:
-            close = difflib.get_close_matches(str(value), self.choices, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return f"must be one of {', '.join(self.choices)}, got {value!r}{hint}"
+            return f"must be one of {', '.join(self.choices)}, got {_short(value)}" + \
+                _did_you_mean(str(value), self.choices)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return self._range(value)
+        if isinstance(value, str) and self.high is not None and len(value) > self.high:
+            return f"is longer than {self.high:g} characters ({len(value):,})"
         return None
 
     def _range(self, value: float) -> str | None:
@@ -133,7 +134,19 @@ DATA = {
 
 PRODUCTION_SET = {"name": Key(str), "description": Key(str), "production": Key(list),
                   "shapelet_fractions": Key(list), "intervals": Key(list)}
-PRODUCTION = {"term": Key(str), "cost": Key("any")}  # the cost: checked with its line
+PRODUCTION = {"term": Key(str, high=2000), "cost": Key("any")}  # the cost: checked with its line
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def _did_you_mean(given: str, known) -> str:
+    if len(given) > 64:  # difflib is quadratic: no guess for a long garbled key
+        return ""
+    close = difflib.get_close_matches(given, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check_table(table: Mapping[str, Any], schema: Mapping[str, Key], where: str,
@@ -143,10 +156,8 @@ def check_table(table: Mapping[str, Any], schema: Mapping[str, Key], where: str,
     for key, value in table.items():
         spec = schema.get(key)
         if spec is None:
-            close = difflib.get_close_matches(key, list(schema), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise error(f"{where}: unknown key {key!r}{hint} (known: "
-                        + ", ".join(sorted(schema)) + ")")
+            raise error(f"{where}: unknown key {_short(key)}{_did_you_mean(key, schema)} "
+                        "(known: " + ", ".join(sorted(schema)) + ")")
         problem = spec.problem(value)
         if problem:
             raise error(f"{where}: {key} {problem}")

@@ -252,6 +252,9 @@ def test_unknown_task_name_lists_known_ones():
         (("[types]", "[search]\nalgorithm = \"a*\"\n[types]"), "algorithm must be one of"),
         (('source = "fake"', 'source = "nope"'), "source must be one of"),
         (("[types]", "[typez]"), "unknown key 'typez'; did you mean 'types'"),
+        (("epochs = 1", "epochs = " + "9" * 5000), "cannot read the task: Exceeds the limit"),
+        (("epochs = 1", "a" + ".b" * 5000 + " = 1"), "a key of more than 64 dotted parts"),
+        (("epochs = 1", "x" * 20000 + " = 1"), r"unknown key 'xxxx.*\.\.\. \(known"),
         (('input = "Vec[3]"', 'input = "a"'), "concrete"),
     ],
 )

@@ -129,22 +129,31 @@ def load_productions(name: str, groups: list[Group] | None = None,
         raise SearchError(f"{path}: no [[production]] entries")
     fill = _placeholder_values(spec, groups, values, series_length, path)
     lines = path.read_text(encoding="utf-8").splitlines()
-    prods: list[Production] = []
+    made: dict[tuple[str, float], list[Production]] = {}  # an entry repeated is read once
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("term"), str):
             raise SearchError(f"{path}: every [[production]] needs a term = '...' string")
+        cost = entry.get("cost", 1.0)
+        valid = set(entry) <= {"term", "cost"} and _positive(cost)
+        if valid and (entry["term"], cost) in made:
+            continue  # the same production again: read once
         where = f"{path}:{_line_of(lines, entry['term'])}"
         check_table(entry, PRODUCTION, f"{where} [[production]]", SearchError)
-        cost = entry.get("cost", 1.0)
-        if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
+        if not valid:
             raise SearchError(f"{where}: the cost of {entry['term']!r} must be a positive "
                               f"number, not {cost!r}")
         try:
-            prods += [make_production(t, cost, library) for t in _expand(entry["term"], fill)]
+            made[entry["term"], cost] = [make_production(t, cost, library)
+                                         for t in _expand(entry["term"], fill)]
         except NeurosymError as err:  # a term that does not parse or type-check
             raise SearchError(f"{where}: {err.message}") from None
-    unique = tuple(dict.fromkeys(prods))  # a group listed twice gives one production
+    # a group listed twice gives one production
+    unique = tuple(dict.fromkeys(p for prods in made.values() for p in prods))
     return ProductionSet(str(spec.get("name", path.stem)), unique)
+
+
+def _positive(cost) -> bool:
+    return isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0
 
 
 def _placeholder_values(spec: dict, groups: list[Group] | None,
