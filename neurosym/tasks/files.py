@@ -109,7 +109,8 @@ def _npz(path: Path, params: Mapping[str, Any], targets: bool = True) -> Example
                                 + ", ".join(arrays.files) + " (set x_key / y_key)")
             x = arrays[x_key]
             y = arrays[y_key] if y_key in arrays.files else np.zeros(len(x))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as err:
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile) as err:  # RuntimeError: an encrypted member
         raise DataError(f"{path}: not a readable .npz file ({err})") from err
     return _from_arrays(x, y, str(path))
 
