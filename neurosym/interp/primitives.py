@@ -65,8 +65,8 @@ def fold(site: Site, f, init: torch.Tensor, xs: Seq) -> torch.Tensor:
 @implements("window")
 def window(site: Site, f, xs: Seq) -> Seq:
     """Causal sliding window: element t sees the k elements ending at t."""
-    k = int(site.params[0])
     b, n = xs.data.shape[:2]
+    k = min(int(site.params[0]), n)  # a longer window reads only padding (weight 0) more
     pad = torch.zeros(b, k - 1, *xs.data.shape[2:], dtype=xs.data.dtype)
     data = torch.cat([pad, xs.data], 1)
     weights = torch.cat([torch.zeros(b, k - 1), xs.weights], 1)
