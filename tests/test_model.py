@@ -149,6 +149,12 @@ def _edit_record(path: Path, **changes) -> None:
         "def main : List[Vec[6]] -> Vec[4] =\n  \\xs -> affine (mean xs)\n"),
      "do not fit the program"),
     (lambda p: (p / "model.json").unlink(), "model.json: cannot read it"),
+    (lambda p: (p / "model.json").write_text('{"format_version": ' + "9" * 5000 + "}"),
+     "not valid JSON"),
+    (lambda p: (p / "program.ns").write_text(
+        "def main : List[Vec[" + "6" * 5000 + "]] -> Vec[4] =\n  \\xs -> affine (mean xs)\n"),
+     "dimension 6666.* is too large"),
+    (lambda p: (p / "program.ns").write_text("# " + "x" * 300_000 + "\n"), "too long"),
 ])
 def test_a_damaged_model_is_reported_by_name(saved, tmp_path, damage, message):
     path = _damaged(saved, tmp_path)

@@ -46,13 +46,14 @@ MAX_SIZE = 1_000_000  # the largest dimension or integer parameter: far beyond a
 def _param_number(tok: Token) -> int | float:
     """`2` is an index, `0.25` a fraction (an interval's bound); the primitive checks."""
     text = str(tok)
-    value = float(text) if "." in text else int(text)
-    _check_size(value, tok, "parameter")
-    return value
+    _check_size(tok, "parameter")
+    return float(text) if "." in text else int(text)
 
 
-def _check_size(value: float, tok: Token, what: str) -> None:
-    if abs(value) > MAX_SIZE:
+def _check_size(tok: Token, what: str) -> None:
+    """Before converting: a 5,000-digit integer is too large for Python's int() too."""
+    text = str(tok)
+    if len(text) > 16 or abs(float(text)) > MAX_SIZE:
         span = Span(tok.line, tok.column, tok.end_line, tok.end_column)
         raise DSLSyntaxError(f"the {what} {str(tok)[:24]} is too large (at most "
                              f"{MAX_SIZE:,})", span)
@@ -93,7 +94,7 @@ class _ToAst(Transformer):
         return TVar(str(c[0]))
 
     def dim_int(self, meta, c):
-        _check_size(int(c[0]), c[0], "dimension")
+        _check_size(c[0], "dimension")
         return int(c[0])
 
     # terms
@@ -197,7 +198,13 @@ def _check_nesting(text: str) -> None:
         line, column = (line + 1, 1) if ch == "\n" else (line, column + 1)
 
 
+MAX_SOURCE = 200_000  # characters: far beyond any program written or found
+
+
 def _parse(text: str, start: str, filename: str):
+    if len(text) > MAX_SOURCE:
+        raise DSLSyntaxError(f"{len(text):,} characters is too long for a program (at most "
+                             f"{MAX_SOURCE:,})").located(text[:1000], filename)
     try:
         _check_nesting(text)
         tree = _parser(start).parse(text)

@@ -295,8 +295,8 @@ def _read_text(file: Path) -> str:
 def _read_record(file: Path) -> dict:
     try:
         record = json.loads(_read_text(file))
-    except json.JSONDecodeError as err:
-        raise ModelError(f"{file}: not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, or a 5,000-digit integer
+        raise ModelError(f"{file}: not valid JSON ({str(err)[:120]})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ModelError(f"{file}: not a neurosym model record")
     for key, kind in _REQUIRED.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,16 +129,29 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, origin: str) -> Examples:
 
 # ---- CSV -----------------------------------------------------------------------------------
 
-def _csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
+def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header, and the (line number, cells) of the other non-empty rows, read as they
+    are used: a bad cell in row 39 of a 500,000-row file is reported at once."""
+    rows = _csv_lines(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path}: needs a header row and at least one example")
+    return [h.strip() for h in first[1]], rows
+
+
+def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    yield reader.line_num, row
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if len(rows) < 2:
-        raise DataError(f"{path}: needs a header row and at least one example")
-    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _no_examples(path: Path) -> DataError:
+    return DataError(f"{path}: needs a header row and at least one example")
 
 
 def _column(path: Path, header: list[str], name: Any, what: str) -> int:
@@ -175,10 +188,10 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
     header, rows = _csv_table(path)
     name = target_column(header, params)
     if not targets and name not in header:  # new data: every column is an input
-        header, rows = [*header, name], [[*row, "0"] for row in rows]
+        header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     target = _column(path, header, name, "target")
     xs, ys = [], []
-    for r, row in enumerate(rows, start=2):
+    for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
         if len(row) > len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
@@ -194,6 +207,8 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
             raise DataError(f"{path}, row {r}: no values")
         xs.append(np.asarray(values))
         ys.append(cells[target].strip())
+    if not xs:
+        raise _no_examples(path)
     return Examples(xs, _targets(path, ys, header[target]), str(path))
 
 
@@ -205,7 +220,7 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         raise DataError(f'{path}: layout = "long" needs [data] id_column')
     name = target_column(header, params)
     if not targets and name not in header:
-        header, rows = [*header, name], [[*row, "0"] for row in rows]
+        header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     ident = _column(path, header, params["id_column"], "id")
     target = _column(path, header, target_column(header, params), "target")
     time_col = (_column(path, header, params["time_column"], "time")
@@ -215,7 +230,7 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         raise DataError(f"{path}: no value columns besides the id, target and time")
     series: dict[str, list[tuple[float, list[float]]]] = {}
     labels: dict[str, tuple[str, int]] = {}
-    for r, row in enumerate(rows, start=2):
+    for r, row in rows:
         if len(row) != len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
         key, label = row[ident].strip(), row[target].strip()
@@ -233,6 +248,8 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         series.setdefault(key, []).append((order, step))
     xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
           series.values()]
+    if not xs:
+        raise _no_examples(path)
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target]),
                     str(path))
 
