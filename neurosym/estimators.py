@@ -131,4 +131,7 @@ class ProgramRegressor(RegressorMixin, _ProgramEstimator):
     _regression = True
 
     def predict(self, X: Any) -> np.ndarray:
-        return self._outputs(X).double().numpy().reshape(-1)
+        out = self._outputs(X)
+        if self.normalization_ is not None:
+            out = self.normalization_.restore(out)  # targets were standardized for training
+        return out.double().numpy().reshape(-1)

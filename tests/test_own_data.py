@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from sklearn.datasets import load_diabetes, load_wine
 
+import neurosym
 from neurosym import Task, load_task
 from neurosym.cli import main
 from neurosym.lang.errors import DataError, NeurosymError
@@ -205,3 +206,20 @@ def test_task_init_errors_name_the_file(tmp_path, monkeypatch):
                                        "--test", "test.csv"])
     assert result.exit_code != 0 and "train.csv, row 4, column 'b'" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "tasks" / "t.toml").exists()
+
+
+def test_regression_targets_are_standardized_and_predictions_restored(tmp_path):
+    """A bias of 150 takes Adam thousands of steps: targets are trained standardized, and a
+    saved model or a fitted estimator predicts in the data's units."""
+    from neurosym.estimators import ProgramRegressor
+
+    x, y = load_diabetes(return_X_y=True)
+    task = Task.from_arrays(x[:300], y[:300], x[300:], y[300:])
+    assert abs(float(task.train.y.mean())) < 1e-4 and task.normalization.target[0] > 100
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[10] -> Float = affine\n")
+    model = neurosym.run_file(program, task, epochs=30).save(tmp_path / "m")
+    predicted = model.predict(x[300:])
+    assert abs(predicted.mean() - y[300:].mean()) < 25  # in the data's units
+    fitted = ProgramRegressor(time_limit=30, max_nodes=3).fit(x[:300], y[:300])
+    assert fitted.score(x[300:], y[300:]) > 0.3

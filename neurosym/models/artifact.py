@@ -83,7 +83,7 @@ class Model:
         """New data as the program's input value: read, checked against the input type
         (both shapes named when it does not fit) and normalized as the training data was."""
         from neurosym.tasks.arrays import examples
-        from neurosym.tasks.assemble import Normalization, batched_inputs
+        from neurosym.tasks.assemble import batched_inputs
         from neurosym.tasks.files import Examples, read_examples
 
         if isinstance(data, Examples):
@@ -94,16 +94,26 @@ class Model:
                                   series=isinstance(self.input_type, ListT), targets=False)
         else:
             found = examples(data, np.zeros(len(data)), "the data")
+        return batched_inputs(found, self.input_type, self.normalization)
+
+    @property
+    def normalization(self):
+        from neurosym.tasks.assemble import Normalization
+
         norm = self.record["normalization"]
-        return batched_inputs(found, self.input_type,
-                              Normalization(tuple(norm["mean"]), tuple(norm["std"]))
-                              if norm else None)
+        if not norm:
+            return None
+        target = norm.get("target")
+        return Normalization(tuple(norm["mean"]), tuple(norm["std"]),
+                             tuple(target) if target else None)
 
     def predict(self, data: Any) -> np.ndarray:
         """Class names (classification) or values (regression)."""
         out = self.outputs(data)
         loss = self.record["loss"]
         if loss == "mse":
+            norm = self.normalization
+            out = norm.restore(out) if norm is not None else out
             return out.double().numpy().reshape(-1)
         index = (out > 0).long() if loss == "bce" else out.argmax(1)
         names = self.classes or tuple(str(i) for i in range(int(index.max()) + 1))
@@ -143,8 +153,9 @@ def from_trained(module: CompiledTerm, task, evaluation=None, entry: str = "main
         "input_type": str(task.input_type), "output_type": str(task.output_type),
         "loss": task.loss, "metric": task.metric,
         "classes": list(task.classes) if task.classes is not None else None,
-        "normalization": None if norm is None else {"mean": list(norm.mean),
-                                                   "std": list(norm.std)},
+        "normalization": None if norm is None else {
+            "mean": list(norm.mean), "std": list(norm.std),
+            "target": None if norm.target is None else list(norm.target)},
         "task": task.name, "data": _data_layout(task),
         "scores": None if evaluation is None else evaluation.as_dict(),
         "series_length": _longest(task.train.x),
@@ -322,10 +333,14 @@ def _read_record(file: Path) -> dict:
 def _check_normalization(file: Path, norm: dict | None) -> None:
     if norm is None:
         return
-    mean, std = norm.get("mean"), norm.get("std")
+    mean, std, target = norm.get("mean"), norm.get("std"), norm.get("target")
+    if target is None:
+        target = [0.0, 1.0]
     ok = (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std)
+          and isinstance(target, list) and len(target) == 2
           and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                  for v in mean + std) and all(v > 0 for v in std))
+                  for v in mean + std + target) and all(v > 0 for v in std + target[1:]))
     if not ok:
         raise ModelError(f"{file}: 'normalization' must have 'mean' and 'std' lists of "
-                         "finite numbers of one length (std positive)")
+                         "finite numbers of one length (std positive), and 'target' a "
+                         "[mean, std] pair or null")

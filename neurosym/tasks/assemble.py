@@ -6,7 +6,7 @@ train when none is given, and inputs standardized with statistics of the fitted 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,13 +21,21 @@ from neurosym.tasks.spec import Split, stratified_partition
 @dataclass(frozen=True, slots=True)
 class Normalization:
     """Per-feature (vectors) or per-channel (series) mean and spread of the fitted training
-    split, applied to every split, and to be applied to new inputs before predicting."""
+    split, applied to every split, and to be applied to new inputs before predicting; for
+    regression, the targets' mean and spread too (a program then predicts standardized
+    values, which `restore` turns back into the data's units)."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    target: tuple[float, float] | None = None
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.mean:
+            return x
         return (x - torch.tensor(self.mean)) / torch.tensor(self.std)
+
+    def restore(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.target is None else y * self.target[1] + self.target[0]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -89,6 +97,11 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
         xs["val"], ys["val"] = [xs["train"][i] for i in held], ys["train"][held]
         xs["train"], ys["train"] = [xs["train"][i] for i in fit], ys["train"][fit]
     norm = _normalization(xs["train"], input_type) if normalize else None
+    if normalize and regression:  # a bias of 150 takes Adam thousands of steps to reach
+        mean, spread = float(ys["train"].mean()), float(ys["train"].std(unbiased=False))
+        spread = spread if spread > 1e-8 else 1.0
+        ys = {name: (y - mean) / spread for name, y in ys.items()}
+        norm = replace(norm or Normalization((), ()), target=(mean, spread))
     splits = {name: Split(_batched(xs[name], input_type, norm), ys[name]) for name in xs}
     return SourceData(splits["train"], splits["val"], splits["test"], classes, norm)
 
