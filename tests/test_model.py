@@ -237,3 +237,17 @@ def test_show_plot_draws_series_and_feature_programs(saved, tmp_path):
     assert result.exit_code == 0, result.output
     assert png.stat().st_size > 10_000
     assert "above[" in (tmp_path / "rule" / "program.ns").read_text()
+
+
+def test_a_decision_rule_exports_as_python(tmp_path):
+    """ite, above with a default sharpness, and select (whose code reads `ast.Slice`)."""
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    task = neurosym.Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2])
+    program = tmp_path / "rule.ns"
+    program.write_text("def main : Vec[4] -> Vec[3] =\n  \\x -> ite (above[0.5] (select[2] x)) "
+                       "(affine (select[0:2] x)) (affine (select[3] x))\n")
+    model = neurosym.run_file(program, task, epochs=5).save(tmp_path / "m")
+    got = _python_outputs(model, tmp_path, task.test.x)
+    assert (got - predict(model.module, task.test.x)).abs().max() <= 1e-5

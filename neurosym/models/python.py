@@ -182,17 +182,21 @@ def _runtime(used: set[str], classes: dict[str, type]) -> str:
     """The source of what the program calls, with everything it needs, from neurosym's own
     modules (decorators and type hints dropped)."""
     defined = {name: obj for m in _MODULES for name, obj in vars(m).items()
-               if getattr(obj, "__module__", None) == m.__name__ or
-               (not callable(obj) and not name.startswith("__") and isinstance(
-                   obj, int | float) and name.isupper() or name == "_EPS")}
+               if (inspect.isfunction(obj) or inspect.isclass(obj))
+               and obj.__module__ == m.__name__
+               or name.isupper() and isinstance(obj, int | float) and not isinstance(obj, bool)}
     wanted = ["Seq", "batch_size", "align", *sorted(used), *classes]
-    order, seen = [], set()
+    order, seen = [], {"_EPS", "MAX_PARAMETERS"}  # the prelude defines these
 
     def visit(name: str) -> None:
         if name in seen or name not in defined:
             return
         seen.add(name)
-        source = _source(defined[name])
+        obj = defined[name]
+        if not callable(obj):  # a constant
+            order.append(f"{name} = {obj!r}")
+            return
+        source = _source(obj)
         for ref in re.findall(r"\b[A-Za-z_]\w*\b", source):
             if ref != name and ref in defined and not hasattr(builtins, ref) \
                     and not keyword.iskeyword(ref):
@@ -205,8 +209,6 @@ def _runtime(used: set[str], classes: dict[str, type]) -> str:
 
 
 def _source(obj) -> str:
-    if not callable(obj):  # a constant
-        return ""
     source = textwrap.dedent(inspect.getsource(obj))
     source = re.sub(r"^@implements\(.*?\)\n", "", source, flags=re.M)
     if inspect.isclass(obj):
@@ -255,6 +257,10 @@ class Slice:
 
     start: float
     stop: float
+
+
+class ast:  # noqa: N801  (the one name of neurosym.lang.ast the primitives read)
+    Slice = Slice
 
 
 def curried(fn, site, arity):
