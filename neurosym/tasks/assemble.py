@@ -107,19 +107,19 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
 
 
 def _classes(train: Examples, test: Examples, val: Examples | None) -> tuple[str, ...]:
-    names = sorted_classes({_name(v) for v in train.y})
+    names = sorted_classes({class_name(v) for v in train.y})
     if len(names) < 2:
         raise DataError(f"{train.origin}: the targets have one class only ({names[0]!r}); "
                         "a classifier needs at least two")
     for other in (test, val):
-        unseen = sorted({_name(v) for v in (other.y if other else ())} - set(names))
+        unseen = sorted({class_name(v) for v in (other.y if other else ())} - set(names))
         if unseen:
             raise DataError(f"{other.origin}: labels never seen in training: "
                             + ", ".join(map(repr, unseen[:5])))
     return names
 
 
-def _name(label) -> str:
+def class_name(label) -> str:
     """A class name: numbers without a spurious `.0`."""
     if isinstance(label, float | np.floating) and float(label).is_integer():
         return str(int(label))
@@ -148,7 +148,7 @@ def _coded(examples: Examples, classes: tuple[str, ...] | None) -> torch.Tensor:
             raise DataError(f"{examples.origin}: regression targets must be numbers")
         return torch.tensor(examples.y.astype(np.float64), dtype=torch.float32)
     code = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([code[_name(v)] for v in examples.y], dtype=torch.long)
+    return torch.tensor([code[class_name(v)] for v in examples.y], dtype=torch.long)
 
 
 def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:

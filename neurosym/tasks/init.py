@@ -10,7 +10,7 @@ from pathlib import Path
 
 from neurosym.lang.errors import TaskError
 from neurosym.lang.parser import parse_type
-from neurosym.tasks.assemble import infer_input_type, is_regression
+from neurosym.tasks.assemble import class_name, infer_input_type, is_regression
 from neurosym.tasks.files import read_examples
 from neurosym.tasks.spec import Task, load_task
 
@@ -43,7 +43,7 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     if regression:
         output = "Float"
     else:
-        output = f"Vec[{len({str(v) for v in train.y})}]"
+        output = f"Vec[{len({class_name(v) for v in train.y})}]"
     text = _toml(name, files, data, str(in_type), output, regression)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
