@@ -17,8 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from neurosym.lang.errors import NeurosymError
-from neurosym.lang.types import Arrow
-from neurosym.train import predict
+from neurosym.models import from_trained
 
 _SEARCH = ("search", "max_nodes", "top_k", "epochs_per_node", "final_epochs", "cv_folds")
 
@@ -26,8 +25,9 @@ _SEARCH = ("search", "max_nodes", "top_k", "epochs_per_node", "final_epochs", "c
 class _ProgramEstimator(BaseEstimator):
     """Shared fitting: the data becomes a `Task` (standardized on the fitted split, with
     a stratified validation share carved from it), the search runs, and the best program
-    is kept as `model_`, its text as `program_` (with what it learned written in) and
-    `structure_` (as the search found it)."""
+    is kept as `model_` (a `models.Model`, which predicts in the data's units), its text
+    as `program_` (with what it learned written in) and `structure_` (as the search found
+    it)."""
 
     _regression = False
 
@@ -76,42 +76,21 @@ class _ProgramEstimator(BaseEstimator):
         if result.best is None:
             raise ValueError("the search found no program within its budget; raise "
                              "time_limit")
-        self.normalization_ = task.normalization
-        self.type_ = Arrow(task.input_type, task.output_type)
-        self.model_ = result.best.model
+        self.model_ = from_trained(result.best.model, task, result.best.evaluation)
         self.program_ = result.best.printed
         self.structure_ = result.best.text
         self.search_result_ = result
         return self
 
     def __getstate__(self) -> dict:
-        """Pickled as the program's text and weights (a compiled program is rebuilt from
-        them: it is keyed by its syntax tree's nodes, which do not survive a pickle); the
-        search's record is not kept."""
+        """The search's record is not pickled (the model is: see `models.Model`)."""
         state = dict(super().__getstate__())  # a copy: sklearn may hand back __dict__
         state.pop("search_result_", None)
-        model = state.pop("model_", None)
-        if model is not None:
-            state["weights_"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        weights = state.pop("weights_", None)
-        super().__setstate__(state)
-        if weights is not None:
-            from neurosym.lang.parser import parse_term
-            from neurosym.search.scoring import build_typed
-
-            self.model_ = build_typed(self.type_, parse_term(self.structure_), hidden=32)
-            self.model_.load_state_dict(weights)
 
     def _outputs(self, X: Any) -> torch.Tensor:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        x = torch.tensor(X, dtype=torch.float32)
-        if self.normalization_ is not None:
-            x = self.normalization_.apply(x)
-        return predict(self.model_, x)
+        return self.model_.outputs(validate_data(self, X, reset=False))
 
 
 class ProgramClassifier(ClassifierMixin, _ProgramEstimator):
@@ -131,7 +110,5 @@ class ProgramRegressor(RegressorMixin, _ProgramEstimator):
     _regression = True
 
     def predict(self, X: Any) -> np.ndarray:
-        out = self._outputs(X)
-        if self.normalization_ is not None:
-            out = self.normalization_.restore(out)  # targets were standardized for training
-        return out.double().numpy().reshape(-1)
+        check_is_fitted(self)
+        return self.model_.predict(validate_data(self, X, reset=False))

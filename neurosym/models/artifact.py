@@ -132,6 +132,19 @@ class Model:
     def save(self, path: str | Path) -> Path:
         return _write(Path(path), self.source, self.module, self.record)
 
+    def __getstate__(self) -> dict:
+        """Pickled as its source, record and weights: a compiled program is keyed by its
+        syntax tree's nodes, which do not survive a pickle, so it is compiled again."""
+        weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        return {"source": self.source, "record": self.record, "weights": weights}
+
+    def __setstate__(self, state: dict) -> None:
+        module = _compile(state["source"], state["record"]["entry"], "a pickled model")
+        module.load_state_dict(state["weights"])
+        object.__setattr__(self, "source", state["source"])
+        object.__setattr__(self, "module", module.eval())
+        object.__setattr__(self, "record", state["record"])
+
 
 def from_trained(module: CompiledTerm, task, evaluation=None, entry: str = "main",
                  extra: dict[str, Any] | None = None) -> Model:
