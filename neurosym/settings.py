@@ -42,7 +42,7 @@ class Key:
         elif self.kind is int:
             if not isinstance(value, int) or isinstance(value, bool):
                 return f"must be a whole number, got {_short(value)}"
-        elif not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
+        elif not isinstance(value, self.kind):
             kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
             names = " or ".join({"str": "text", "bool": "true or false", "list": "a list",
                                  "dict": "a table"}.get(k.__name__, k.__name__) for k in kinds)

@@ -31,8 +31,9 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
     rows = [{"row": i, "prediction": clean(v) if not isinstance(v, str) else v}
             for i, v in enumerate(labels.tolist())]
     if proba:
-        names = model.classes or [str(i) for i in range(model.predict_proba(data).shape[1])]
-        for row, p in zip(rows, model.predict_proba(data).tolist(), strict=True):
+        probabilities = model.predict_proba(data)
+        names = model.classes or [str(i) for i in range(probabilities.shape[1])]
+        for row, p in zip(rows, probabilities.tolist(), strict=True):
             row.update({f"p_{name}": clean(v) for name, v in zip(names, p, strict=True)})
     if out_file and out_file.endswith(".json"):
         Path(out_file).write_text(json.dumps(rows, indent=2) + "\n")

@@ -15,7 +15,7 @@ def describe(model) -> list[dict[str, Any]]:
     `part` (the primitive as printed), `reads` (a sentence), and for shapelets `sketch`."""
     module = model.module
     norm = model.record.get("normalization")
-    applied = {id(n.fn): n.args for n in ast.walk(module.term) if isinstance(n, ast.App)}
+    applied = applications(module.term)
     found = []
     for node in ast.walk(module.term):
         site = module._sites.get(id(node))
@@ -56,14 +56,19 @@ def _threshold(site, args: tuple, norm: dict | None) -> str:
         site.module.values()
     text = f"true when the value is above {threshold:g} (sharpness {sharpness:g})"
     arg = args[0] if args else None
-    feature = _selected(arg)
+    feature = selected_feature(arg)
     if feature is not None and norm and feature < len(norm["mean"]):
         raw = threshold * norm["std"][feature] + norm["mean"][feature]
         text += f"; in the data's units: feature {feature} above {raw:.4g}"
     return text
 
 
-def _selected(arg) -> int | None:
+def applications(term: ast.Term) -> dict[int, tuple[ast.Term, ...]]:
+    """The arguments each function sub-term is applied to, by the function's id."""
+    return {id(n.fn): n.args for n in ast.walk(term) if isinstance(n, ast.App)}
+
+
+def selected_feature(arg) -> int | None:
     """i, when the argument is `select[i] x`."""
     if isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.name == "select":
         p = arg.fn.params[0] if arg.fn.params else None

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurosym.interp.values import Seq
+from neurosym.interp.values import Seq, shape_of
 from neurosym.lang.errors import NeurosymError
-from neurosym.lang.types import Image, ListT, Type, Vec
+from neurosym.lang.types import ListT, Type
 from neurosym.models import Model
 
 FORMATS = ("onnx", "torch")
@@ -62,14 +62,10 @@ def example_inputs(t: Type, steps: int, rows: int = 3) -> tuple[torch.Tensor, ..
 
 
 def _shape(t: Type) -> tuple[int, ...]:
-    match t:
-        case Vec(n) if isinstance(n, int):
-            return (n,)
-        case Image(h, w):
-            return (h, w)
-    if str(t) == "Float":
-        return ()
-    raise ExportError(f"cannot export a program whose input is {t}")
+    try:
+        return shape_of(t)
+    except (TypeError, ValueError):
+        raise ExportError(f"cannot export a program whose input is {t}") from None
 
 
 def export(model: Model, fmt: str, out: Path) -> float:

@@ -122,14 +122,14 @@ def _shapelets(axes, shapelet, means: dict, channels: int) -> None:
 
 
 def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
-    tests = [(n, s) for n, s in _parts(model, "above")]
-    applied = {id(n.fn): n.args for n in ast.walk(model.module.term) if isinstance(n, ast.App)}
+    from neurosym.models.explain import applications, selected_feature
+
+    applied = applications(model.module.term)
     shown = []
-    for node, site in tests:
-        arg = applied.get(id(node), (None,))[0]
-        if (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.name == "select"
-                and isinstance(arg.fn.params[0], int)):
-            shown.append((arg.fn.params[0], site.params[0] if site.params else 0.0))
+    for node, site in _parts(model, "above"):
+        feature = selected_feature(applied.get(id(node), (None,))[0])
+        if feature is not None:
+            shown.append((feature, site.params[0] if site.params else 0.0))
     if shown:
         fig, axes = plt.subplots(len(shown), 1, figsize=(7, 2.6 * len(shown)), squeeze=False)
         for ax, (feature, threshold) in zip((a[0] for a in axes), shown, strict=False):

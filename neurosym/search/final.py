@@ -103,7 +103,7 @@ def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, 
 
 def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralGraph,
               config: SearchConfig, library, deadline: float,
-              found_at: dict[Hashable, float], min_seconds: float | None = None,
+              found_at: dict[Hashable, float], min_seconds: float = MIN_TRAINING_SECONDS,
               ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
     """Retrain each candidate (and cross-validate it, on small data, if each training can
     have `min_seconds`), sharing the time left before `deadline` among those still to
@@ -113,7 +113,6 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     folds = cv_folds(task, config.cv_folds, config.seed)
-    min_seconds = MIN_TRAINING_SECONDS if min_seconds is None else min_seconds
     if (deadline - time.perf_counter()) / max(len(found), 1) < (len(folds) + 1) * min_seconds:
         folds = []  # no time to cross-validate: rank on the validation split
     kept, dropped = [], []
