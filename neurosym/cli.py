@@ -84,16 +84,19 @@ def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: fl
 
 
 def print_evaluation(ev, console: Console | None = None) -> None:
+    from neurosym.metrics import baseline_name, trivial_words
+
     console = console or out()
     table = Table(show_header=True, header_style="bold")
     for col in ("split", ev.metric):
         table.add_column(col, justify="right")
     for split in ("train", "val", "test"):
         table.add_row(split, f"{getattr(ev, split):.4f}")
-    table.add_row("[dim]majority baseline (test)[/]", f"[dim]{ev.baseline:.4f}[/]")
+    table.add_row(f"[dim]{baseline_name(ev.metric)} baseline (test)[/]",
+                  f"[dim]{ev.baseline:.4f}[/]")
     console.print(table)
     if ev.trivial:
-        console.print("no better than always predicting the majority class (within noise)",
+        console.print(trivial_words(ev.metric),
                       style="bold yellow")
     if ev.per_class_f1:
         f1 = "  ".join(f"{v:.2f}" for v in ev.per_class_f1)

@@ -113,6 +113,16 @@ def _loss_from_outputs(metric: str, out: torch.Tensor) -> str | None:
     return "cross_entropy" if out.dim() == 2 else "bce"
 
 
+def baseline_name(metric: str) -> str:
+    """What the baseline predicts, in words: the majority class, or for mse the mean."""
+    return "mean" if metric == "mse" else "majority"
+
+
+def trivial_words(metric: str) -> str:
+    what = "the training mean" if metric == "mse" else "the majority class"
+    return f"no better than always predicting {what} (within noise)"
+
+
 def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, metric: str) -> float:
     """The score on `y_test` of always predicting the most frequent training class (ties:
     the lowest index), or for mse the training mean: the floor any result must beat."""

@@ -531,6 +531,10 @@ def test_a_result_no_better_than_the_majority_says_so():
     from neurosym.metrics import no_better_than_majority
 
     assert no_better_than_majority("accuracy", 0.52, 0.5, 100)
+    from neurosym.metrics import baseline_name, trivial_words
+
+    assert "training mean" in trivial_words("mse") and baseline_name("mse") == "mean"
+    assert "majority class" in trivial_words("accuracy")
     assert not no_better_than_majority("accuracy", 0.75, 0.5, 100)
     assert no_better_than_majority("mse", 0.99, 1.0, 100)
     task = tiny_task()

@@ -58,6 +58,7 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
 @friendly_errors
 def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> None:
     """A saved model: its program, scores, and what each learned part reads."""
+    from neurosym.metrics import baseline_name
     from neurosym.models import load
     from neurosym.models.explain import describe
     from neurosym.search.display import THEME, highlight
@@ -80,8 +81,9 @@ def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> N
                   f"task {escape(str(r.get('task')))}   loss {r['loss']}")
     scores = r.get("scores") or {}
     if scores:
+        baseline = baseline_name(scores.get("metric", ""))
         console.print(f"scores   {scores.get('metric')}: train {scores['train']:.4f}  "
-                      f"val {scores['val']:.4f}  test {scores['test']:.4f}  (majority "
+                      f"val {scores['val']:.4f}  test {scores['test']:.4f}  ({baseline} "
                       f"baseline {scores['baseline']:.4f})")
     if r.get("classes"):
         console.print(f"classes  {escape(', '.join(r['classes']))}")

@@ -18,6 +18,7 @@ from rich.theme import Theme
 from neurosym.lang import ast
 from neurosym.lang.printer import show_def
 from neurosym.lang.types import Arrow
+from neurosym.metrics import baseline_name, trivial_words
 from neurosym.search.algorithms import Progress
 from neurosym.tasks.spec import Task
 
@@ -68,8 +69,8 @@ class SearchDisplay:
         self._live.update(Group(grid, Text.assemble("best f ", f"{p.best_f:.4f}  ", best)))
 
 
-TRIVIAL = ("    no better than always predicting the majority class (within noise): "
-           "the search did not find a useful program")
+def trivial(metric: str) -> str:
+    return f"    {trivial_words(metric)}: the search did not find a useful program"
 
 
 def learned_parts(model) -> list[dict]:
@@ -86,7 +87,8 @@ def print_result(result, task: Task, console: Console) -> None:
             held_out = (f"val {ev.val:.4f}" if prog.cv is None else
                         f"{len(prog.cv.metric)}-fold CV {prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
             console.print(f"    {ev.metric}: {held_out}  test {ev.test:.4f}   "
-                          f"(majority baseline {ev.baseline:.4f})   size {prog.size}, "
+                          f"({baseline_name(ev.metric)} baseline {ev.baseline:.4f})   "
+                          f"size {prog.size}, "
                           f"cost {prog.cost:g}")
             if prog.cv is not None:
                 console.print("    (cross-validated on train + val, then refit on both)")
@@ -95,7 +97,7 @@ def print_result(result, task: Task, console: Console) -> None:
                 console.print(f"    {part['part']}: " + ("\n      ".join([""] + lines)
                                                         if len(lines) > 1 else lines[0]))
             if ev.trivial:
-                console.print(TRIVIAL, style="bold yellow")
+                console.print(trivial(ev.metric), style="bold yellow")
             if ev.per_class_f1:
                 f1 = " ".join(f"{v:.2f}" for v in ev.per_class_f1)
                 console.print(f"    per-class F1 (test): {f1}")
@@ -137,7 +139,7 @@ def save_program(prog, task: Task, path: str | Path) -> None:
     held_out = f"val {ev.val:.4f}" if prog.cv is None else f"CV {prog.cv.mean:.4f}"
     header = (f"# Found by `neurosym synthesize {task.name}` on "
               f"{datetime.date.today().isoformat()}: {ev.metric} {held_out}, "
-              f"test {ev.test:.4f} (majority baseline {ev.baseline:.4f}).\n")
+              f"test {ev.test:.4f} ({baseline_name(ev.metric)} baseline {ev.baseline:.4f}).\n")
     definition = ast.Def("main", Arrow(task.input_type, task.output_type),
                          prog.model.learned_term())
     Path(path).write_text(header + show_def(definition) + "\n")
