@@ -19,7 +19,7 @@ from neurosym.cli import main
 from neurosym.interp.values import Seq, batch_size, index
 from neurosym.models import ModelError, load
 from neurosym.models.export import export, run_onnx
-from neurosym.models.python import PythonExportError, export_python
+from neurosym.models.python import export_python
 from neurosym.train import predict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,25 +41,21 @@ def _exported_outputs(model, fmt: str, path: Path, x) -> torch.Tensor:
     return torch.export.load(str(path)).module()(*tensors)
 
 
-# what the Python export cannot carry yet, and says so
-NOT_AS_PYTHON = {"digit_count.ns": "several definitions", "digit_sum.ns": "several definitions",
-                 "digits.ns": "several definitions"}
-
-
-@pytest.mark.parametrize("body, message", [("nn", "`nn` parts"),
-                                           ("\\x -> add (affine x) (?? x)", "neural holes")])
-def test_the_python_export_says_what_it_cannot_carry(tmp_path, body, message):
+@pytest.mark.parametrize("body", [
+    "def main : Vec[4] -> Vec[3] = nn",
+    "def main : Vec[4] -> Vec[3] = \\x -> add (affine x) (?? x)",
+    "def h : Vec[4] -> Vec[8] = \\x -> relu (affine x)\n"
+    "def main : Vec[4] -> Vec[3] = \\x -> let y = h x in ite (?? y x) (nn y) (affine (h x))"])
+def test_neural_parts_export_as_python(tmp_path, body):
     from sklearn.datasets import load_iris
 
     x, y = load_iris(return_X_y=True)
     task = neurosym.Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2])
     program = tmp_path / "p.ns"
-    program.write_text(f"def main : Vec[4] -> Vec[3] = {body}\n")
-    model = neurosym.run_file(program, task, epochs=1).save(tmp_path / "m")
-    with pytest.raises(PythonExportError, match=message):
-        export_python(model, tmp_path / "program.py")
-    result = CliRunner().invoke(main, ["export", str(tmp_path / "m"), "--format", "python"])
-    assert result.exit_code == 1 and message in result.output
+    program.write_text(body + "\n")
+    model = neurosym.run_file(program, task, epochs=3).save(tmp_path / "m")
+    x = task.test.x
+    assert (_python_outputs(model, tmp_path, x) - predict(model.module, x)).abs().max() <= 1e-5
 
 
 def _python_outputs(model, folder: Path, x) -> torch.Tensor:
@@ -89,11 +85,7 @@ def test_saved_loaded_and_exported_programs_compute_the_same(program, tmp_path):
     for fmt, suffix in (("onnx", ".onnx"), ("torch", ".pt2")):
         got = _exported_outputs(loaded, fmt, tmp_path / f"model{suffix}", x)
         assert (got - expected).abs().max() <= 1e-5, fmt
-    if program in NOT_AS_PYTHON:
-        with pytest.raises(PythonExportError, match=NOT_AS_PYTHON[program]):
-            export_python(loaded, tmp_path / "program.py")
-    else:
-        assert (_python_outputs(loaded, tmp_path, x) - expected).abs().max() <= 1e-5
+    assert (_python_outputs(loaded, tmp_path, x) - expected).abs().max() <= 1e-5
 
 
 def test_a_synthesized_program_saves_with_its_learned_values(tmp_path):

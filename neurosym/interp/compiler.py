@@ -52,7 +52,7 @@ class CompiledTerm(nn.Module):
         super().__init__()
         self.term, self.checked, self.defs = term, checked, defs
         self.parts = nn.ModuleDict()
-        self._keys: dict[int, str] = {}
+        self._keys: dict[int, str] = {}  # id of a sub-term -> the key of its module
         self._sites: dict[int, Site] = {}
         self._library_types: dict[int, Type] = {}
         self._build(term, (), library, hidden)
@@ -90,6 +90,7 @@ class CompiledTerm(nn.Module):
             module = prim.module(t, term.params) if prim.module else None
             if module is not None:
                 self.parts[key] = module
+                self._keys[id(term)] = key
             self._sites[id(term)] = Site(term.params, t, module)
         elif isinstance(term, ast.Hole):
             scope = list(self.checked.scopes[id(term)])
@@ -104,6 +105,7 @@ class CompiledTerm(nn.Module):
             self._library_types[id(term)] = lib_type
         elif isinstance(term, ast.Var) and term.name in self.defs:
             self.parts[key] = self.defs[term.name]  # shared: same parameters at every use
+            self._keys[id(term)] = key
         for i, child in enumerate(ast.children(term)):
             self._build(child, (*path, i), library, hidden)
 

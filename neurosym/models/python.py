@@ -3,8 +3,10 @@ plain `nn.Module` whose `forward` is the program, written as nested calls of the
 primitives it uses, whose code is copied from neurosym itself (the same functions the
 interpreter runs, so the two cannot drift apart).
 
-What it cannot carry yet, it says: neural holes and `nn` (their networks), library
-functions, and programs of several definitions.
+Neural parts (holes, `nn`) are copied the same way: their classes' `forward`, rebuilt
+with the shapes they were trained with. Each definition is a class with a `value` method.
+A definition used in several places is one module per use in the file (loaded with the
+same weights). Library functions are not carried (a model cannot hold them yet).
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import re
 import textwrap
 from pathlib import Path
 
+from torch import nn
+
 from neurosym.interp import primitives, rules, series, values
+from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.registry import implementation
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
+from neurosym.lang.types import encodable
 from neurosym.models import Model
+from neurosym.relax import networks
 
-_MODULES = (values, primitives, series, rules)
+_MODULES = (values, primitives, series, rules, networks)
 _SKIP_METHODS = ("__init__", "explain", "learned_params", "_seed_from", "values", "bounds")
 
 
@@ -36,48 +43,55 @@ def export_python(model: Model, out: Path, weights_name: str | None = None) -> P
     weights_name = weights_name or f"{out.stem}.safetensors"
     from safetensors.torch import save_file
 
-    term = model.module.term
-    _refuse_what_cannot_be_carried(model)
-    gen = _Generator(model)
-    body = gen.program(term)
+    runtime = _Runtime()
+    classes = [_module_class(f"Def_{name}", f"def {name} : {compiled.type}",
+                             _Generator(compiled, runtime))
+               for name, compiled in _definitions(model.module)]
     sequence = str(model.input_type).startswith("List[")
+    main = _Generator(model.module, runtime)
+    classes.append(_module_class("Program", "The program; `load` reads its weights.", main,
+                                 _program_methods(main, sequence)))
     code = _HEADER.format(program=model.program, type=f"{model.input_type} -> "
                           f"{model.output_type}", weights=weights_name,
                           call="model(data, weights)" if sequence else "model(x)",
                           inputs=("data (batch, steps, ...) and weights (batch, steps; 1 "
                                   "present, 0 padding)") if sequence else "x (batch, ...)")
-    code += "\n\n" + _runtime(gen.used, gen.classes) + "\n\n"
-    code += _program_class(gen, body, sequence)
+    code += "\n\n" + _runtime(runtime) + "\n\n\n" + "\n\n".join(classes)
     out.write_text(code)
     weights = {k: v.detach().contiguous().clone() for k, v in model.module.state_dict().items()}
     save_file(weights, str(out.parent / weights_name))
     return out
 
 
-def _refuse_what_cannot_be_carried(model: Model) -> None:
-    for node in ast.walk(model.module.term):
-        if isinstance(node, ast.Hole):
-            raise PythonExportError("a program with neural holes (??) cannot be exported as "
-                                    "Python yet; use --format onnx or torch")
-        if isinstance(node, ast.LibRef):
-            raise PythonExportError("a program that uses the library cannot be exported as "
-                                    "Python yet")
-        if isinstance(node, ast.Var) and node.name == "nn":
-            raise PythonExportError("a program with `nn` parts cannot be exported as Python "
-                                    "yet; use --format onnx or torch")
-    if model.module.defs:
-        raise PythonExportError("a program of several definitions cannot be exported as "
-                                "Python yet; use --format onnx or torch")
+def _definitions(module: CompiledTerm) -> list[tuple[str, CompiledTerm]]:
+    """The definitions a program uses, each before those that use it."""
+    found: dict[str, CompiledTerm] = {}
+
+    def visit(compiled: CompiledTerm) -> None:
+        for name, d in compiled.defs.items():
+            if name not in found:
+                visit(d)
+                found[name] = d
+
+    visit(module)
+    return list(found.items())
+
+
+class _Runtime:
+    """What the generated file must define: primitives (by implementation function name)
+    and the classes of learnable parts."""
+
+    def __init__(self) -> None:
+        self.functions: set[str] = set()
+        self.classes: dict[str, type] = {}
 
 
 class _Generator:
-    """DSL term -> Python expression, as `CompiledTerm.evaluate` would run it."""
+    """A compiled term -> Python expressions, as `CompiledTerm.evaluate` would run them."""
 
-    def __init__(self, model: Model) -> None:
-        self.module = model.module
-        self.used: set[str] = set()  # primitives (implementation function names)
-        self.classes: dict[str, type] = {}  # module classes of learnable parts
-        self.parts: list[tuple[str, object]] = []
+    def __init__(self, compiled: CompiledTerm, runtime: _Runtime) -> None:
+        self.compiled, self.runtime = compiled, runtime
+        self.parts: list[tuple[str, str]] = []  # (key, expression building the part)
 
     def expression(self, t: ast.Term, env: dict[str, tuple[str, int]], depth: int = 0) -> str:
         """`env` maps a DSL variable to its Python name and the lambda depth that binds it;
@@ -88,9 +102,16 @@ class _Generator:
             case ast.Var(name) if name in env:
                 var, bound = env[name]
                 return var if bound == depth else f"align({var}, rows)"
+            case ast.Var(name) if name in self.compiled.defs:
+                return f"{self._part(t)}.value(rows)"
             case ast.Var():
                 fn, site, arity = self._primitive(t)
                 return f"curried({fn}, {site}, {arity})" if arity else f"{fn}({site})"
+            case ast.Hole():
+                context = [env[name][0] for name, ty in self.compiled.checked.scopes[id(t)]
+                           if encodable(ty)]
+                net = self._part(t)
+                return f"hole({net}, [{', '.join(context)}], rows, {net}.arity)"
             case ast.Lam(param, body):
                 var = _name(param, env)
                 inner = self.expression(body, {**env, param: (var, depth + 1)}, depth + 1)
@@ -100,7 +121,7 @@ class _Generator:
                 inner = self.expression(body, {**env, name: (var, depth)}, depth)
                 return f"(lambda {var}: {inner})({self.expression(value, env, depth)})"
             case ast.App(ast.Var(name) as fn, args) if name not in env and \
-                    len(args) == self._primitive(fn)[2]:
+                    name not in self.compiled.defs and len(args) == self._primitive(fn)[2]:
                 f, site, _ = self._primitive(fn)  # fully applied: a plain call
                 return f"{f}({site}, " + ", ".join(
                     self.expression(a, env, depth) for a in args) + ")"
@@ -109,25 +130,22 @@ class _Generator:
                     self.expression(a, env, depth) for a in args) + ")"
         raise PythonExportError(f"cannot export {type(t).__name__} terms as Python")
 
-    def program(self, t: ast.Term) -> list[str]:
-        """The body of `forward`: a top-level lambda binds the input directly."""
-        if isinstance(t, ast.Lam):
-            var = _name(t.param, {})
-            return [f"{var} = x", "return " + self.expression(t.body, {t.param: (var, 0)})]
-        return ["return call(" + self.expression(t, {}) + ", x)"]
+    def _part(self, t: ast.Term) -> str:
+        """`self.parts[KEY]`, the module of `t` (a hole, a definition or a learnable
+        primitive), built in `__init__`."""
+        key = self.compiled._keys[id(t)]
+        if all(k != key for k, _ in self.parts):
+            module = self.compiled.parts[key]
+            self.parts.append((key, f"Def_{t.name}()" if isinstance(module, CompiledTerm)
+                               else _construct(module, self.runtime)))
+        return f"self.parts[{key!r}]"
 
     def _primitive(self, t: ast.Var) -> tuple[str, str, int]:
-        site = self.module._sites[id(t)]
+        site = self.compiled._sites[id(t)]
         prim = implementation(t.name)
         fn = prim.impl.__name__
-        self.used.add(fn)
-        module = ""
-        if site.module is not None:
-            key = next(k for k, m in self.module.parts.items() if m is site.module)
-            self.classes[type(site.module).__name__] = type(site.module)
-            if all(k != key for k, _ in self.parts):
-                self.parts.append((key, site.module))
-            module = f"self.parts[{key!r}]"
+        self.runtime.functions.add(fn)
+        module = self._part(t) if site.module is not None else ""
         params = repr(tuple(t.params)) if t.params else ""
         args = ", ".join(a for a in (params, module) if a)
         if module and not params:
@@ -142,50 +160,84 @@ def _name(dsl: str, env: dict[str, tuple[str, int]]) -> str:
     return base if base not in taken else f"{base}_{len(env)}"
 
 
-def _program_class(gen: _Generator, body: str, sequence: bool) -> str:
-    lines = ["class Program(nn.Module):",
-             '    """The program; `load` reads its weights."""', "",
+def _module_class(name: str, doc: str, gen: _Generator, methods: list[str] | None = None
+                  ) -> str:
+    """A class for one compiled term: its parts, and `value(rows)` (a definition) or the
+    given methods (the program)."""
+    if methods is None:
+        methods = ["def value(self, rows: int):", "    return " +
+                   gen.expression(gen.compiled.term, {})]
+    lines = [f"class {name}(nn.Module):", f'    """{doc}"""', "",
              "    def __init__(self) -> None:", "        super().__init__()",
              "        self.parts = nn.ModuleDict()"]
-    for key, module in gen.parts:
-        lines.append(f"        self.parts[{key!r}] = {_construct(module)}")
+    lines += [f"        self.parts[{key!r}] = {build}" for key, build in gen.parts]
+    return "\n".join([*lines, "", *(f"    {line}" if line else "" for line in methods), ""])
+
+
+def _program_methods(gen: _Generator, sequence: bool) -> list[str]:
+    """`load`, and `forward` whose body is the program (a top-level lambda binds the
+    input directly)."""
+    t = gen.compiled.term
+    if isinstance(t, ast.Lam):
+        var = _name(t.param, {})
+        body = [f"{var} = x", "return " + gen.expression(t.body, {t.param: (var, 0)})]
+    else:
+        body = ["return call(" + gen.expression(t, {}) + ", x)"]
     args = "data: torch.Tensor, weights: torch.Tensor" if sequence else "x: torch.Tensor"
     value = "Seq(data, weights)" if sequence else "x"
-    lines += ["", "    @classmethod", "    def load(cls, path: str) -> Program:",
-              "        from safetensors.torch import load_file", "",
-              "        model = cls()", "        model.load_state_dict(load_file(path))",
-              "        return model.eval()", "",
-              f"    def forward(self, {args}) -> torch.Tensor:",
-              f"        x = {value}", "        rows = batch_size(x)",
-              *(f"        {line}" for line in body), ""]
-    return "\n".join(lines)
+    return ["@classmethod", "def load(cls, path: str) -> Program:",
+            "    from safetensors.torch import load_file", "",
+            "    model = cls()", "    model.load_state_dict(load_file(path))",
+            "    return model.eval()", "",
+            f"def forward(self, {args}) -> torch.Tensor:", f"    x = {value}",
+            "    rows = batch_size(x)", *(f"    {line}" for line in body)]
 
 
-def _construct(module) -> str:
+def _construct(module: nn.Module, runtime: _Runtime, indent: int = 8) -> str:
     """An expression that builds `module` with the same attributes and tensor shapes (its
-    values come from the weights file)."""
+    values come from the weights file), laid out over lines when long."""
+    cls = type(module)
+    inner = indent + 4
+    if cls.__module__.startswith("torch.nn."):
+        if isinstance(module, nn.Sequential | nn.ModuleList):
+            children = [_construct(m, runtime, inner) for m in module]
+            if isinstance(module, nn.ModuleList):
+                return _call("nn.ModuleList", ["[" + ", ".join(children) + "]"], indent)
+            return _call("nn.Sequential", children, indent)
+        if module._modules:
+            raise PythonExportError(f"cannot export a {cls.__name__} part as Python")
+        return f"nn.{module!r}"  # torch's own repr of a leaf layer is its constructor call
+    runtime.classes[cls.__name__] = cls
     attrs = {k: v for k, v in vars(module).items() if not k.startswith("_")
-             and k != "training" and isinstance(v, int | float | bool | tuple | str)}
-    parts = [f"{k}={v!r}" for k, v in attrs.items()]
-    for name, child in module._modules.items():
-        if type(child).__name__ != "Linear":
-            raise PythonExportError(f"cannot export a {type(child).__name__} part as Python")
-        parts.append(f"{name}=nn.Linear({child.in_features}, {child.out_features})")
-    for name, p in module._parameters.items():
-        parts.append(f"{name}=nn.Parameter(torch.zeros{tuple(p.shape)!r})")
-    buffers = ", ".join(f"{name!r}: torch.zeros({tuple(b.shape)!r}, dtype={b.dtype})"
-                        for name, b in module._buffers.items())
-    return f"built({type(module).__name__}, {{{buffers}}}, " + ", ".join(parts) + ")"
+             and k != "training" and (v is None or isinstance(v, int | float | bool | tuple | str))}
+    args = ["{" + ", ".join(f"{name!r}: torch.zeros({tuple(b.shape)!r}, dtype={b.dtype})"
+                            for name, b in module._buffers.items()) + "}"]
+    args += [f"{k}={v!r}" for k, v in attrs.items()]
+    args += [f"{name}={_construct(child, runtime, inner)}"
+             for name, child in module._modules.items() if child is not None]
+    args += [f"{name}=nn.Parameter(torch.zeros{tuple(p.shape)!r})"
+             for name, p in module._parameters.items() if p is not None]
+    return _call("built", [cls.__name__, *args], indent)
 
 
-def _runtime(used: set[str], classes: dict[str, type]) -> str:
+def _call(fn: str, args: list[str], indent: int) -> str:
+    """`fn(args)` on one line if it fits in 88 columns, else one argument per line."""
+    line = f"{fn}(" + ", ".join(args) + ")"
+    if indent + len(line) <= 88 and "\n" not in line:
+        return line
+    pad = " " * (indent + 4)
+    return f"{fn}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
+
+
+def _runtime(runtime: _Runtime) -> str:
     """The source of what the program calls, with everything it needs, from neurosym's own
     modules (decorators and type hints dropped)."""
     defined = {name: obj for m in _MODULES for name, obj in vars(m).items()
                if (inspect.isfunction(obj) or inspect.isclass(obj))
                and obj.__module__ == m.__name__
                or name.isupper() and isinstance(obj, int | float) and not isinstance(obj, bool)}
-    wanted = ["Seq", "batch_size", "align", *sorted(used), *classes]
+    wanted = ["Seq", "batch_size", "align", "call", *sorted(runtime.functions),
+              *runtime.classes]
     order, seen = [], {"_EPS", "MAX_PARAMETERS"}  # the prelude defines these
 
     def visit(name: str) -> None:
@@ -275,10 +327,11 @@ def curried(fn, site, arity):
     return take(())
 
 
-def call(f, *args):
-    for a in args:
-        f = f(a)
-    return f
+def hole(net, context, rows, arity):
+    """A neural hole: its network applied to the scope values it reads and its arguments."""
+    return curried(lambda _, *args: net(context + list(args), (batch_size(args[0]) if args
+                                                               else None) or rows),
+                   None, arity)
 
 
 def lam(body, rows):

@@ -118,21 +118,22 @@ class Relaxation(nn.Module):
     def __init__(self, scope: list[Type], hole_type: Type, hidden: int = 32,
                  list_encoder: str = "pool") -> None:
         super().__init__()
-        args, self.result = uncurry(hole_type)
+        args, result = uncurry(hole_type)
         self.input_types = [*scope, *args]
+        self.to_list = isinstance(result, ListT)  # one output per element of a list input
         self.arity = len(args)
         self.encoders = nn.ModuleList(encoder(t, hidden, list_encoder)
                                       for t in self.input_types)
         width = sum(e.dim for e in self.encoders)
         self.seq_index = next((i for i, t in enumerate(self.input_types)
                                if isinstance(t, ListT)), None)
-        if isinstance(self.result, ListT):
-            if self.seq_index is None or not is_tensor(self.result.elem):
+        if self.to_list:
+            if self.seq_index is None or not is_tensor(result.elem):
                 raise RelaxationError(f"no neural relaxation for a hole of type {hole_type}")
-            self.out_shape = shape_of(self.result.elem)
+            self.out_shape = shape_of(result.elem)
             self.head = _mlp(width, hidden, math.prod(self.out_shape) or 1)
-        elif is_tensor(self.result):
-            self.out_shape = shape_of(self.result)
+        elif is_tensor(result):
+            self.out_shape = shape_of(result)
             size = math.prod(self.out_shape) or 1
             self.head = _mlp(width, hidden, size) if width else None
             self.const = nn.Parameter(torch.zeros(size)) if not width else None
@@ -140,7 +141,7 @@ class Relaxation(nn.Module):
             raise RelaxationError(f"no neural relaxation for a hole of type {hole_type}")
 
     def forward(self, inputs: list[Value], rows: int) -> Value:
-        if isinstance(self.result, ListT):
+        if self.to_list:
             return self._per_element(inputs)
         if self.head is None:
             return self.const.expand(rows, -1).reshape(rows, *self.out_shape)
