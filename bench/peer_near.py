@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -79,28 +80,30 @@ def ours(task_name: str, time_limit: float, seed: int, workers: int) -> dict:
     }
 
 
-def workload(task_name: str, count: int) -> list[str]:
-    """The first `count` nodes of the task's derivation graph, breadth-first: a fixed set
-    of partial and complete programs to time node training on, before and after."""
+def workload(task_name: str, count: int) -> list[list[str]]:
+    """The first `count` nodes of the task's derivation graph, breadth-first, as sibling
+    groups (the children of one expansion, which the search scores together): a fixed
+    set of partial and complete programs to time node training on, before and after."""
     from neurosym.search.graph import ProgramGraph
     from neurosym.search.synthesis import production_set
     from neurosym.tasks.spec import load_task
 
     task = load_task(task_name)
     graph = ProgramGraph(task.input_type, task.output_type, production_set(task), 6)
-    queue, texts = [graph.root()], []
-    while queue and len(texts) < count:
-        node = queue.pop(0)
-        texts.append(node.text)
-        queue.extend(graph.children(node))
-    return texts
+    queue, groups, count_so_far = [graph.root()], [[graph.root().text]], 1
+    while queue and count_so_far < count:
+        children = graph.children(queue.pop(0))
+        groups.append([c.text for c in children][: count - count_so_far])
+        count_so_far += len(groups[-1])
+        queue.extend(children)
+    return groups
 
 
-def replay(task_name: str, texts: list[str], seed: int) -> dict:
+def replay(task_name: str, groups: list[list[str]], seed: int) -> dict:
     """Train each node as this version's search would (run as a child, with PYTHONPATH at
-    the version to time)."""
-    from neurosym.search import synthesis
-    from neurosym.search.scoring import NodeSettings, train_node
+    the version to time): a sibling group at a time where the version trains nodes
+    together, else one by one. Returns the rate and every node's h."""
+    from neurosym.search import scoring, synthesis
     from neurosym.tasks.spec import load_task
 
     task = load_task(task_name)
@@ -110,13 +113,19 @@ def replay(task_name: str, texts: list[str], seed: int) -> dict:
     else:  # before the speed work
         train = synthesis.train_config(task, epochs=config.epochs_per_node, lr=config.lr,
                                        seed=config.seed)
-    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed)
-    train_node(task, texts[0], settings)  # warm-up: first-call costs are not node costs
+    settings = scoring.NodeSettings(train, config.heuristic, config.hidden, config.seed)
+    together = getattr(scoring, "train_nodes", None)
+    scoring.train_node(task, groups[0][0], settings)  # warm-up: first-call costs
+    h: dict[str, float] = {}
     start = time.perf_counter()
-    for text in texts:
-        train_node(task, text, settings)
+    for group in groups:
+        if together is not None:
+            scores = together(task, [(t, None) for t in group], settings)
+        else:
+            scores = [scoring.train_node(task, t, settings) for t in group]
+        h.update((t, s.h) for t, s in zip(group, scores))
     seconds = time.perf_counter() - start
-    return {"nodes": len(texts), "seconds": seconds, "nodes_per_s": len(texts) / seconds}
+    return {"nodes": len(h), "seconds": seconds, "nodes_per_s": len(h) / seconds, "h": h}
 
 
 def child(command: list[str], env: dict | None = None) -> dict:
@@ -160,9 +169,16 @@ def speed(task: str, ref: str, count: int, seed: int) -> dict:
     for name, source in (("before", worktree(ref)), ("now", ROOT)):
         times[name] = ours_child(source, task, "--texts", str(texts), "--seed", str(seed))
     before, now = times["before"]["nodes_per_s"], times["now"]["nodes_per_s"]
+    h_before, h_now = times["before"].get("h", {}), times["now"]["h"]
+    gaps = [abs(h_now[t] - h_before[t]) for t in h_now
+            if t in h_before and math.isfinite(h_now[t]) and math.isfinite(h_before[t])]
+    changed = sum(math.isfinite(h_now[t]) != math.isfinite(h_before[t])
+                  for t in h_now if t in h_before)
     print(f"-- node training speed on {task}, its first {count} derivation-graph nodes "
-          f"(breadth-first): before ({ref}) {before:.2f} nodes/s, now {now:.2f} nodes/s "
-          f"({now / before:.2f}x)")
+          f"(breadth-first, by sibling group): before ({ref}) {before:.2f} nodes/s, now "
+          f"{now:.2f} nodes/s ({now / before:.2f}x); largest |h now - h before| "
+          f"{max(gaps, default=math.nan):.2g} over {len(gaps)} nodes, {changed} changed "
+          "between finite and failed")
     return {"ref": ref, "task": task, **times}
 
 

@@ -20,7 +20,8 @@ from neurosym.lang.types import Arrow
 from neurosym.search import ProgramGraph, load_productions, synthesize
 from neurosym.search.algorithms import Budget, Run, run
 from neurosym.search.productions import ProductionSet, feature_groups, make_production
-from neurosym.search.scoring import build, rescaled_loss
+from neurosym.search.rescale import rescaled_loss
+from neurosym.search.scoring import build
 from neurosym.search.synthesis import production_set, resolve_config
 from neurosym.search.terms import plug, substitute
 from neurosym.tasks.spec import Split, Task, load_task
@@ -74,7 +75,6 @@ def test_rescaled_loss_sees_through_timid_outputs(loss):
     """Right but timid outputs (a briefly trained linear program) score near zero once
     rescaled, never above the plain loss; random outputs stay bad."""
     torch.manual_seed(0)
-    task = SimpleNamespace(loss=loss, class_weights=None)
     if loss == "bce":
         y = (torch.rand(300) > 0.5).float()
         timid = 1.5 * (2 * y - 1) + 0.3
@@ -87,9 +87,52 @@ def test_rescaled_loss_sees_through_timid_outputs(loss):
     plain = {"bce": lambda o: torch.nn.functional.binary_cross_entropy_with_logits(o, y),
              "cross_entropy": lambda o: torch.nn.functional.cross_entropy(o, y),
              "mse": lambda o: torch.nn.functional.mse_loss(o, y)}[loss]
-    assert rescaled_loss(task, timid, y) < 0.05 < 0.1 < float(plain(timid))
+    assert rescaled_loss(loss, timid, y) < 0.05 < 0.1 < float(plain(timid))
     noise = torch.randn_like(timid)
-    assert 0.3 < rescaled_loss(task, noise, y) <= float(plain(noise)) + 1e-9
+    assert 0.3 < rescaled_loss(loss, noise, y) <= float(plain(noise)) + 1e-9
+
+
+def _rescaled_by_lbfgs(loss: str, out, y, weights, max_scale: float = 4.0) -> float:
+    """The same minimum found by a general optimizer, a = max_scale * sigmoid(t)."""
+    out = out.double()
+    t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(out.shape[1:], dtype=torch.float64, requires_grad=True)
+    if loss == "bce":
+        f = lambda z: torch.nn.functional.binary_cross_entropy_with_logits(  # noqa: E731
+            z, y.double(), pos_weight=weights[1] / weights[0])
+    else:
+        f = lambda z: torch.nn.functional.cross_entropy(z, y, weight=weights)  # noqa: E731
+    opt = torch.optim.LBFGS([t, b], max_iter=500, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        v = f(max_scale * torch.sigmoid(t) * out + b)
+        v.backward()
+        return v
+
+    opt.step(closure)
+    with torch.no_grad():
+        return min(float(f(out)), float(f(max_scale * torch.sigmoid(t) * out + b)))
+
+
+@pytest.mark.parametrize("loss", ["bce", "cross_entropy"])
+def test_rescaled_loss_reaches_the_optimum(loss):
+    """Newton's minimum is the one a general optimizer finds, with class weights, for
+    outputs too timid, about right and far too confident (the scale then held at its
+    bound)."""
+    gen = torch.Generator().manual_seed(1)
+    for trial in range(30):
+        n, c = 10 + 7 * trial, 2 if loss == "bce" else 2 + trial % 4
+        y = torch.randint(0, c, (n,), generator=gen)
+        weights = torch.rand(c, generator=gen, dtype=torch.float64) + 0.5
+        signal = torch.nn.functional.one_hot(y, c).double() if loss == "cross_entropy" \
+            else (2.0 * y - 1)
+        noise = torch.randn(signal.shape, generator=gen, dtype=torch.float64)
+        out = (trial % 3) * signal + [0.1, 1.0, 6.0][trial % 3] * noise
+        target = y.double() if loss == "bce" else y
+        ours = rescaled_loss(loss, out, target, weights)
+        assert ours <= _rescaled_by_lbfgs(loss, out, target, weights) + 1e-6
 
 
 def test_sequence_set_expands_groups():

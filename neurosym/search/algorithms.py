@@ -38,7 +38,8 @@ class Graph(Protocol[N]):
 class Budget:
     time_limit: float = math.inf  # seconds
     max_nodes: int | None = None  # nodes evaluated (trained)
-    batch: int = 1  # nodes evaluated together (the worker count)
+    batch: int = 1  # nodes evaluated together at least (the worker count)
+    max_batch: int = 1  # ... and at most, while a batch is short beside the time left
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Run(Generic[N]):
     on_progress: Callable[[Progress], None] | None = None
     show: Callable[[N], str] = str
     reserve: Callable[[], float] = lambda: 0.0  # seconds kept from the limit, for what follows
+    node_seconds: Callable[[], float | None] = lambda: None  # mean time per node so far
     start: float = field(default_factory=time.perf_counter)
     expanded: int = 0
     evaluated: int = 0
@@ -105,13 +107,15 @@ class Run(Generic[N]):
 
     def evaluate(self, nodes: Sequence[N]) -> list[tuple[float, N]]:
         """f of each node, from its own cost and the h of its program. Programs seen before
-        are not evaluated again; new ones go in chunks of `budget.batch`, with a budget
-        check before each."""
+        are not evaluated again; new ones go in chunks (`chunk_size`), with a budget check
+        before each."""
         key = self.graph.key
         fresh = list({key(n): n for n in nodes if key(n) not in self.scores}.values())
-        for i in range(0, len(fresh), self.budget.batch):
+        i = 0
+        while i < len(fresh):
             self.check_budget()
-            chunk = fresh[i:i + self.budget.batch]
+            chunk = fresh[i:i + self.chunk_size()]
+            i += len(chunk)
             if self.budget.max_nodes is not None:
                 chunk = chunk[: self.budget.max_nodes - self.evaluated]
             for node, h in zip(chunk, self.graph.evaluate(chunk)):
@@ -125,6 +129,17 @@ class Run(Generic[N]):
         for f, n in scored:
             self._record(n, f)  # a cheaper derivation of a program seen before
         return scored
+
+    def chunk_size(self) -> int:
+        """Nodes to evaluate together: up to `max_batch` (nodes of one skeleton train in
+        one pass), while the chunk takes under a tenth of the time left at the mean node
+        time so far, so that a time limit is not overrun by much."""
+        per_node = self.node_seconds()
+        if per_node is None or self.budget.max_batch <= self.budget.batch:
+            return self.budget.batch
+        left = self.budget.time_limit - self.reserve() - self.elapsed()
+        fits = int(left / (10 * max(per_node, 1e-6)))
+        return max(self.budget.batch, min(self.budget.max_batch, fits))
 
     def _record(self, node: N, f: float) -> None:
         if not math.isfinite(f):

@@ -12,23 +12,27 @@ from __future__ import annotations
 import math
 import multiprocessing
 import signal
+import time
 import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from neurosym import metrics
 from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
+from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
+from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, lazy_init, skeleton
+from neurosym.search.rescale import rescaled_loss
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, fit, loss_function, predict, snapshot
+from neurosym.train import TrainConfig, predict, snapshot, torch_threads
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -81,74 +85,108 @@ def relaxations(model: CompiledTerm) -> list[nn.Module]:
 def train_node(task: Task, text: str, settings: NodeSettings, warm: HoleStates | None = None,
                library=None) -> NodeScore:
     """Train one node from its text (so that it can run in another process)."""
-    seed = node_seed(settings.seed, text)
+    return train_nodes(task, [(text, warm)], settings, library)[0]
+
+
+def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
+                settings: NodeSettings, library=None, features: FeatureCache | None = None
+                ) -> list[NodeScore]:
+    """Train nodes given by text (and warm starts), those of one skeleton together
+    (`batched`); each is scored as it would be alone."""
+    features = features or FeatureCache(task, library)
+    task_type = Arrow(task.input_type, task.output_type)
+    scores: list[NodeScore | None] = [None] * len(items)
+    groups: dict[tuple, list[tuple[int, Member]]] = {}
+    for i, (text, warm) in enumerate(items):
+        try:
+            skel = skeleton(parse_term(text), task_type, library)
+            values = [features.get(f, t) for f, t in zip(skel.features, skel.feature_types)]
+            member = _member(task, skel, values, node_seed(settings.seed, text), warm,
+                             settings, library)
+        except (NeurosymError, RuntimeError, ValueError) as err:
+            scores[i] = _failed(err)
+            continue
+        key = (skel.key, *(_shape(v) for pair in values for v in pair))
+        groups.setdefault(key, []).append((i, member))
+    for group in groups.values():
+        for i, score in _train_group(task, group, settings):
+            scores[i] = score
+    return scores  # type: ignore[return-value]
+
+
+def _member(task: Task, skel, values, seed: int, warm: HoleStates | None,
+            settings: NodeSettings, library) -> Member:
+    """A node's skeleton built under its seed (as it would be alone), warm-started and
+    set up on its first mini-batch."""
     torch.manual_seed(seed)
+    model = build_typed(skel.type, skel.term, settings.hidden, library)
+    for net, state in zip(relaxations(model), warm or ()):
+        if state is not None:
+            _load_matching(net, state)
+    first = torch.randperm(len(task.train.y), generator=torch.Generator().manual_seed(seed))
+    lazy_init(model, [train for train, _ in values], first[:settings.train.batch_size])
+    return Member(seed, model, [train for train, _ in values], [val for _, val in values])
+
+
+def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSettings
+                 ) -> list[tuple[int, NodeScore]]:
+    """Vectorised over the members; one by one if the skeleton cannot run under `vmap`
+    (and then a failure is that member's alone)."""
+    members = [m for _, m in group]
+    start = time.perf_counter()
     try:
-        model = build(task, parse_term(text), settings.hidden, library)
-        nets = relaxations(model)
-        for net, state in zip(nets, warm or ()):
-            if state is not None:
-                _load_matching(net, state)
-        result = fit(model, (task.train.x, task.train.y), (task.val.x, task.val.y), task.loss,
-                     replace(settings.train, seed=seed), task.class_weights)
-        h, metric = heuristic(task, model, settings.heuristic, result.val_loss)
-    except (NeurosymError, RuntimeError, ValueError) as err:
-        return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
+        with torch_threads(settings.train.threads):
+            results = Group(members, task, settings.train).fit()
+    except Exception:  # noqa: BLE001 (whatever vmap refuses, the loop below runs)
+        out = []
+        for i, m in group:
+            begin = time.perf_counter()
+            try:
+                with torch_threads(settings.train.threads):
+                    result = Group([m], task, settings.train).fit()[0]
+            except (NeurosymError, RuntimeError, ValueError) as err:
+                out.append((i, _failed(err)))
+                continue
+            out.append((i, _score(task, m, result, settings, time.perf_counter() - begin)))
+        return out
+    seconds = (time.perf_counter() - start) / len(members)
+    return [(i, _score(task, m, r, settings, seconds)) for (i, m), r in zip(group, results)]
+
+
+def _score(task: Task, member: Member, result: MemberResult, settings: NodeSettings,
+           seconds: float) -> NodeScore:
+    if result.error is not None or result.val_out is None:
+        return NodeScore(math.inf, math.inf, math.nan, seconds, error=result.error)
+    h, metric = judge(task, result.val_out, settings.heuristic, result.val_loss)
+    nets = relaxations(member.model)
     states = tuple(snapshot(n) for n in nets) if nets else None
-    return NodeScore(h, result.val_loss, metric, result.seconds, states)
+    return NodeScore(h, result.val_loss, metric, seconds, states)
+
+
+def _failed(err: Exception) -> NodeScore:
+    return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
+
+
+def _shape(v) -> tuple:
+    return ("seq", *v.data.shape[1:]) if isinstance(v, Seq) else tuple(v.shape[1:])
 
 
 def heuristic(task: Task, model: nn.Module, kind: str, val_loss: float) -> tuple[float, float]:
     """h of a trained model (inf if not finite) and its validation metric: one objective
     for a search node and for a final candidate retrained in full."""
-    out = predict(model, task.val.x)
+    return judge(task, predict(model, task.val.x), kind, val_loss)
+
+
+def judge(task: Task, out: torch.Tensor, kind: str, val_loss: float) -> tuple[float, float]:
+    """h of validation outputs `out` (inf if not finite) and their validation metric."""
     metric = metrics.score(task, out, task.val.y)
     if kind == "rescaled":
-        h = rescaled_loss(task, out, task.val.y)
+        h = rescaled_loss(task.loss, out, task.val.y, task.class_weights)
     elif kind == "metric":
         h = metric_h(task.metric, metric)
     else:
         h = val_loss
     return (h if math.isfinite(h) else math.inf), metric
-
-
-def rescaled_loss(task: Task, out: torch.Tensor, y: torch.Tensor,
-                  max_scale: float = 4.0) -> float:
-    """The validation loss of `a * out + b`, with the best offset b and scale a (up to
-    `max_scale` for classification). A few epochs leave a simple program's outputs right
-    but timid (a linear classifier's logits still small) while a relaxation's MLP is
-    already sharp, so the plain loss ranks a right program below partial ones; more
-    training would sharpen it. The cap keeps a validation set that every candidate
-    separates from scoring them all zero. Never above the plain loss."""
-    out = out.detach().reshape(len(y), -1).double()
-    if task.loss == "mse":  # least squares per output, in closed form
-        target = y.reshape(len(y), -1).double()
-        design = torch.stack([out, torch.ones_like(out)], 2)  # [n, d, 2]
-        fitted = [torch.linalg.lstsq(design[:, j], target[:, j:j + 1]).solution
-                  for j in range(out.shape[1])]
-        pred = torch.cat([design[:, j] @ w for j, w in enumerate(fitted)], 1)
-        return float(((pred - target) ** 2).mean())
-    loss = loss_function(task.loss, None if task.class_weights is None
-                         else task.class_weights.double())
-    target = y.double() if task.loss == "bce" else y
-    out = out.reshape(y.shape) if task.loss == "bce" else out
-    # a = max_scale * sigmoid(t), starting at a = 1
-    t = torch.full((), -math.log(max_scale - 1), dtype=torch.float64, requires_grad=True)
-    offset = torch.zeros(out.shape[1:], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([t, offset], lr=1.0, max_iter=30, line_search_fn="strong_wolfe")
-    value = lambda: loss(max_scale * torch.sigmoid(t) * out + offset, target)  # noqa: E731
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        v = value()
-        v.backward()
-        return v
-
-    with torch.enable_grad():
-        opt.step(closure)
-    with torch.no_grad():
-        plain, best = float(loss(out, target)), float(value())
-    return min(plain, best) if math.isfinite(best) else plain
 
 
 def metric_h(metric: str, value: float) -> float:
@@ -181,22 +219,27 @@ def _init_worker(task_ref: Task | str, settings: NodeSettings, library) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
     torch.set_num_threads(1)
     task = load_task(task_ref) if isinstance(task_ref, str) else task_ref
-    _WORKER.update(task=task, settings=settings, library=library)
+    _WORKER.update(task=task, settings=settings, library=library,
+                   features=FeatureCache(task, library))
 
 
-def _work(text: str, warm: HoleStates | None) -> NodeScore:
-    return train_node(_WORKER["task"], text, _WORKER["settings"], warm, _WORKER["library"])
+def _work(items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
+    return train_nodes(_WORKER["task"], items, _WORKER["settings"], _WORKER["library"],
+                       _WORKER["features"])
 
 
 class Scorer:
-    """Scores nodes by text, with a cache; `workers > 1` trains siblings in parallel."""
+    """Scores nodes by text, with a cache; the nodes of one call train together
+    (`train_nodes`), split over the workers when `workers > 1`."""
 
     def __init__(self, task: Task, settings: NodeSettings, task_ref: Task | str | None = None,
                  workers: int = 1, library=None) -> None:
         self.task, self.settings, self.library = task, settings, library
         self.cache: dict[str, NodeScore] = {}
+        self.features = FeatureCache(task, library)
         self.trained = 0
         self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
+        self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")
@@ -206,14 +249,17 @@ class Scorer:
     def score(self, items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
         todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
         if self.pool is None:
-            for text, warm in todo:
-                self._keep(text, train_node(self.task, text, self.settings, warm,
-                                            self.library))
-        else:
-            futures: list[Future] = [self.pool.submit(_work, t, w) for t, w in todo]
+            scores = train_nodes(self.task, todo, self.settings, self.library, self.features)
+            for (text, _), score in zip(todo, scores):
+                self._keep(text, score)
+        else:  # contiguous slices: siblings of one skeleton tend to be neighbours
+            size = math.ceil(len(todo) / self.workers) if todo else 1
+            slices = [todo[i:i + size] for i in range(0, len(todo), size)]
+            futures: list[Future] = [self.pool.submit(_work, part) for part in slices]
             try:
-                for (text, _), fut in zip(todo, futures):
-                    self._keep(text, fut.result())
+                for part, fut in zip(slices, futures):
+                    for (text, _), score in zip(part, fut.result()):
+                        self._keep(text, score)
             finally:
                 for fut in futures:
                     fut.cancel()

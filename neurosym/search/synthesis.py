@@ -27,6 +27,8 @@ from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, loss_scale
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
 
+NODES_PER_PASS = 32  # nodes per worker scored together (those of one skeleton train at once)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SearchResult:
@@ -248,9 +250,11 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     scorer = Scorer(task, settings, task_ref, config.workers, library)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
     search = Run(graph, Budget(config.time_limit - (time.perf_counter() - start),
-                               config.max_nodes, config.workers),
+                               config.max_nodes, config.workers,
+                               config.workers * NODES_PER_PASS),
                  config.top_k, on_progress, show=lambda n: n.text,
-                 reserve=lambda: final_reserve(task, config, scorer))
+                 reserve=lambda: final_reserve(task, config, scorer),
+                 node_seconds=scorer.mean_seconds)
     try:
         stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
                                config.anytime)

@@ -1,0 +1,377 @@
+"""Train many search nodes in one vectorised pass.
+
+A search node is a tiny training run whose cost is per-operation overhead, not arithmetic.
+Two things remove most of it:
+
+1. **Parameter-free parts are computed once.** The largest sub-terms of a node that read
+   only the input and hold nothing learnable (`mean xs`, `window[5] std xs`, `xs` itself)
+   are evaluated over the data once, cached for the search, and the node becomes a
+   *skeleton* over them: `\\xs -> ?? (mean xs)` is `\\$0 -> ?? $0` applied to the means.
+2. **Nodes with the same skeleton train together.** Siblings often differ only in their
+   parameter-free parts (`?? (mean xs)`, `?? (std xs)`, `?? (max xs)`), so their skeletons
+   and shapes are equal: their weights are stacked and trained in one `torch.func.vmap`
+   over `functional_call` of one compiled skeleton.
+
+Each node keeps what it had alone: its own seed (initial weights and mini-batch order),
+its own loss, early stopping and best weights, so its score does not depend on what it
+was trained with. A skeleton that cannot run under `vmap` trains its members one by one
+with the same arithmetic. The loop checks for non-finite losses only when it validates,
+so no step waits on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from neurosym.interp.compiler import CompiledTerm
+from neurosym.interp.values import Seq, Value
+from neurosym.lang import ast
+from neurosym.lang.checker import Checked, check_term
+from neurosym.lang.printer import show
+from neurosym.lang.types import Arrow, Type
+from neurosym.tasks.spec import Task
+from neurosym.train import TrainConfig, torch_threads
+
+_VAL_CHUNK = 2048  # validation rows per vectorised forward
+
+
+# ---- skeletons ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A node as a function of its parameter-free parts: `term` takes one argument per
+    feature, in order (each a function of the input, as AST and as text)."""
+
+    term: ast.Term
+    type: Arrow
+    features: tuple[ast.Lam, ...]
+    feature_types: tuple[Type, ...]
+    key: str  # equal for skeletons that can train together (with equal feature shapes)
+
+
+def skeleton(node: ast.Term, task_type: Arrow, library=None) -> Skeleton:
+    """Split `node` into a skeleton and the largest sub-terms that read only the input
+    and have nothing to learn (the input itself when nothing else qualifies)."""
+    if not isinstance(node, ast.Lam):  # eta-expand, so that the input has a name
+        node = ast.Lam("$x", ast.App(node, (ast.Var("$x"),)))
+    checked = check_term(node, task_type, library=library)
+    found: dict[str, tuple[str, ast.Term]] = {}  # text -> ($i, sub-term)
+    body = _replace(node.body, node.param, checked, found, {})
+    types = [checked.type_of(t) for _, t in found.values()]
+    if not found:  # the skeleton still takes the input, for its batch size
+        found[node.param] = ("$0", ast.Var(node.param))
+        types = [task_type.arg]
+    subs = [t for _, t in found.values()]
+    term: ast.Term = body
+    for name, _ in reversed(found.values()):
+        term = ast.Lam(name, term)
+    result: Type = task_type.result
+    for t in reversed(types):
+        result = Arrow(t, result)
+    return Skeleton(term, result, tuple(ast.Lam(node.param, t) for t in subs), tuple(types),
+                    show(term) + " : " + " ".join(map(str, types)))
+
+
+def _replace(t: ast.Term, input_name: str | None, checked: Checked,
+             found: dict[str, tuple[str, ast.Term]], memo: dict[int, tuple[frozenset, bool]]
+             ) -> ast.Term:
+    """`t` with every largest parameter-free sub-term of the input replaced by `$i`.
+    `input_name` is None below a binder that shadows it."""
+    free, learns = _facts(t, checked, memo)
+    if input_name is not None and free == {input_name} and not learns \
+            and not isinstance(checked.type_of(t), Arrow):
+        text = show(t)
+        if text not in found:
+            found[text] = (f"${len(found)}", t)
+        return ast.Var(found[text][0])
+    match t:
+        case ast.Lam(param, body):
+            inner = None if param == input_name else input_name
+            return ast.Lam(param, _replace(body, inner, checked, found, memo), t.span)
+        case ast.Let(name, value, body):
+            inner = None if name == input_name else input_name
+            return ast.Let(name, _replace(value, input_name, checked, found, memo),
+                           _replace(body, inner, checked, found, memo), t.span)
+        case ast.App(fn, args):
+            return ast.App(_replace(fn, input_name, checked, found, memo),
+                           tuple(_replace(a, input_name, checked, found, memo) for a in args),
+                           t.span)
+    return t
+
+
+def _facts(t: ast.Term, checked: Checked, memo: dict) -> tuple[frozenset, bool]:
+    """The free variables of `t` and whether anything in it learns."""
+    if id(t) in memo:
+        return memo[id(t)]
+    match t:
+        case ast.Var(name):
+            prim = checked.primitives.get(id(t))
+            facts = (frozenset(), prim.learnable) if prim is not None \
+                else (frozenset({name}), False)
+        case ast.Hole() | ast.LibRef():
+            facts = (frozenset(), True)
+        case ast.Lam(param, body):
+            free, learns = _facts(body, checked, memo)
+            facts = (free - {param}, learns)
+        case ast.Let(name, value, body):
+            (fv, lv), (fb, lb) = _facts(value, checked, memo), _facts(body, checked, memo)
+            facts = (fv | (fb - {name}), lv or lb)
+        case ast.App(fn, args):
+            parts = [_facts(c, checked, memo) for c in (fn, *args)]
+            facts = (frozenset().union(*(f for f, _ in parts)), any(x for _, x in parts))
+        case _:
+            facts = (frozenset(), False)
+    memo[id(t)] = facts
+    return facts
+
+
+class FeatureCache:
+    """The values of parameter-free parts on the training and validation inputs, by
+    text, for one search (the oldest forgotten past `size` entries)."""
+
+    def __init__(self, task: Task, library=None, size: int = 256) -> None:
+        self.task, self.library, self.size = task, library, size
+        self.values: dict[str, tuple[Value, Value]] = {}
+
+    def get(self, feature: ast.Lam, t: Type) -> tuple[Value, Value]:
+        text = show(feature)
+        if text not in self.values:
+            if len(self.values) >= self.size:
+                del self.values[next(iter(self.values))]
+            self.values[text] = self._compute(feature, t)
+        return self.values[text]
+
+    def _compute(self, feature: ast.Lam, t: Type) -> tuple[Value, Value]:
+        x_train, x_val = self.task.train.x, self.task.val.x
+        if isinstance(feature.body, ast.Var) and feature.body.name == feature.param:
+            return x_train, x_val
+        from neurosym.search.scoring import build_typed
+
+        model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library)
+        model.eval()
+        with torch.no_grad(), torch_threads(1):
+            return model(x_train), model(x_val)
+
+
+# ---- one group, trained together -------------------------------------------------------------
+
+@dataclass
+class Member:
+    """One node of a group: its model (the skeleton, built under its seed, warm-started),
+    its features' values and its mini-batch order."""
+
+    seed: int
+    model: CompiledTerm
+    train: list[Value]
+    val: list[Value]
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    val_loss: float  # inf if it failed
+    val_out: torch.Tensor | None  # outputs on the validation set at the best weights
+    epochs: int
+    error: str | None = None
+
+
+def _flat(values: list[Value]) -> list[torch.Tensor]:
+    """Values as plain tensors (a list as its data and weights), for `vmap`."""
+    out: list[torch.Tensor] = []
+    for v in values:
+        out.extend((v.data, v.weights) if isinstance(v, Seq) else (v,))
+    return out
+
+
+def _unflat(tensors: tuple[torch.Tensor, ...], like: list[Value]) -> list[Value]:
+    out, i = [], 0
+    for v in like:
+        if isinstance(v, Seq):
+            out.append(Seq(tensors[i], tensors[i + 1]))
+            i += 2
+        else:
+            out.append(tensors[i])
+            i += 1
+    return out
+
+
+def member_losses(kind: str, out: torch.Tensor, y: torch.Tensor,
+                  class_weights: torch.Tensor | None) -> torch.Tensor:
+    """Per member (dim 0), the loss `train.loss_function` computes for one model."""
+    k = out.shape[0]
+    if kind == "cross_entropy":
+        each = F.cross_entropy(out.flatten(0, 1), y.flatten(), weight=class_weights,
+                               reduction="none").reshape(k, -1)
+        if class_weights is None:
+            return each.mean(1)
+        return each.sum(1) / class_weights[y].reshape(k, -1).sum(1)
+    if kind == "bce":
+        pos = None if class_weights is None else class_weights[1] / class_weights[0]
+        each = F.binary_cross_entropy_with_logits(out, y, pos_weight=pos, reduction="none")
+        return each.reshape(k, -1).mean(1)
+    if kind == "mse":
+        return ((out - y) ** 2).reshape(k, -1).mean(1)
+    raise ValueError(f"unknown loss {kind!r} (cross_entropy, bce or mse)")
+
+
+class Group:
+    """Members with one skeleton, trained as one stacked model (`vmap`); a group of one
+    trains its own model directly, with the same arithmetic."""
+
+    def __init__(self, members: list[Member], task: Task, config: TrainConfig) -> None:
+        self.members, self.task, self.config = members, task, config
+        self.base = members[0].model
+        self.stacked = len(members) > 1
+        named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
+        self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])
+                       .requires_grad_() for n, _ in named} if self.stacked else dict(named)
+        # a feature equal for every member is passed once, unstacked
+        self.shared = [all(m.train[i] is members[0].train[i] for m in members)
+                       for i in range(len(members[0].train))]
+
+    def _inputs(self, split: str, rows: torch.Tensor | None) -> tuple[list, list]:
+        """The features of every member (`rows`: [K, B] indices per member, or all rows):
+        flat tensors and their vmap dims."""
+        values: list[Value] = []
+        dims: list[int | None] = []
+        for i, shared in enumerate(self.shared):
+            own = [getattr(m, split)[i] for m in self.members]
+            if rows is not None:
+                values.append(_take(own[0], rows) if shared else
+                              _stack([_take(v, r) for v, r in zip(own, rows)]))
+                dims.append(0)
+            else:
+                values.append(own[0] if shared else _stack(own))
+                dims.append(None if shared else 0)
+        flat_dims = [d for v, d in zip(values, dims)
+                     for _ in range(2 if isinstance(v, Seq) else 1)]
+        return _flat(values), flat_dims
+
+    def forward(self, params: dict, split: str, rows: torch.Tensor | None) -> torch.Tensor:
+        """Outputs of every member, [K, B, ...]."""
+        flat, dims = self._inputs(split, rows)
+        like = self.members[0].train
+        if not self.stacked:  # the model's own parameters are `params`
+            values = _unflat(tuple(x if d is None else x[0] for x, d in zip(flat, dims)), like)
+            return self.base(*values).unsqueeze(0)
+
+        def one(p: dict, *tensors: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, p, tuple(_unflat(tensors, like)))
+
+        return vmap(one, in_dims=(0, *dims))(params, *flat)
+
+    def _per_member(self, mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """A [K] mask shaped to select whole members of parameter `p`."""
+        return mask.reshape((-1,) + (1,) * (p.dim() - 1)) if self.stacked else mask[0]
+
+    def validate(self, params: dict) -> torch.Tensor:
+        n = len(self.task.val.y)
+        with torch.no_grad():
+            self.base.eval()
+            if n <= _VAL_CHUNK:
+                return self.forward(params, "val", None)
+            chunks = [torch.arange(i, min(i + _VAL_CHUNK, n)) for i in range(0, n, _VAL_CHUNK)]
+            k = len(self.members)
+            return torch.cat([self.forward(params, "val", c.expand(k, -1)) for c in chunks], 1)
+
+    def fit(self) -> list[MemberResult]:
+        """`train.fit` for every member at once."""
+        config, task = self.config, self.task
+        k, n = len(self.members), len(task.train.y)
+        y_train, y_val = task.train.y, task.val.y
+        start = time.perf_counter()
+        deadline = math.inf if config.max_seconds is None else start + config.max_seconds * k
+        gens = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        if not self.params:
+            out = self.validate({})
+            losses = member_losses(task.loss, out, y_val.expand(k, *y_val.shape),
+                                   task.class_weights)
+            return [MemberResult(float(v), out[i], 0) for i, v in enumerate(losses)]
+        opt = torch.optim.Adam(list(self.params.values()), lr=config.lr,
+                               weight_decay=config.weight_decay, foreach=True)
+        best = torch.full((k,), math.nan)
+        best_params = {name: p.detach().clone() for name, p in self.params.items()}
+        best_out: torch.Tensor | None = None
+        waited = torch.zeros(k, dtype=torch.long)
+        active = torch.ones(k, dtype=torch.bool)
+        finite = torch.ones(k, dtype=torch.bool)
+        stopped_at = torch.zeros(k, dtype=torch.long)
+        seen_once = torch.zeros(k, dtype=torch.bool)
+        epoch = 0
+        for epoch in range(1, config.epochs + 1):
+            order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [K, N]
+            self.base.train()
+            for i in range(0, n, config.batch_size):
+                rows = order[:, i:i + config.batch_size]
+                out = self.forward(self.params, "train", rows)
+                losses = member_losses(task.loss, out, y_train[rows], task.class_weights)
+                finite &= torch.isfinite(losses.detach())
+                opt.zero_grad()
+                torch.where(finite, losses, 0.0).sum().backward()
+                opt.step()
+                if time.perf_counter() > deadline:
+                    break
+            timed_out = time.perf_counter() > deadline
+            if epoch % config.eval_every and epoch < config.epochs and not timed_out:
+                continue
+            out = self.validate(self.params)
+            val = member_losses(task.loss, out, y_val.expand(k, *y_val.shape),
+                                task.class_weights)
+            ok = active & finite & torch.isfinite(val)
+            better = ok & (~seen_once | (val < best - 1e-6) | torch.isnan(best))
+            best = torch.where(better, val, best)
+            for name, p in self.params.items():
+                best_params[name] = torch.where(self._per_member(better, p), p.detach(),
+                                                best_params[name])
+            best_out = out if best_out is None else torch.where(
+                better.reshape((k,) + (1,) * (out.dim() - 1)), out, best_out)
+            seen_once |= better
+            waited = torch.where(better, 0, waited + 1)
+            stop = active & ((waited >= config.patience) | ~finite | timed_out)
+            stopped_at = torch.where(stop, epoch, stopped_at)
+            active &= ~stop
+            if not bool(active.any()):
+                break
+        stopped_at = torch.where(stopped_at == 0, epoch, stopped_at)
+        with torch.no_grad():
+            for m_index, m in enumerate(self.members):
+                for name, p in best_params.items():
+                    m.model.get_parameter(name).copy_(p[m_index] if self.stacked else p)
+        results = []
+        for i in range(k):
+            if not bool(finite[i]) and not bool(seen_once[i]):
+                results.append(MemberResult(math.inf, None, int(stopped_at[i]), error=(
+                    f"non-finite loss by epoch {int(stopped_at[i])}: the program produced "
+                    "NaN or inf; check the data scale or lower the learning rate")))
+            else:
+                results.append(MemberResult(float(best[i]), best_out[i], int(stopped_at[i])))
+        return results
+
+
+def _take(v: Value, rows: torch.Tensor) -> Value:
+    return Seq(v.data[rows], v.weights[rows]) if isinstance(v, Seq) else v[rows]
+
+
+def _stack(values: list[Value]) -> Value:
+    if isinstance(values[0], Seq):
+        return Seq(torch.stack([v.data for v in values]), torch.stack([v.weights for v in values]))
+    return torch.stack(values)
+
+
+def lazy_init(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:
+    """One forward in training mode on the member's first mini-batch, without gradients:
+    parts that set themselves up from data (shapelets seed their patterns from windows)
+    do it now, outside `vmap`."""
+    model.train()
+    with torch.no_grad():
+        model(*[_take(v, rows) for v in inputs])
+
+
+Trainer = Callable[[list[Member]], list[MemberResult]]
