@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -599,3 +598,60 @@ def test_production_set_errors_name_the_file_and_line(tmp_path, term, cost, mess
                     f"[[production]]\nterm = '{term}'\ncost = {cost}\n")
     with pytest.raises(SearchError, match=rf"bad\.toml:7: .*{message}"):
         load_productions(str(path))
+
+
+def test_a_worker_killed_mid_search_does_not_end_it():
+    """A worker process killed (as the out-of-memory killer would) mid-search: the pool is
+    restarted, the nodes it held are trained again, and the search returns what a search
+    without the kill returns."""
+    import multiprocessing
+    import os
+    import signal
+
+    kwargs = dict(algorithm="astar", time_limit=120, max_depth=3, epochs_per_node=2,
+                  final_epochs=2, max_nodes=12, top_k=2, workers=2, cv_folds=0)
+    calm = synthesize(tiny_task(), **kwargs)
+    killed: list[int] = []
+
+    def kill_a_worker(progress) -> None:
+        workers = multiprocessing.active_children()
+        if progress.trained >= 1 and not killed and workers:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    hit = synthesize(tiny_task(), on_progress=kill_a_worker, **kwargs)
+    assert killed and hit.restarts == 1 and calm.restarts == 0
+    assert [(p.text, p.f) for p in hit.programs] == [(p.text, p.f) for p in calm.programs]
+    assert not hit.failures or all("not scored" not in e for _, e in hit.failures)
+
+
+def test_nodes_of_a_worker_killed_while_training_are_trained_again():
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    from neurosym.search.scoring import NodeSettings, Scorer
+    from neurosym.train import TrainConfig
+
+    task = tiny_task()
+    settings = NodeSettings(TrainConfig(epochs=200, patience=200, batch_size=8, lr=0.01))
+    texts = [f"\\xs -> {p}" for p in ("?? (mean xs)", "?? (std xs)", "mean (map ?? xs)",
+                                      "add (?? (mean xs)) (?? (last xs))")]
+    alone = Scorer(task, settings).score([(t, None) for t in texts])
+    pooled = Scorer(task, settings, workers=2)
+    pooled.score([("\\xs -> ??", None)])  # the workers are up
+
+    def kill() -> None:
+        os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+
+    timer = threading.Timer(0.5, kill)
+    timer.start()
+    try:
+        scores = pooled.score([(t, None) for t in texts])
+    finally:
+        timer.join()
+        pooled.close()
+    assert pooled.restarts == 1
+    for a, b in zip(alone, scores):
+        assert b.error is None and abs(a.h - b.h) <= 1e-6

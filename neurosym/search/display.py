@@ -108,7 +108,9 @@ def print_result(result, task: Task, console: Console) -> None:
         console.print(escape(
             f"[{s.algorithm}] {s.expanded} expanded, {s.trained} trained, {s.seconds:.1f} s, "
             f"stopped by {s.stopped_by}" + (" (interrupted: best so far)" if s.interrupted
-                                            else "")), style="dim")
+                                            else "")
+            + (f"; the worker pool was lost {result.restarts} time(s) and started again, "
+               "its nodes trained again" if result.restarts else "")), style="dim")
     finally:
         console.pop_theme()
 
@@ -129,7 +131,7 @@ def result_json(result, task: Task) -> dict:
         "dropped": [{"program": text, "error": why} for text, why in result.dropped],
         "stats": {"algorithm": s.algorithm, "expanded": s.expanded, "trained": s.trained,
                   "seconds": s.seconds, "frontier": s.frontier, "stopped_by": s.stopped_by,
-                  "interrupted": s.interrupted},
+                  "interrupted": s.interrupted, "worker_restarts": result.restarts},
     }
 
 

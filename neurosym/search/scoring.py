@@ -15,6 +15,8 @@ import signal
 import time
 import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import torch
@@ -230,7 +232,14 @@ def _work(items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
 
 class Scorer:
     """Scores nodes by text, with a cache; the nodes of one call train together
-    (`train_nodes`), split over the workers when `workers > 1`."""
+    (`train_nodes`), split over the workers when `workers > 1`.
+
+    A worker process that dies (killed, out of memory) or hangs past its time does not
+    end the search: the pool is restarted and the nodes it held are tried again one by
+    one (a node's seed comes from its text, so a retried node scores the same); a node
+    lost `MAX_ATTEMPTS` times is scored as failed, with the reason."""
+
+    MAX_ATTEMPTS = 3
 
     def __init__(self, task: Task, settings: NodeSettings, task_ref: Task | str | None = None,
                  workers: int = 1, library=None) -> None:
@@ -238,13 +247,15 @@ class Scorer:
         self.cache: dict[str, NodeScore] = {}
         self.features = FeatureCache(task, library)
         self.trained = 0
+        self.restarts = 0  # times the worker pool was lost and started again
         self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
         self.workers = workers
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 1:
-            ctx = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(task_ref or task, settings, library))
+        self._pool_args = (task_ref or task, settings, library)
+        self.pool: ProcessPoolExecutor | None = self._new_pool() if workers > 1 else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=self._pool_args)
 
     def score(self, items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
         todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
@@ -252,18 +263,61 @@ class Scorer:
             scores = train_nodes(self.task, todo, self.settings, self.library, self.features)
             for (text, _), score in zip(todo, scores):
                 self._keep(text, score)
-        else:  # contiguous slices: siblings of one skeleton tend to be neighbours
-            size = math.ceil(len(todo) / self.workers) if todo else 1
-            slices = [todo[i:i + size] for i in range(0, len(todo), size)]
-            futures: list[Future] = [self.pool.submit(_work, part) for part in slices]
+        elif todo:  # contiguous slices: siblings of one skeleton tend to be neighbours
+            size = math.ceil(len(todo) / self.workers)
+            self._in_pool([todo[i:i + size] for i in range(0, len(todo), size)])
+        return [self.cache[t] for t, _ in items]
+
+    def _in_pool(self, parts: list[list[tuple[str, HoleStates | None]]]) -> None:
+        attempts: dict[str, int] = {}
+        while parts:
+            futures = self._submit(parts)
+            lost, reason = [], ""
             try:
-                for part, fut in zip(slices, futures):
-                    for (text, _), score in zip(part, fut.result()):
+                for part, fut in futures:
+                    try:
+                        scores = fut.result(timeout=self._timeout(len(part)))
+                    except (BrokenProcessPool, FutureTimeout) as err:
+                        lost.append(part)
+                        reason = "it did not answer in time" if isinstance(
+                            err, FutureTimeout) else "its worker process died"
+                        continue
+                    except Exception as err:  # noqa: BLE001 (reported with the programs)
+                        scores = [_failed(err) for _ in part]
+                    for (text, _), score in zip(part, scores):
                         self._keep(text, score)
             finally:
-                for fut in futures:
+                for _, fut in futures:
                     fut.cancel()
-        return [self.cache[t] for t, _ in items]
+            if lost:
+                self._restart()
+            parts = []
+            for item in (item for part in lost for item in part):
+                attempts[item[0]] = attempts.get(item[0], 0) + 1
+                if attempts[item[0]] < self.MAX_ATTEMPTS:
+                    parts.append([item])  # alone now, to find the node at fault
+                else:
+                    self._keep(item[0], NodeScore(
+                        math.inf, math.inf, math.nan, 0.0,
+                        error=f"not scored: {reason} {self.MAX_ATTEMPTS} times"))
+
+    def _submit(self, parts: list) -> list[tuple[list, Future]]:
+        try:
+            return [(part, self.pool.submit(_work, part)) for part in parts]
+        except BrokenProcessPool:  # a worker died while the pool was idle
+            self._restart()
+            return [(part, self.pool.submit(_work, part)) for part in parts]
+
+    def _timeout(self, nodes: int) -> float | None:
+        """How long a slice may take: generous, only so that a hung worker is noticed."""
+        per_node = self.settings.train.max_seconds
+        return None if per_node is None else 60 + 4 * per_node * nodes
+
+    def _restart(self) -> None:
+        """Stop what is left of the pool (a hung worker too) and start a new one."""
+        _stop(self.pool)
+        self.pool = self._new_pool()
+        self.restarts += 1
 
     def _keep(self, text: str, score: NodeScore) -> None:
         self.cache[text] = score
@@ -278,5 +332,17 @@ class Scorer:
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            _stop(self.pool)
             self.pool = None
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Shut a pool down without waiting, and kill its workers: one killed while it held
+    the pool's queue lock leaves the others blocked on it for ever, and the interpreter
+    waits for them at exit."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)

@@ -39,6 +39,7 @@ class SearchResult:
     failures: tuple[tuple[str, str], ...] = ()  # (program, error) of nodes that could not train
     dropped: tuple[tuple[str, str], ...] = ()  # (program, error) of finalists that failed
     task: Task | None = None
+    restarts: int = 0  # times the worker pool was lost and started again
 
     @property
     def best(self) -> FoundProgram | None:
@@ -265,7 +266,8 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     deadline = start + config.time_limit
     found, dropped = finalists(task, candidates(search, programs), graph, config, library,
                                deadline, search.found_at)
-    return SearchResult(found, stats, pset.name, config, failures, dropped, task)
+    return SearchResult(found, stats, pset.name, config, failures, dropped, task,
+                        scorer.restarts)
 
 
 def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
