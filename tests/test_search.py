@@ -3,6 +3,7 @@ a known heuristic, and whole searches on a tiny synthetic task (budgets, seeds, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -655,3 +656,61 @@ def test_nodes_of_a_worker_killed_while_training_are_trained_again():
     assert pooled.restarts == 1
     for a, b in zip(alone, scores):
         assert b.error is None and abs(a.h - b.h) <= 1e-6
+
+
+# ---------------------------------------------------------------- checkpoints
+
+CHECKPOINTED = dict(algorithm="astar", time_limit=120, max_depth=3, epochs_per_node=2,
+                    final_epochs=2, max_nodes=16, top_k=2, cv_folds=0)
+
+
+def test_a_resumed_search_ends_where_an_uninterrupted_one_does(tmp_path):
+    whole = synthesize(tiny_task(), checkpoint=tmp_path / "whole.ckpt", **CHECKPOINTED)
+
+    def interrupt(progress) -> None:
+        if progress.trained >= 7:  # in the middle of an expansion's children
+            raise KeyboardInterrupt
+
+    cut = synthesize(tiny_task(), checkpoint=tmp_path / "cut.ckpt", on_progress=interrupt,
+                     **CHECKPOINTED)
+    assert cut.stats.interrupted and cut.stats.trained == 7
+    resumed = synthesize(tiny_task(), resume=tmp_path / "cut.ckpt", **CHECKPOINTED)
+    assert resumed.stats.trained == whole.stats.trained == 16
+    assert [(p.text, p.f) for p in resumed.programs] == [(p.text, p.f) for p in whole.programs]
+
+
+def test_a_checkpoint_of_another_search_is_refused_with_the_difference(tmp_path):
+    from neurosym.search.checkpoint import CheckpointError
+
+    path = tmp_path / "s.ckpt"
+    synthesize(tiny_task(), checkpoint=path, **{**CHECKPOINTED, "max_nodes": 3})
+    other = tiny_task()
+    other = dataclasses.replace(other, train=Split(other.train.x, 1 - other.train.y))
+    with pytest.raises(CheckpointError, match="other data"):
+        synthesize(other, resume=path, **CHECKPOINTED)
+    with pytest.raises(CheckpointError, match="seed 0 then, 1 now"):
+        synthesize(tiny_task(), resume=path, **{**CHECKPOINTED, "seed": 1})
+    with pytest.raises(SearchError, match="A\\* searches only"):
+        synthesize(tiny_task(), resume=path, **{**CHECKPOINTED, "algorithm": "iddfs"})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable neurosym search checkpoint"):
+        synthesize(tiny_task(), resume=path, **CHECKPOINTED)
+
+
+def test_an_edited_checkpoint_is_reported_and_changes_nothing(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from neurosym.search.checkpoint import CheckpointError
+
+    path = tmp_path / "s.ckpt"
+    synthesize(tiny_task(), checkpoint=path, **{**CHECKPOINTED, "max_nodes": 5})
+    with safe_open(str(path), framework="pt") as f:
+        record = json.loads(f.metadata()["neurosym_search"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    record["frontier"][0][4] = "\\xs -> ?? (mean"  # a program that does not parse
+    save_file(tensors, str(path), metadata={"neurosym_search": json.dumps(record)})
+    with pytest.raises(CheckpointError, match="is damaged"):
+        synthesize(tiny_task(), resume=path, **CHECKPOINTED)

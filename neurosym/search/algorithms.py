@@ -90,6 +90,9 @@ class Run(Generic[N]):
     complete: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
     partial: dict[Hashable, tuple[float, N]] = field(default_factory=dict)
     found_at: dict[Hashable, float] = field(default_factory=dict)  # complete: first scored
+    state: AStarState[N] | None = None  # A*'s frontier and merges: data, so it can be saved
+    on_step: Callable[[Run[N]], None] | None = None  # called before each A* pop (checkpoints)
+    identity: dict = field(default_factory=dict)  # what a checkpoint of this search must match
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -221,6 +224,42 @@ def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None,
     return search.stats(algorithm, reason)
 
 
+@dataclass
+class AStarState(Generic[N]):
+    """Everything A* knows besides `Run`: the frontier (f, partial?, cost, tie, node), the
+    merged graph, the tie counter, the complete programs popped, and the node being
+    expanded with what its expansion changed (so that a state saved mid-expansion can be
+    taken back to before it: the node on the frontier again, its children unmerged)."""
+
+    merged: Merged[N]
+    frontier: list[tuple[float, bool, float, int, N]] = field(default_factory=list)
+    tie: int = 0
+    popped: int = 0
+    expanding: tuple[tuple, float | None, dict[Hashable, float | None]] | None = None
+
+    def before_expansion(self) -> tuple[list[tuple], dict[Hashable, float],
+                                        dict[Hashable, float]]:
+        """The frontier, closed and cheapest maps as they were before the expansion in
+        progress, if any."""
+        frontier = list(self.frontier)
+        closed, cheapest = dict(self.merged.closed), dict(self.merged.cheapest)
+        if self.expanding is not None:
+            entry, was_closed, was_cheapest = self.expanding
+            frontier.append(entry)
+            key = self.merged.graph.key(entry[-1])
+            _restore(closed, key, was_closed)
+            for k, cost in was_cheapest.items():
+                _restore(cheapest, k, cost)
+        return frontier, closed, cheapest
+
+
+def _restore(table: dict, key: Hashable, value: float | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
 def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) -> None:
     """Expand the lowest f, scoring every child of the node expanded (in chunks of the
     worker count) before anything else is popped; a complete program popped is the best
@@ -233,31 +272,40 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) ->
     `capacity`, only that many of the best nodes stay on the frontier (NEAR's frontier
     capacity: a beam that trades optimality for depth)."""
     g = search.graph
-    graph = Merged(g)
-    frontier: list[tuple[float, bool, float, int, N]] = []
-    tie = itertools.count()
 
     def push(scored: list[tuple[float, N]]) -> None:
         for f, node in scored:
             if math.isfinite(f):
-                entry = (f, not g.is_complete(node), g.cost(node), next(tie), node)
-                heapq.heappush(frontier, entry)
-        if capacity is not None and len(frontier) > capacity:
-            frontier[:] = heapq.nsmallest(capacity, frontier)  # sorted, so still a heap
-        search.frontier = len(frontier)
+                entry = (f, not g.is_complete(node), g.cost(node), state.tie, node)
+                state.tie += 1
+                heapq.heappush(state.frontier, entry)
+        if capacity is not None and len(state.frontier) > capacity:
+            state.frontier[:] = heapq.nsmallest(capacity, state.frontier)  # still a heap
+        search.frontier = len(state.frontier)
 
-    push(search.evaluate(graph.admit([g.root()])))
-    popped = 0
-    while frontier:
-        node = heapq.heappop(frontier)[-1]
-        if not graph.close(node):
+    state = search.state
+    if state is None:  # a new search (else one resumed from its saved state)
+        state = search.state = AStarState(Merged(g))
+        push(search.evaluate(state.merged.admit([g.root()])))
+    while state.frontier:
+        if search.on_step is not None:
+            search.on_step(search)
+        entry = heapq.heappop(state.frontier)
+        node = entry[-1]
+        was_closed = state.merged.closed.get(g.key(node))
+        if not state.merged.close(node):
             continue  # merged into a cheaper derivation of the same program
         if g.is_complete(node):
-            popped += 1
-            if popped >= search.top_k and not anytime:
+            state.popped += 1
+            if state.popped >= search.top_k and not anytime:
                 return
             continue
-        push(search.evaluate(graph.admit(search.expand(node))))
+        state.expanding = (entry, was_closed, {})
+        children = search.expand(node)
+        state.expanding[2].update((g.key(c), state.merged.cheapest.get(g.key(c)))
+                                  for c in children)
+        push(search.evaluate(state.merged.admit(children)))
+        state.expanding = None
 
 
 def iddfs(search: Run[N], start_depth: int = 1) -> None:

@@ -7,12 +7,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from neurosym import metrics
 from neurosym.evaluate import train_config
 from neurosym.interp.values import Seq
 from neurosym.lang.errors import SearchError
 from neurosym.search import algorithms
+from neurosym.search import checkpoint as checkpoints
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
 from neurosym.search.final import MIN_TRAINING_SECONDS, FoundProgram, candidates, finalists
 from neurosym.search.graph import Node, ProgramGraph
@@ -219,7 +221,8 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                epochs_per_node: int | None = None, final_epochs: int | None = None,
                productions: ProductionSet | str | None = None, library=None,
                on_progress: Callable[[Progress], None] | None = None,
-               **options) -> SearchResult:
+               checkpoint: str | Path | None = None, resume: str | Path | None = None,
+               checkpoint_every: float = 60.0, **options) -> SearchResult:
     """Search programs for `task` (a Task or a bundled task name) with NEAR.
 
     Options left as None come from the task's `[search]` table, then `SearchConfig`'s
@@ -228,7 +231,11 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     run: the search stops early enough for the finalists to be retrained in the rest (an
     estimate from the nodes' training times, at most `final_share` of the limit). Ctrl-C
     stops the search and still returns the best programs found so far
-    (`stats.interrupted`).
+    (`stats.interrupted`). With `checkpoint` (A* only), the search state is saved there
+    every `checkpoint_every` seconds and when the search stops (Ctrl-C included);
+    `resume` continues from such a file (and keeps saving to it unless `checkpoint`
+    names another), with a fresh time limit and the same node budget counted from the
+    start.
     """
     start = time.perf_counter()
     task_ref = task if isinstance(task, str) else None
@@ -256,9 +263,15 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                  config.top_k, on_progress, show=lambda n: n.text,
                  reserve=lambda: final_reserve(task, config, scorer),
                  node_seconds=scorer.mean_seconds)
+    checkpoint = Path(checkpoint) if checkpoint else Path(resume) if resume else None
     try:
+        if checkpoint is not None:
+            _keep_checkpoints(search, scorer, programs, task, config, pset, checkpoint,
+                              Path(resume) if resume else None, checkpoint_every)
         stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
                                config.anytime)
+        if checkpoint is not None:
+            checkpoints.save(checkpoint, search, scorer, search.identity)
     finally:
         scorer.close()
     failures = tuple((text, score.error) for text, score in scorer.cache.items()
@@ -268,6 +281,30 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                                deadline, search.found_at)
     return SearchResult(found, stats, pset.name, config, failures, dropped, task,
                         scorer.restarts)
+
+
+def _keep_checkpoints(search: Run, scorer: Scorer, programs: ProgramGraph, task: Task,
+                      config: SearchConfig, pset: ProductionSet, path: Path,
+                      resume: Path | None, every: float) -> None:
+    """Resume from `resume`, if given; save to `path` before an A* pop once `every`
+    seconds have passed since the last save."""
+    if config.algorithm != "astar":
+        raise SearchError("checkpoints are kept for A* searches only (--search astar)")
+    search.identity = checkpoints.fingerprint(
+        task, checkpoints.settings_of(config), [f"{p.text} {p.cost}" for p in pset.productions])
+    if resume is not None:
+        before = search.elapsed()
+        checkpoints.load(resume, search, scorer, programs, search.identity)
+        search.budget = replace(search.budget, time_limit=search.budget.time_limit
+                                + search.elapsed() - before)
+    last = [time.perf_counter()]
+
+    def step(run: Run) -> None:
+        if time.perf_counter() - last[0] >= every:
+            checkpoints.save(path, run, scorer, run.identity)
+            last[0] = time.perf_counter()
+
+    search.on_step = step
 
 
 def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
