@@ -135,13 +135,19 @@ def print_evaluation(ev, console: Console | None = None) -> None:
               help="Save the A* search state here every minute and when it stops (Ctrl-C too).")
 @click.option("--resume", "resume_file", type=click.Path(dir_okay=False), default=None,
               help="Continue the search saved in this checkpoint (same task and settings).")
+@click.option("--executor", type=click.Choice(["local", "pool", "ray"]), default=None,
+              help="Where nodes train: this process, --workers local processes (the default "
+              "with workers > 1), or Ray (pip install \"neurosym-synth[ray]\").")
+@click.option("--ray-address", default=None,
+              help="With --executor ray: the cluster to join (`ray start --head` prints it; "
+              "default: start a local one).")
 @friendly_errors
 def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                max_depth: int | None, max_nodes: int | None, epochs_per_node: int | None,
                workers: int | None, top_k: int | None, seed: int | None, as_json: bool,
                out_file: str | None, library_path: str | None, finetune_library: bool,
                save_as: str | None, save_dir: str | None, checkpoint_file: str | None,
-               resume_file: str | None) -> None:
+               resume_file: str | None, executor: str | None, ray_address: str | None) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
@@ -158,7 +164,8 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                             epochs_per_node=epochs_per_node, workers=workers, top_k=top_k,
                             seed=seed, library=library, on_progress=display.update,
                             productions=search_productions(task, library),
-                            checkpoint=checkpoint_file, resume=resume_file)
+                            checkpoint=checkpoint_file, resume=resume_file,
+                            executor=executor, ray_address=ray_address)
     if out_file and result.best is not None:
         save_program(result.best, task, out_file)
     if save_dir and result.best is not None:

@@ -64,7 +64,8 @@ def _python_outputs(model, folder: Path, x) -> torch.Tensor:
     tensors = (x.data, x.weights) if isinstance(x, Seq) else (x,)
     torch.save(tensors, folder / "inputs.pt")
     code = ("import sys\nsys.modules['neurosym'] = None\nsys.path.insert(0, sys.argv[1])\n"
-            "import torch\nfrom program import Program\n"
+            "import torch\ntorch.set_num_threads(1)  # as neurosym's predict\n"
+            "from program import Program\n"
             "model = Program.load(sys.argv[1] + '/program.safetensors')\n"
             "with torch.no_grad():\n"
             "    out = model(*torch.load(sys.argv[1] + '/inputs.pt'))\n"

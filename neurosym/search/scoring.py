@@ -232,17 +232,20 @@ def _work(items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
 
 class Scorer:
     """Scores nodes by text, with a cache; the nodes of one call train together
-    (`train_nodes`), split over the workers when `workers > 1`.
+    (`train_nodes`): in this process, split over a local pool of `workers` processes,
+    or over Ray tasks (`executor="ray"`, on the cluster at `ray_address` or a local one).
 
-    A worker process that dies (killed, out of memory) or hangs past its time does not
-    end the search: the pool is restarted and the nodes it held are tried again one by
-    one (a node's seed comes from its text, so a retried node scores the same); a node
-    lost `MAX_ATTEMPTS` times is scored as failed, with the reason."""
+    A worker that dies (killed, out of memory) or hangs past its time does not end the
+    search: the pool is restarted and the nodes it held are tried again one by one (a
+    node's seed comes from its text, so a retried node scores the same); a node lost
+    `MAX_ATTEMPTS` times is scored as failed, with the reason."""
 
     MAX_ATTEMPTS = 3
+    EXECUTORS = ("local", "pool", "ray")
 
     def __init__(self, task: Task, settings: NodeSettings, task_ref: Task | str | None = None,
-                 workers: int = 1, library=None) -> None:
+                 workers: int = 1, library=None, executor: str | None = None,
+                 ray_address: str | None = None) -> None:
         self.task, self.settings, self.library = task, settings, library
         self.cache: dict[str, NodeScore] = {}
         self.features = FeatureCache(task, library)
@@ -250,8 +253,17 @@ class Scorer:
         self.restarts = 0  # times the worker pool was lost and started again
         self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
         self.workers = workers
+        self.executor = executor or ("pool" if workers > 1 else "local")
+        if self.executor not in self.EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; one of {self.EXECUTORS}")
         self._pool_args = (task_ref or task, settings, library)
-        self.pool: ProcessPoolExecutor | None = self._new_pool() if workers > 1 else None
+        self.pool: ProcessPoolExecutor | None = \
+            self._new_pool() if self.executor == "pool" else None
+        self.ray = None
+        if self.executor == "ray":
+            from neurosym.search.ray_executor import RayWorkers
+
+            self.ray = RayWorkers(task, settings, library, workers, ray_address)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -259,37 +271,30 @@ class Scorer:
 
     def score(self, items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
         todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
-        if self.pool is None:
+        if self.executor == "local":
             scores = train_nodes(self.task, todo, self.settings, self.library, self.features)
             for (text, _), score in zip(todo, scores):
                 self._keep(text, score)
         elif todo:  # contiguous slices: siblings of one skeleton tend to be neighbours
             size = math.ceil(len(todo) / self.workers)
-            self._in_pool([todo[i:i + size] for i in range(0, len(todo), size)])
+            self._in_workers([todo[i:i + size] for i in range(0, len(todo), size)])
         return [self.cache[t] for t, _ in items]
 
-    def _in_pool(self, parts: list[list[tuple[str, HoleStates | None]]]) -> None:
+    def _in_workers(self, parts: list[list[tuple[str, HoleStates | None]]]) -> None:
         attempts: dict[str, int] = {}
         while parts:
-            futures = self._submit(parts)
+            results = self._run_ray(parts) if self.ray else self._run_pool(parts)
             lost, reason = [], ""
-            try:
-                for part, fut in futures:
-                    try:
-                        scores = fut.result(timeout=self._timeout(len(part)))
-                    except (BrokenProcessPool, FutureTimeout) as err:
-                        lost.append(part)
-                        reason = "it did not answer in time" if isinstance(
-                            err, FutureTimeout) else "its worker process died"
-                        continue
-                    except Exception as err:  # noqa: BLE001 (reported with the programs)
-                        scores = [_failed(err) for _ in part]
-                    for (text, _), score in zip(part, scores):
-                        self._keep(text, score)
-            finally:
-                for _, fut in futures:
-                    fut.cancel()
-            if lost:
+            for part, result in zip(parts, results):
+                if isinstance(result, str):
+                    lost.append(part)
+                    reason = result
+                    continue
+                if isinstance(result, Exception):  # reported with the programs
+                    result = [_failed(result) for _ in part]
+                for (text, _), score in zip(part, result):
+                    self._keep(text, score)
+            if lost and self.pool is not None:
                 self._restart()
             parts = []
             for item in (item for part in lost for item in part):
@@ -300,6 +305,28 @@ class Scorer:
                     self._keep(item[0], NodeScore(
                         math.inf, math.inf, math.nan, 0.0,
                         error=f"not scored: {reason} {self.MAX_ATTEMPTS} times"))
+
+    def _run_ray(self, parts: list) -> list:
+        return self.ray.run(parts, self._timeout(max(map(len, parts))))
+
+    def _run_pool(self, parts: list) -> list:
+        """Each slice's scores, the exception it raised, or why it was lost (a string)."""
+        futures = self._submit(parts)
+        out: list = []
+        try:
+            for part, fut in futures:
+                try:
+                    out.append(fut.result(timeout=self._timeout(len(part))))
+                except FutureTimeout:
+                    out.append("it did not answer in time")
+                except BrokenProcessPool:
+                    out.append("its worker process died")
+                except Exception as err:  # noqa: BLE001 (reported with the programs)
+                    out.append(err)
+        finally:
+            for _, fut in futures:
+                fut.cancel()
+        return out
 
     def _submit(self, parts: list) -> list[tuple[list, Future]]:
         try:
@@ -334,6 +361,9 @@ class Scorer:
         if self.pool is not None:
             _stop(self.pool)
             self.pool = None
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

@@ -222,7 +222,8 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                productions: ProductionSet | str | None = None, library=None,
                on_progress: Callable[[Progress], None] | None = None,
                checkpoint: str | Path | None = None, resume: str | Path | None = None,
-               checkpoint_every: float = 60.0, **options) -> SearchResult:
+               checkpoint_every: float = 60.0, executor: str | None = None,
+               ray_address: str | None = None, **options) -> SearchResult:
     """Search programs for `task` (a Task or a bundled task name) with NEAR.
 
     Options left as None come from the task's `[search]` table, then `SearchConfig`'s
@@ -235,7 +236,10 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     every `checkpoint_every` seconds and when the search stops (Ctrl-C included);
     `resume` continues from such a file (and keeps saving to it unless `checkpoint`
     names another), with a fresh time limit and the same node budget counted from the
-    start.
+    start. `executor` is where nodes train: "local" (this process), "pool" (`workers`
+    local processes; the default when workers > 1) or "ray" (`workers` Ray tasks at a
+    time, on the cluster at `ray_address` or on a new local one); the results do not
+    depend on it.
     """
     start = time.perf_counter()
     task_ref = task if isinstance(task, str) else None
@@ -255,7 +259,7 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     settings = NodeSettings(train, config.heuristic, config.hidden, config.seed)
     metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
     scale = 1.0 if metric_scale else loss_scale(task)
-    scorer = Scorer(task, settings, task_ref, config.workers, library)
+    scorer = Scorer(task, settings, task_ref, config.workers, library, executor, ray_address)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
     search = Run(graph, Budget(config.time_limit - (time.perf_counter() - start),
                                config.max_nodes, config.workers,
