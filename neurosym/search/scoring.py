@@ -275,10 +275,22 @@ class Scorer:
             scores = train_nodes(self.task, todo, self.settings, self.library, self.features)
             for (text, _), score in zip(todo, scores):
                 self._keep(text, score)
-        elif todo:  # contiguous slices: siblings of one skeleton tend to be neighbours
-            size = math.ceil(len(todo) / self.workers)
-            self._in_workers([todo[i:i + size] for i in range(0, len(todo), size)])
+        elif todo:  # one job per skeleton, the largest first: batched, and balanced
+            self._in_workers(sorted(self._by_skeleton(todo), key=len, reverse=True))
         return [self.cache[t] for t, _ in items]
+
+    def _by_skeleton(self, todo: list[tuple[str, HoleStates | None]]) -> list[list]:
+        """The nodes grouped as `train_nodes` would group them (by skeleton; a node whose
+        skeleton cannot be built goes alone, and fails in its worker)."""
+        task_type = Arrow(self.task.input_type, self.task.output_type)
+        groups: dict[str, list] = {}
+        for item in todo:
+            try:
+                key = skeleton(parse_term(item[0]), task_type, self.library).key
+            except (NeurosymError, RuntimeError, ValueError):
+                key = "\0" + item[0]
+            groups.setdefault(key, []).append(item)
+        return list(groups.values())
 
     def _in_workers(self, parts: list[list[tuple[str, HoleStates | None]]]) -> None:
         attempts: dict[str, int] = {}
