@@ -100,6 +100,7 @@ SEARCH = {
     "cost_weight": Key(float, 0, 10**6),
     "warm_start": Key(bool),
     "frontier_capacity": COUNT,
+    "expansions": Key(int, 1, 4096),
     "anytime": Key(bool),
     "final_share": Key(float, 0, 0.99, open_low=True),
     "node_seconds": Key(float, 0, 10**8, open_low=True),

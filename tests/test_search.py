@@ -302,11 +302,25 @@ class ToyDAG(ToyGraph):
         return node[1] + h
 
 
-def toy_run(algorithm: str, top_k: int = 1, anytime: bool = False, graph=None, **budget):
+def toy_run(algorithm: str, top_k: int = 1, anytime: bool = False, graph=None,
+            expansions: int = 1, **budget):
     graph = graph or ToyGraph(budget.pop("delay", 0.0))
     search = Run(graph, Budget(**budget), top_k)
-    stats = run(algorithm, search, anytime=anytime)
+    stats = run(algorithm, search, anytime=anytime, expansions=expansions)
     return search, stats
+
+
+@pytest.mark.parametrize("expansions", [2, 3, 10])
+def test_astar_expanding_several_nodes_at_once_still_proves_the_optimum(expansions):
+    """Popping the best few partial nodes together scores more nodes per batch (the
+    children of all of them) and may expand nodes plain A* would not, but still returns
+    the optimum, and on a DAG still trains a program once."""
+    search, stats = toy_run("astar", top_k=2, expansions=expansions)
+    assert stats.stopped_by == "done"
+    assert [f for f, _ in search.best()] == [3.0, 5.0]
+    assert search.graph.evaluated[:4] == ["s", "a", "b", "c"]
+    dag, _ = toy_run("astar", anytime=True, graph=ToyDAG(), expansions=expansions)
+    assert dag.graph.evaluated.count("X") == 1 and dag.best()[0] == (3.0, ("X", 3.0))
 
 
 @pytest.mark.parametrize("algorithm", ["astar", "iddfs", "enumerate"])
@@ -664,17 +678,19 @@ CHECKPOINTED = dict(algorithm="astar", time_limit=120, max_depth=3, epochs_per_n
                     final_epochs=2, max_nodes=16, top_k=2, cv_folds=0)
 
 
-def test_a_resumed_search_ends_where_an_uninterrupted_one_does(tmp_path):
-    whole = synthesize(tiny_task(), checkpoint=tmp_path / "whole.ckpt", **CHECKPOINTED)
+@pytest.mark.parametrize("expansions", [1, 3])
+def test_a_resumed_search_ends_where_an_uninterrupted_one_does(tmp_path, expansions):
+    settings = {**CHECKPOINTED, "expansions": expansions}
+    whole = synthesize(tiny_task(), checkpoint=tmp_path / "whole.ckpt", **settings)
 
     def interrupt(progress) -> None:
         if progress.trained >= 7:  # in the middle of an expansion's children
             raise KeyboardInterrupt
 
     cut = synthesize(tiny_task(), checkpoint=tmp_path / "cut.ckpt", on_progress=interrupt,
-                     **CHECKPOINTED)
+                     **settings)
     assert cut.stats.interrupted and cut.stats.trained == 7
-    resumed = synthesize(tiny_task(), resume=tmp_path / "cut.ckpt", **CHECKPOINTED)
+    resumed = synthesize(tiny_task(), resume=tmp_path / "cut.ckpt", **settings)
     assert resumed.stats.trained == whole.stats.trained == 16
     assert [(p.text, p.f) for p in resumed.programs] == [(p.text, p.f) for p in whole.programs]
 

@@ -207,10 +207,11 @@ class Merged(Generic[N]):
 
 
 def run(algorithm: str, search: Run[N], frontier_capacity: int | None = None,
-        anytime: bool = False) -> SearchStats:
+        anytime: bool = False, expansions: int = 1) -> SearchStats:
     """Run `algorithm` ("astar", "iddfs" or "enumerate") until done, out of budget or
     interrupted; the results are in `search.best()`."""
-    algorithms = {"astar": lambda s: astar(s, frontier_capacity, anytime), "iddfs": iddfs,
+    algorithms = {"astar": lambda s: astar(s, frontier_capacity, anytime, expansions),
+                  "iddfs": iddfs,
                   "enumerate": enumerate_by_size}
     if algorithm not in algorithms:
         raise ValueError(f"unknown search algorithm {algorithm!r}; one of {sorted(algorithms)}")
@@ -235,7 +236,10 @@ class AStarState(Generic[N]):
     frontier: list[tuple[float, bool, float, int, N]] = field(default_factory=list)
     tie: int = 0
     popped: int = 0
-    expanding: tuple[tuple, float | None, dict[Hashable, float | None]] | None = None
+    # each node being expanded: its frontier entry, its closed cost before, and the
+    # cheapest costs its children had before
+    expanding: list[tuple[tuple, float | None, dict[Hashable, float | None]]] = field(
+        default_factory=list)
 
     def before_expansion(self) -> tuple[list[tuple], dict[Hashable, float],
                                         dict[Hashable, float]]:
@@ -243,8 +247,7 @@ class AStarState(Generic[N]):
         progress, if any."""
         frontier = list(self.frontier)
         closed, cheapest = dict(self.merged.closed), dict(self.merged.cheapest)
-        if self.expanding is not None:
-            entry, was_closed, was_cheapest = self.expanding
+        for entry, was_closed, was_cheapest in reversed(self.expanding):
             frontier.append(entry)
             key = self.merged.graph.key(entry[-1])
             _restore(closed, key, was_closed)
@@ -260,7 +263,8 @@ def _restore(table: dict, key: Hashable, value: float | None) -> None:
         table[key] = value
 
 
-def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) -> None:
+def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
+          expansions: int = 1) -> None:
     """Expand the lowest f, scoring every child of the node expanded (in chunks of the
     worker count) before anything else is popped; a complete program popped is the best
     left (h admissible). Ties go to complete programs, then to cheaper ones. Stops after
@@ -290,22 +294,30 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False) ->
     while state.frontier:
         if search.on_step is not None:
             search.on_step(search)
-        entry = heapq.heappop(state.frontier)
-        node = entry[-1]
-        was_closed = state.merged.closed.get(g.key(node))
-        if not state.merged.close(node):
-            continue  # merged into a cheaper derivation of the same program
-        if g.is_complete(node):
-            state.popped += 1
-            if state.popped >= search.top_k and not anytime:
-                return
-            continue
-        state.expanding = (entry, was_closed, {})
-        children = search.expand(node)
-        state.expanding[2].update((g.key(c), state.merged.cheapest.get(g.key(c)))
-                                  for c in children)
-        push(search.evaluate(state.merged.admit(children)))
-        state.expanding = None
+        batch = []
+        while state.frontier and len(batch) < expansions:
+            entry = heapq.heappop(state.frontier)
+            node = entry[-1]
+            was_closed = state.merged.closed.get(g.key(node))
+            if not state.merged.close(node):
+                continue  # merged into a cheaper derivation of the same program
+            if g.is_complete(node):
+                state.popped += 1
+                if state.popped >= search.top_k and not anytime:
+                    for taken, closed_before, _ in batch:  # not expanded: back as they were
+                        _restore(state.merged.closed, g.key(taken[-1]), closed_before)
+                    return
+                continue
+            batch.append((entry, was_closed, {}))
+        state.expanding = batch
+        admitted = []
+        for entry, _, was_cheapest in batch:
+            children = search.expand(entry[-1])
+            was_cheapest.update((g.key(c), state.merged.cheapest.get(g.key(c)))
+                                for c in children if g.key(c) not in was_cheapest)
+            admitted += state.merged.admit(children)
+        push(search.evaluate(admitted))
+        state.expanding = []
 
 
 def iddfs(search: Run[N], start_depth: int = 1) -> None:

@@ -161,6 +161,7 @@ class SearchConfig:
     cost_weight: float = 0.05
     warm_start: bool = True
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
+    expansions: int = 1  # A*: partial nodes expanded together (work for many workers)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
     final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
@@ -171,6 +172,7 @@ _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": 
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
+          "expansions": int,
           "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int}
 
 
@@ -273,7 +275,7 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
             _keep_checkpoints(search, scorer, programs, task, config, pset, checkpoint,
                               Path(resume) if resume else None, checkpoint_every)
         stats = algorithms.run(config.algorithm, search, config.frontier_capacity,
-                               config.anytime)
+                               config.anytime, config.expansions)
         if checkpoint is not None:
             checkpoints.save(checkpoint, search, scorer, search.identity)
     finally:
