@@ -200,6 +200,8 @@ def main(argv: list[str]) -> None:
                         "work: its nodes/s on the first task, same budget")
     parser.add_argument("--replay", type=int, default=60,
                         help="with --before: nodes in the fixed workload")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="with --before: only the fixed-workload replay (no peer needed)")
     parser.add_argument("--ours", default=None, help=argparse.SUPPRESS)  # child modes
     parser.add_argument("--texts", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=OUT / "peer_near.json")
@@ -209,6 +211,12 @@ def main(argv: list[str]) -> None:
         return
     if args.ours:
         print(json.dumps(ours(args.ours, args.time_limit, args.seed, args.workers[0])))
+        return
+    if args.speed_only:
+        if not args.before:
+            sys.exit("--speed-only needs --before REF")
+        OUT.mkdir(exist_ok=True)
+        speed(args.tasks[0], args.before, args.replay, args.seed)
         return
     if not PEER_PYTHON.exists():
         sys.exit("the peer is not installed: run `bash bench/peer_setup.sh` first")

@@ -25,13 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one(task: str, nodes: int, executor: str, workers: int, address: str | None) -> dict:
+def one(task: str, nodes: int, executor: str, workers: int, address: str | None,
+        expansions: int) -> dict:
     from neurosym.search import synthesize
 
     start = time.perf_counter()
     result = synthesize(task, time_limit=3600, max_nodes=nodes, top_k=1, cv_folds=0,
                         final_epochs=1, executor=executor, workers=workers,
-                        ray_address=address)
+                        ray_address=address, expansions=expansions)
     return {"program": result.best.text, "f": result.programs[0].f,
             "trained": result.stats.trained, "search_s": result.stats.seconds,
             "nodes_per_s": result.stats.trained / result.stats.seconds,
@@ -70,28 +71,32 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--task", default="basic_motions")
     parser.add_argument("--nodes", type=int, default=120)
     parser.add_argument("--port", type=int, default=6399)
+    parser.add_argument("--expansions", type=int, default=4,
+                        help="A* nodes expanded together (the same in every row)")
     parser.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         executor, workers, address, task = args.child
         print(json.dumps(one(task, args.nodes, executor, int(workers),
-                             None if address == "-" else address)))
+                             None if address == "-" else address, args.expansions)))
         return
     rows = [("in-process", "local", 1, "-"), ("pool, 2 workers", "pool", 2, "-"),
             ("Ray, 1 worker", "ray", 1, "-"), ("Ray, 2 workers", "ray", 2, "-")]
     results = {}
     for name, executor, workers, address in rows:
         results[name] = child([executor, str(workers), address, args.task, "--nodes",
-                               str(args.nodes)])
+                               str(args.nodes), "--expansions", str(args.expansions)])
     ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     try:
         address = loopback_cluster(args.port)
-        results["Ray, 2 nodes (loopback)"] = child(["ray", "2", address, args.task, "--nodes",
-                                                    str(args.nodes)])
+        results["Ray, 2 nodes (loopback)"] = child(
+            ["ray", "2", address, args.task, "--nodes", str(args.nodes), "--expansions",
+             str(args.expansions)])
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True)
     base = results["in-process"]["nodes_per_s"]
-    print(f"{args.task}, A*, {args.nodes} nodes, seed: the task's\n")
+    print(f"{args.task}, A* expanding {args.expansions} nodes at a time, {args.nodes} "
+          "nodes, the task's seed\n")
     print("| executor | nodes | search s | nodes/s | vs in-process | best program |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
