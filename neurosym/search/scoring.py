@@ -134,25 +134,28 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
                  ) -> list[tuple[int, NodeScore]]:
     """Vectorised over the members; one by one if the skeleton cannot run under `vmap`
     (and then a failure is that member's alone)."""
-    members = [m for _, m in group]
-    start = time.perf_counter()
-    try:
-        with torch_threads(settings.train.threads):
-            results = Group(members, task, settings.train).fit()
-    except Exception:  # noqa: BLE001 (whatever vmap refuses, the loop below runs)
-        out = []
-        for i, m in group:
-            begin = time.perf_counter()
-            try:
-                with torch_threads(settings.train.threads):
-                    result = Group([m], task, settings.train).fit()[0]
-            except (NeurosymError, RuntimeError, ValueError) as err:
-                out.append((i, _failed(err)))
-                continue
-            out.append((i, _score(task, m, result, settings, time.perf_counter() - begin)))
-        return out
-    seconds = (time.perf_counter() - start) / len(members)
-    return [(i, _score(task, m, r, settings, seconds)) for (i, m), r in zip(group, results)]
+    if len(group) > 1:
+        start = time.perf_counter()
+        try:
+            with torch_threads(settings.train.threads):
+                results = Group([m for _, m in group], task, settings.train).fit()
+        except Exception:  # noqa: BLE001 (whatever vmap refuses, the loop below runs)
+            pass
+        else:
+            seconds = (time.perf_counter() - start) / len(group)
+            return [(i, _score(task, m, r, settings, seconds))
+                    for (i, m), r in zip(group, results)]
+    out = []
+    for i, m in group:
+        start = time.perf_counter()
+        try:
+            with torch_threads(settings.train.threads):
+                result = Group([m], task, settings.train).fit()[0]
+        except (NeurosymError, RuntimeError, ValueError) as err:
+            out.append((i, _failed(err)))
+            continue
+        out.append((i, _score(task, m, result, settings, time.perf_counter() - start)))
+    return out
 
 
 def _score(task: Task, member: Member, result: MemberResult, settings: NodeSettings,
