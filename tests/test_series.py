@@ -153,7 +153,8 @@ def test_bad_parameters_are_clear_errors():
 
     for text, message in [("interval[0.5:0.2]", "interval"), ("interval[2]", "interval"),
                           ("select[0.5:1.0]", "integer"), ("select[-1]", "from 0"),
-                          ("shapelet[1]", "length"), ("shapelet[-3]", "length")]:
+                          ("shapelet[1]", "length"), ("shapelet[-3]", "length"),
+                          ("paa[0]", "parts"), ("paa[0.5]", "parts")]:
         src = f"def main : List[Vec[1]] -> List[Vec[1]] =\n  \\xs -> {text} xs\n"
         with pytest.raises(NeurosymError, match=message):
             check_source(src, "<test>")
@@ -199,3 +200,22 @@ def test_a_learned_interval_prints_its_bounds_and_means_the_same_written_back():
     by_hand = compile_term(again, check_term(again, want))
     by_hand.load_state_dict({k: v for k, v in model.state_dict().items() if "logits" not in k})
     assert torch.allclose(by_hand(xs), model(xs))
+
+
+def test_paa_means_equal_parts_of_each_series(ragged):
+    # 0..9 in 5 parts: (0,1) (2,3) ...; 0..4 in 5 parts: one element each
+    out = run(r"\xs -> paa[5] xs", ragged, "List[Vec[1]] -> Vec[5]")
+    assert out.tolist() == [[0.5, 2.5, 4.5, 6.5, 8.5], [0.0, 1.0, 2.0, 3.0, 4.0]]
+    # a series shorter than the parts: an empty part takes the element nearest its middle
+    short = run(r"\xs -> paa[4] xs", pad_sequences([ramp(2)]), "List[Vec[1]] -> Vec[4]")
+    assert short.tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    padded = pad_sequences([ramp(5), ramp(30)])
+    assert torch.equal(run(r"\xs -> paa[5] xs", padded, "List[Vec[1]] -> Vec[5]")[0],
+                       out[1])  # padding is never read
+    data = torch.randn(2, 7, 1, dtype=torch.float64, requires_grad=True)
+    weights = torch.ones(2, 7, dtype=torch.float64)
+    weights[1, 4:] = 0
+    impl = lookup("paa").impl
+    assert torch.autograd.gradcheck(lambda d: impl(Site((3,), None), Seq(d, weights)), (data,))
+    for xs in (pad_sequences([torch.full((20_000, 1), 1e30)]), pad_sequences([torch.ones(1, 1)])):
+        assert torch.isfinite(run(r"\xs -> paa[16] xs", xs, "List[Vec[1]] -> Vec[16]")).all()

@@ -98,6 +98,12 @@ def shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
                       else f"List[Vec[n]] -> Vec[{params[1]}]")
 
 
+def paa_signature(params: tuple[ast.Param, ...]) -> Type:
+    if len(params) != 1 or not isinstance(params[0], int) or not 1 <= params[0] <= 4096:
+        raise ValueError("takes how many parts (1 to 4096), e.g. paa[8]")
+    return parse_type(f"List[Vec[1]] -> Vec[{params[0]}]")
+
+
 def above_signature(params: tuple[ast.Param, ...]) -> Type:
     ok = len(params) <= 2 and all(isinstance(p, int | float) for p in params)
     if not ok or (len(params) == 2 and params[1] <= 0):
@@ -135,5 +141,6 @@ BUILTINS = {
     "slope": SERIES_SUMMARY, "max": SERIES_SUMMARY, "min": SERIES_SUMMARY,
     "argmax": SERIES_SUMMARY,
     "shapelet": (shapelet_signature, None, 1.0, True),
+    "paa": (paa_signature, None, 1.0, False),
     "above": (above_signature, None, 0.5, True),
 }

@@ -93,6 +93,26 @@ def diff(site: Site, xs: Seq) -> Seq:
     return Seq(data, xs.weights * prev)
 
 
+@implements("paa")
+def paa(site: Site, xs: Seq) -> torch.Tensor:
+    """Piecewise aggregate approximation: the mean of each of k equal parts of each series
+    (by position relative to its own length), paa[8] giving 8 values, the series' shape at
+    a coarse resolution. A series shorter than k gives, for an empty part, the element
+    nearest the part's middle."""
+    k = int(site.params[0])
+    present = _present(xs)
+    pos = positions(xs)  # (B, L)
+    part = (pos * k).floor().clamp(0, k - 1).long()
+    member = F.one_hot(part, k).to(xs.data.dtype) * present.unsqueeze(2)  # (B, L, k)
+    values = xs.data[..., 0]  # (B, L): one feature (the type says Vec[1])
+    count = member.sum(1)
+    mean = (member * values.unsqueeze(2)).sum(1) / count.clamp_min(1)
+    middle = (torch.arange(k, dtype=pos.dtype) + 0.5) / k
+    gap = (pos.unsqueeze(2) - middle).abs().masked_fill(present.unsqueeze(2) == 0, torch.inf)
+    nearest = values.gather(1, gap.argmin(1))  # (B, k)
+    return torch.where(count > 0, mean, nearest)
+
+
 # ---- summaries -------------------------------------------------------------------------------
 
 @implements("slope")
