@@ -109,6 +109,7 @@ def export_command(model_dir: str, fmt: str, out_file: str | None) -> None:
     model = load(model_dir)
     default = {"onnx": "model.onnx", "torch": "model.pt2", "python": "program.py"}[fmt]
     path = Path(out_file) if out_file else Path(model_dir) / default
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "python":
         from neurosym.models.python import export_python
 
