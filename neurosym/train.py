@@ -54,14 +54,31 @@ class TrainResult:
 
 
 def loss_function(kind: str, class_weights: torch.Tensor | None = None):
+    """`(out, y) -> loss` of one model: cross-entropy (class-weighted as PyTorch weighs
+    it), binary cross-entropy (positives weighted by the ratio of the class weights) or
+    mean squared error."""
+    if kind not in ("cross_entropy", "bce", "mse"):
+        raise ValueError(f"unknown loss {kind!r} (cross_entropy, bce or mse)")
+    return lambda out, y: losses_per_model(kind, out.unsqueeze(0), y.unsqueeze(0),
+                                           class_weights)[0]
+
+
+def losses_per_model(kind: str, out: torch.Tensor, y: torch.Tensor,
+                     class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of each of K models trained together (outputs and targets stacked on
+    dim 0): one value per model, [K]."""
+    k = out.shape[0]
     if kind == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, weight=class_weights)
+        each = F.cross_entropy(out.flatten(0, 1), y.flatten(), weight=class_weights,
+                               reduction="none").reshape(k, -1)
+        if class_weights is None:
+            return each.mean(1)
+        return each.sum(1) / class_weights[y].reshape(k, -1).sum(1)
     if kind == "bce":
-        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
-        return lambda out, y: F.binary_cross_entropy_with_logits(out, y, pos_weight=pos_weight)
-    if kind == "mse":
-        return F.mse_loss
-    raise ValueError(f"unknown loss {kind!r} (cross_entropy, bce or mse)")
+        pos = None if class_weights is None else class_weights[1] / class_weights[0]
+        each = F.binary_cross_entropy_with_logits(out, y, pos_weight=pos, reduction="none")
+        return each.reshape(k, -1).mean(1)
+    return ((out - y) ** 2).reshape(k, -1).mean(1)
 
 
 def predict(model: nn.Module, x: Value, chunk: int = 1024) -> torch.Tensor:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -38,7 +36,7 @@ from neurosym.lang.checker import Checked, check_term
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, Type
 from neurosym.tasks.spec import Task
-from neurosym.train import TrainConfig, torch_threads
+from neurosym.train import TrainConfig, losses_per_model, torch_threads
 
 _VAL_CHUNK = 2048  # validation rows per vectorised forward
 
@@ -202,25 +200,6 @@ def _unflat(tensors: tuple[torch.Tensor, ...], like: list[Value]) -> list[Value]
     return out
 
 
-def member_losses(kind: str, out: torch.Tensor, y: torch.Tensor,
-                  class_weights: torch.Tensor | None) -> torch.Tensor:
-    """Per member (dim 0), the loss `train.loss_function` computes for one model."""
-    k = out.shape[0]
-    if kind == "cross_entropy":
-        each = F.cross_entropy(out.flatten(0, 1), y.flatten(), weight=class_weights,
-                               reduction="none").reshape(k, -1)
-        if class_weights is None:
-            return each.mean(1)
-        return each.sum(1) / class_weights[y].reshape(k, -1).sum(1)
-    if kind == "bce":
-        pos = None if class_weights is None else class_weights[1] / class_weights[0]
-        each = F.binary_cross_entropy_with_logits(out, y, pos_weight=pos, reduction="none")
-        return each.reshape(k, -1).mean(1)
-    if kind == "mse":
-        return ((out - y) ** 2).reshape(k, -1).mean(1)
-    raise ValueError(f"unknown loss {kind!r} (cross_entropy, bce or mse)")
-
-
 class Group:
     """Members with one skeleton, trained as one stacked model (`vmap`); a group of one
     trains its own model directly, with the same arithmetic."""
@@ -291,7 +270,7 @@ class Group:
         gens = [torch.Generator().manual_seed(m.seed) for m in self.members]
         if not self.params:
             out = self.validate({})
-            losses = member_losses(task.loss, out, y_val.expand(k, *y_val.shape),
+            losses = losses_per_model(task.loss, out, y_val.expand(k, *y_val.shape),
                                    task.class_weights)
             return [MemberResult(float(v), out[i], 0) for i, v in enumerate(losses)]
         opt = torch.optim.Adam(list(self.params.values()), lr=config.lr,
@@ -311,7 +290,7 @@ class Group:
             for i in range(0, n, config.batch_size):
                 rows = order[:, i:i + config.batch_size]
                 out = self.forward(self.params, "train", rows)
-                losses = member_losses(task.loss, out, y_train[rows], task.class_weights)
+                losses = losses_per_model(task.loss, out, y_train[rows], task.class_weights)
                 finite &= torch.isfinite(losses.detach())
                 opt.zero_grad()
                 torch.where(finite, losses, 0.0).sum().backward()
@@ -322,7 +301,7 @@ class Group:
             if epoch % config.eval_every and epoch < config.epochs and not timed_out:
                 continue
             out = self.validate(self.params)
-            val = member_losses(task.loss, out, y_val.expand(k, *y_val.shape),
+            val = losses_per_model(task.loss, out, y_val.expand(k, *y_val.shape),
                                 task.class_weights)
             ok = active & finite & torch.isfinite(val)
             better = ok & (~seen_once | (val < best - 1e-6) | torch.isnan(best))
@@ -373,5 +352,3 @@ def lazy_init(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None
     with torch.no_grad():
         model(*[_take(v, rows) for v in inputs])
 
-
-Trainer = Callable[[list[Member]], list[MemberResult]]
