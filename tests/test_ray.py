@@ -27,7 +27,9 @@ def cluster():
 
 
 def test_ray_finds_what_the_search_finds_in_process():
-    kwargs = dict(algorithm="astar", time_limit=120, max_depth=3, epochs_per_node=2,
+    # the node budget ends these searches; the time limit only has to leave room for
+    # Ray's workers to start (importing torch), slow on a busy machine
+    kwargs = dict(algorithm="astar", time_limit=900, max_depth=3, epochs_per_node=2,
                   final_epochs=2, max_nodes=14, top_k=2, cv_folds=0)
     local = synthesize(tiny_task(), **kwargs)
     on_ray = synthesize(tiny_task(), executor="ray", workers=2, **kwargs)
@@ -76,3 +78,29 @@ def test_nodes_of_a_ray_worker_killed_while_training_are_trained_again():
     assert killed
     for a, b in zip(alone, scores):
         assert b.error is None and abs(a.h - b.h) <= 1e-6
+
+
+def test_a_search_whose_ray_worker_is_killed_finds_what_an_undisturbed_one_finds():
+    kwargs = dict(algorithm="astar", time_limit=900, max_depth=3, epochs_per_node=60,
+                  final_epochs=2, max_nodes=10, top_k=2, cv_folds=0)
+    calm = synthesize(tiny_task(), **kwargs)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_the_first_running_task() -> None:
+        while not done.is_set() and not killed:
+            running = _ray_tasks_running()
+            if running:
+                killed.append(running[0])
+                os.kill(running[0], signal.SIGKILL)
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=kill_the_first_running_task)
+    watcher.start()
+    try:
+        hit = synthesize(tiny_task(), executor="ray", workers=2, **kwargs)
+    finally:
+        done.set()
+        watcher.join()
+    assert killed
+    assert [(p.text, p.f) for p in hit.programs] == [(p.text, p.f) for p in calm.programs]

@@ -351,9 +351,12 @@ class Scorer:
             return [(part, self.pool.submit(_work, part)) for part in parts]
 
     def _timeout(self, nodes: int) -> float | None:
-        """How long a slice may take: generous, only so that a hung worker is noticed."""
+        """How long a slice may take: generous, only so that a hung worker is noticed (a
+        dead one is noticed at once). It counts from when the slice is collected, so
+        it also covers waiting for a worker to start (importing torch on a busy
+        machine took over a minute)."""
         per_node = self.settings.train.max_seconds
-        return None if per_node is None else 60 + 4 * per_node * nodes
+        return None if per_node is None else 300 + 4 * per_node * nodes
 
     def _restart(self) -> None:
         """Stop what is left of the pool (a hung worker too) and start a new one."""
