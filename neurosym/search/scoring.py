@@ -385,12 +385,17 @@ class Scorer:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Shut a pool down without waiting, and kill its workers: one killed while it held
-    the pool's queue lock leaves the others blocked on it for ever, and the interpreter
-    waits for them at exit."""
+    """Shut a pool down without waiting for its work, kill its workers (one killed while
+    it held the pool's queue lock leaves the others blocked for ever, and the interpreter
+    waits for them at exit), and let its manager thread finish closing its pipes before a
+    new pool opens its own (else the two race on file descriptor numbers, and spawning
+    fails with "bad value(s) in fds_to_keep")."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.kill()
-            process.join(timeout=5)
+        process.join(timeout=5)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=10)
