@@ -1,6 +1,7 @@
 """Mutation fuzzing of every input surface (issue 16): DSL source, task files, production
-sets, CSV, NumPy and .ts data files, library entries (index and weights) and saved
-models. Each input either loads or raises a `NeurosymError` whose message names the file;
+sets, CSV, NumPy and .ts data files, library entries (index and weights), saved models
+and search checkpoints (the file's bytes, and its JSON record as text). Each input either
+loads or raises a `NeurosymError` whose message names the file;
 anything else is a crash (saved as a small reproducer in bench/fuzz_crashes/), and an
 input that takes more than 2 s is slow.
 
@@ -219,6 +220,66 @@ def _model_loader(part: str) -> Callable[[Path], object]:
     return load
 
 
+def _checkpoint_setup(folder: Path) -> None:
+    """A checkpoint of a short A* search on planted_compare, kept as the pristine copy."""
+    src = folder / "search_src.ckpt"
+    if not src.exists():
+        from neurosym.search import synthesize
+
+        synthesize("planted_compare", checkpoint=src, max_nodes=12, time_limit=120, top_k=1,
+                   cv_folds=0, final_epochs=1)
+
+
+_RESUMING: dict = {}
+
+
+def _resume(path: Path) -> object:
+    """Load a checkpoint into a fresh search of planted_compare with the saved settings
+    (what `synthesize --resume` does before it searches)."""
+    from neurosym.search import checkpoint as ck
+    from neurosym.search.algorithms import Budget, Run
+    from neurosym.search.graph import ProgramGraph
+    from neurosym.search.scoring import NodeSettings, Scorer
+    from neurosym.search.synthesis import (
+        NeuralGraph,
+        node_training,
+        production_set,
+        resolve_config,
+    )
+    from neurosym.tasks.spec import load_task
+
+    if not _RESUMING:
+        task = load_task("planted_compare")
+        config = resolve_config(task, max_nodes=12, time_limit=120, top_k=1, cv_folds=0,
+                                final_epochs=1)
+        pset = production_set(task)
+        _RESUMING.update(task=task, config=config, identity=ck.fingerprint(
+            task, ck.settings_of(config), [f"{p.text} {p.cost}" for p in pset.productions]),
+            programs=ProgramGraph(task.input_type, task.output_type, pset, config.max_depth),
+            settings=NodeSettings(node_training(task, config)))
+    r = _RESUMING
+    scorer = Scorer(r["task"], r["settings"])
+    search = Run(NeuralGraph(r["programs"], scorer, 0.05, 1.0), Budget())
+    ck.load(path, search, scorer, r["programs"], r["identity"])
+    return search
+
+
+def _checkpoint_record(path: Path) -> object:
+    """The JSON record mutated as text, put back beside the pristine tensors."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path.parent / "search_src.ckpt"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    target = path.parent / "search.ckpt"
+    text = path.read_bytes().decode("utf-8", "replace")
+    save_file(tensors, str(target), metadata={"neurosym_search": text})
+    try:
+        return _resume(target)
+    except NeurosymError as err:  # the mutant is named as search.ckpt: say its name too
+        raise type(err)(f"{path.name}: {err}") from None
+
+
 def surfaces(folder: Path) -> list[Surface]:
     texts = lambda paths: [p.read_text() for p in paths]  # noqa: E731
     planted = sorted((ROOT / "tasks").glob("planted_*.toml"))
@@ -226,6 +287,11 @@ def surfaces(folder: Path) -> list[Surface]:
     _library_setup(folder)
     model_src = folder / "model_src"
     library_src = folder / "library_src"
+    _checkpoint_setup(folder)
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "search_src.ckpt"), framework="pt") as f:
+        record = f.metadata()["neurosym_search"]
     from neurosym.tasks.sources import aeon_data_dir
 
     ts = (aeon_data_dir() / "UnitTest" / "UnitTest_TRAIN.ts").read_text()
@@ -256,6 +322,9 @@ def surfaces(folder: Path) -> list[Surface]:
                 _model_loader("program.ns")),
         Surface("weights", [(model_src / "weights.safetensors").read_bytes().decode("latin-1")],
                 "weights.safetensors", _model_loader("weights.safetensors"), binary=True),
+        Surface("checkpoint", [(folder / "search_src.ckpt").read_bytes().decode("latin-1")],
+                "search.ckpt", _resume, binary=True),
+        Surface("checkpoint json", [record], "search.json", _checkpoint_record),
     ]
 
 

@@ -115,14 +115,16 @@ def load(path: Path, search: Run, scorer: Scorer, programs: ProgramGraph,
     _check_identity(path, record.get("identity", {}), identity)
     try:
         state, scores, tables = _rebuild(record, tensors, search, programs)
+        elapsed = float(record["elapsed"])
+        expanded, evaluated = int(record["expanded"]), int(record["evaluated"])
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, NeurosymError) as err:
         raise CheckpointError(f"{path} is damaged ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]})") from None
+                              f"{(str(err).splitlines() or [''])[0][:200]})") from None
     for text, score in scores.items():
         scorer._keep(text, score)
     search.state = state
-    search.start = time.perf_counter() - float(record["elapsed"])
-    search.expanded, search.evaluated = int(record["expanded"]), int(record["evaluated"])
+    search.start = time.perf_counter() - elapsed
+    search.expanded, search.evaluated = expanded, evaluated
     search.scores, search.found_at, search.complete, search.partial = tables
     search.frontier = len(state.frontier)
 
