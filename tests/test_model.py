@@ -244,3 +244,15 @@ def test_a_decision_rule_exports_as_python(tmp_path):
     model = neurosym.run_file(program, task, epochs=5).save(tmp_path / "m")
     got = _python_outputs(model, tmp_path, task.test.x)
     assert (got - predict(model.module, task.test.x)).abs().max() <= 1e-5
+
+
+def test_show_names_the_parts_of_the_series_a_paa_leaf_weighs(tmp_path):
+    from neurosym.models.explain import describe
+
+    program = tmp_path / "p.ns"
+    program.write_text("def main : List[Vec[1]] -> Vec[2] = \\xs -> affine (paa[4] xs)\n")
+    model = neurosym.run_file(program, "italy_power", epochs=2).save(tmp_path / "m")
+    (part,) = describe(model)
+    assert part["part"] == "affine (paa[4] xs)"
+    assert part["reads"].startswith("weighs most the mean over ")
+    assert part["reads"].count("of the series") == 3

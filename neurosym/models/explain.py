@@ -25,7 +25,9 @@ def describe(model) -> list[dict[str, Any]]:
         arg = show(args[0]) if args else "the input"
         name = node.name
         if name == "affine" and site.module is not None:
-            found.append({"part": f"affine ({arg})", "reads": _weights(site.module, arg)})
+            parts = _paa_parts(args[0]) if args else None
+            found.append({"part": f"affine ({arg})",
+                          "reads": _weights(site.module, arg, names=parts)})
         elif name == "above":
             found.append({"part": show(node), "reads": _threshold(site, args, norm)})
         elif name == "interval" and site.params:
@@ -39,8 +41,9 @@ def describe(model) -> list[dict[str, Any]]:
     return found
 
 
-def _weights(affine, arg: str, top: int = 3) -> str:
-    """The inputs with the largest weights (summed over outputs, by magnitude)."""
+def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> str:
+    """The inputs with the largest weights (summed over outputs, by magnitude), by index
+    or by `names`."""
     weight = affine.linear.weight.detach()
     if weight.shape[1] == 1:
         return f"{arg} scaled per output: " + ", ".join(f"{w:+.3g}" for w in
@@ -48,7 +51,18 @@ def _weights(affine, arg: str, top: int = 3) -> str:
     strength = weight.abs().sum(0)
     order = strength.argsort(descending=True)[:top].tolist()
     share = strength / strength.sum().clamp_min(1e-12)
+    if names:
+        return "weighs most " + ", ".join(f"{names[i]} ({share[i]:.0%})" for i in order)
     return f"weighs most inputs {', '.join(f'{i} ({share[i]:.0%})' for i in order)} of {arg}"
+
+
+def _paa_parts(arg) -> list[str] | None:
+    """For `paa[k] xs`, each input named by the part of the series it averages."""
+    if isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.name == "paa" \
+            and arg.fn.params:
+        k = int(arg.fn.params[0])
+        return [f"the mean over {i / k:.0%}-{(i + 1) / k:.0%} of the series" for i in range(k)]
+    return None
 
 
 def _threshold(site, args: tuple, norm: dict | None) -> str:
