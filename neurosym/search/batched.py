@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from neurosym.interp.compiler import CompiledTerm
-from neurosym.interp.values import Seq, Value
+from neurosym.interp.values import Seq, Value, index
 from neurosym.lang import ast
 from neurosym.lang.checker import Checked, check_term
 from neurosym.lang.printer import show
@@ -163,8 +163,8 @@ class FeatureCache:
 
 @dataclass
 class Member:
-    """One node of a group: its model (the skeleton, built under its seed, warm-started),
-    its features' values and its mini-batch order."""
+    """One node of a group: its seed (which also orders its mini-batches), its model
+    (the skeleton, built under that seed, warm-started) and its features' values."""
 
     seed: int
     model: CompiledTerm
@@ -176,7 +176,6 @@ class Member:
 class MemberResult:
     val_loss: float  # inf if it failed
     val_out: torch.Tensor | None  # outputs on the validation set at the best weights
-    epochs: int
     error: str | None = None
 
 
@@ -211,23 +210,26 @@ class Group:
         named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
         self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])
                        .requires_grad_() for n, _ in named} if self.stacked else dict(named)
-        # a feature equal for every member is passed once, unstacked
+        # a feature equal for every member is passed once, unstacked; the others are
+        # stacked once here, [K, N, ...], not at every step
         self.shared = [all(m.train[i] is members[0].train[i] for m in members)
                        for i in range(len(members[0].train))]
+        self.features = {split: [getattr(members[0], split)[i] if shared else
+                                 _stack([getattr(m, split)[i] for m in members])
+                                 for i, shared in enumerate(self.shared)]
+                         for split in ("train", "val")}
 
     def _inputs(self, split: str, rows: torch.Tensor | None) -> tuple[list, list]:
         """The features of every member (`rows`: [K, B] indices per member, or all rows):
         flat tensors and their vmap dims."""
         values: list[Value] = []
         dims: list[int | None] = []
-        for i, shared in enumerate(self.shared):
-            own = [getattr(m, split)[i] for m in self.members]
+        for v, shared in zip(self.features[split], self.shared):
             if rows is not None:
-                values.append(_take(own[0], rows) if shared else
-                              _stack([_take(v, r) for v, r in zip(own, rows)]))
+                values.append(index(v, rows) if shared else _rows_of_each(v, rows))
                 dims.append(0)
             else:
-                values.append(own[0] if shared else _stack(own))
+                values.append(v)
                 dims.append(None if shared else 0)
         flat_dims = [d for v, d in zip(values, dims)
                      for _ in range(2 if isinstance(v, Seq) else 1)]
@@ -264,15 +266,14 @@ class Group:
         """`train.fit` for every member at once."""
         config, task = self.config, self.task
         k, n = len(self.members), len(task.train.y)
-        y_train, y_val = task.train.y, task.val.y
+        y_train, y_val = task.train.y, task.val.y.expand(k, *task.val.y.shape)
         start = time.perf_counter()
         deadline = math.inf if config.max_seconds is None else start + config.max_seconds * k
         gens = [torch.Generator().manual_seed(m.seed) for m in self.members]
         if not self.params:
             out = self.validate({})
-            losses = losses_per_model(task.loss, out, y_val.expand(k, *y_val.shape),
-                                   task.class_weights)
-            return [MemberResult(float(v), out[i], 0) for i, v in enumerate(losses)]
+            losses = losses_per_model(task.loss, out, y_val, task.class_weights)
+            return [MemberResult(float(v), out[i]) for i, v in enumerate(losses)]
         opt = torch.optim.Adam(list(self.params.values()), lr=config.lr,
                                weight_decay=config.weight_decay, foreach=True)
         best = torch.full((k,), math.nan)
@@ -301,8 +302,7 @@ class Group:
             if epoch % config.eval_every and epoch < config.epochs and not timed_out:
                 continue
             out = self.validate(self.params)
-            val = losses_per_model(task.loss, out, y_val.expand(k, *y_val.shape),
-                                task.class_weights)
+            val = losses_per_model(task.loss, out, y_val, task.class_weights)
             ok = active & finite & torch.isfinite(val)
             better = ok & (~seen_once | (val < best - 1e-6) | torch.isnan(best))
             best = torch.where(better, val, best)
@@ -326,16 +326,20 @@ class Group:
         results = []
         for i in range(k):
             if not bool(finite[i]) and not bool(seen_once[i]):
-                results.append(MemberResult(math.inf, None, int(stopped_at[i]), error=(
+                results.append(MemberResult(math.inf, None, error=(
                     f"non-finite loss by epoch {int(stopped_at[i])}: the program produced "
                     "NaN or inf; check the data scale or lower the learning rate")))
             else:
-                results.append(MemberResult(float(best[i]), best_out[i], int(stopped_at[i])))
+                results.append(MemberResult(float(best[i]), best_out[i]))
         return results
 
 
-def _take(v: Value, rows: torch.Tensor) -> Value:
-    return Seq(v.data[rows], v.weights[rows]) if isinstance(v, Seq) else v[rows]
+def _rows_of_each(v: Value, rows: torch.Tensor) -> Value:
+    """From a stacked value [K, N, ...], member k's rows `rows[k]`: [K, B, ...]."""
+    members = torch.arange(len(rows)).unsqueeze(1)
+    if isinstance(v, Seq):
+        return Seq(v.data[members, rows], v.weights[members, rows])
+    return v[members, rows]
 
 
 def _stack(values: list[Value]) -> Value:
@@ -350,5 +354,5 @@ def lazy_init(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None
     do it now, outside `vmap`."""
     model.train()
     with torch.no_grad():
-        model(*[_take(v, rows) for v in inputs])
+        model(*[index(v, rows) for v in inputs])
 
