@@ -60,6 +60,11 @@ class NodeScore:
     states: HoleStates | None = None  # each hole's trained relaxation, for warm starts
     error: str | None = None
 
+    @classmethod
+    def failed(cls, error: str | None, seconds: float = 0.0) -> NodeScore:
+        """The score of a node that could not be trained (h is inf), and why."""
+        return cls(math.inf, math.inf, math.nan, seconds, error=error)
+
 
 def node_seed(seed: int, text: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(text.encode())) % (2**31)
@@ -161,7 +166,7 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
 def _score(task: Task, member: Member, result: MemberResult, settings: NodeSettings,
            seconds: float) -> NodeScore:
     if result.error is not None or result.val_out is None:
-        return NodeScore(math.inf, math.inf, math.nan, seconds, error=result.error)
+        return NodeScore.failed(result.error, seconds)
     h, metric = judge(task, result.val_out, settings.heuristic, result.val_loss)
     nets = relaxations(member.model)
     states = tuple(snapshot(n) for n in nets) if nets else None
@@ -169,7 +174,7 @@ def _score(task: Task, member: Member, result: MemberResult, settings: NodeSetti
 
 
 def _failed(err: Exception) -> NodeScore:
-    return NodeScore(math.inf, math.inf, math.nan, 0.0, error=str(err).splitlines()[0])
+    return NodeScore.failed((str(err).splitlines() or [type(err).__name__])[0])
 
 
 def _shape(v) -> tuple:
@@ -252,7 +257,6 @@ class Scorer:
         self.task, self.settings, self.library = task, settings, library
         self.cache: dict[str, NodeScore] = {}
         self.features = FeatureCache(task, library)
-        self.trained = 0
         self.restarts = 0  # times the worker pool was lost and started again
         self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
         self.workers = workers
@@ -317,9 +321,8 @@ class Scorer:
                 if attempts[item[0]] < self.MAX_ATTEMPTS:
                     parts.append([item])  # alone now, to find the node at fault
                 else:
-                    self._keep(item[0], NodeScore(
-                        math.inf, math.inf, math.nan, 0.0,
-                        error=f"not scored: {reason} {self.MAX_ATTEMPTS} times"))
+                    self._keep(item[0], NodeScore.failed(
+                        f"not scored: {reason} {self.MAX_ATTEMPTS} times"))
 
     def _run_ray(self, parts: list) -> list:
         return self.ray.run(parts, self._timeout(max(map(len, parts))))
@@ -366,7 +369,6 @@ class Scorer:
 
     def _keep(self, text: str, score: NodeScore) -> None:
         self.cache[text] = score
-        self.trained += 1
         if score.error is None:
             self._ok_seconds, self._ok = self._ok_seconds + score.seconds, self._ok + 1
 
