@@ -74,13 +74,13 @@ def format_of(conn: sqlite3.Connection) -> int | None:
     return fmt
 
 
-def write_atomic(target: Path, data: bytes) -> None:
+def write_atomic(target: Path, data: bytes, error: type[Exception] = LibraryError) -> None:
     """Write to a temp file beside `target`, flush it to disk, then rename over `target`:
-    readers see the old file or the new one, never half of one."""
+    readers see the old file or the new one, never half of one. A failure is `error`."""
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".part")
     except OSError as err:
-        raise LibraryError(f"cannot write {target}: {err}") from None
+        raise error(f"cannot write {target}: {err}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -91,7 +91,7 @@ def write_atomic(target: Path, data: bytes) -> None:
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise LibraryError(f"cannot write {target}: {err}") from None
+            raise error(f"cannot write {target}: {err}") from None
         raise
 
 

@@ -18,8 +18,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +59,9 @@ def _tensors(x) -> tuple[torch.Tensor, ...]:
 def save(path: Path, search: Run, scorer: Scorer, identity: dict) -> bool:
     """Write the search's state to `path` atomically; False if there is nothing to save
     yet (the root not scored)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
+
+    from neurosym.library.files import write_atomic
 
     state = search.state
     if state is None:
@@ -94,16 +94,8 @@ def save(path: Path, search: Run, scorer: Scorer, identity: dict) -> bool:
                   for text, s in scorer.cache.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"neurosym_search": json.dumps(record)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, to_bytes(tensors, metadata={"neurosym_search": json.dumps(record)}),
+                 CheckpointError)
     return True
 
 
