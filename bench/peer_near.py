@@ -2,14 +2,18 @@
 same train/validation/test splits, with the same time budget, each in its own process.
 
     bash bench/peer_setup.sh     # once: the peer in its own venv (bench/.peer/)
-    python bench/peer_near.py --time-limit 120 --before 13c6cdf
+    python bench/peer_near.py --time-limit 120 --seeds 0 1 2 --before 13c6cdf
 
-For each task (BasicMotions, JapaneseVowels, planted_compare by default) it prints best
-test accuracy, the wall time at which the search first scored the program it finally
+For each task (BasicMotions, JapaneseVowels, planted_compare by default) and seed it prints
+best test accuracy, the wall time at which the search first scored the program it finally
 returned, nodes trained (and per second) and peak memory: ours with 1 and 2 worker
-processes, the peer's, and the ratios ours/peer. `--before REF` also times node training
-as of git REF (checked out in a worktree under bench/out/) and now, on one fixed workload:
-the first nodes of the first task's derivation graph. Settings that could not be made
+processes, the peer's, and the ratios ours/peer. Then, per task over the seeds, the time
+to a target accuracy: each system's incumbents (its best complete program, each time that
+changed) are trained as its final program would be, and the time is when the first one
+reaching the target was found; the target is the worse of the two final accuracies.
+`--before REF` also times node training as of git REF (checked out in a worktree under
+bench/out/) and now, on one fixed workload: the first nodes of the first task's
+derivation graph. Settings that could not be made
 equal are printed at the end (the peer runner lists them).
 """
 
@@ -19,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,22 +67,61 @@ def export_split(task_name: str, path: Path) -> None:
 
 def ours(task_name: str, time_limit: float, seed: int, workers: int) -> dict:
     """Our search in this process (run as a child, so peak memory is its own; with
-    workers, the peak of the search process, not of its workers)."""
+    workers, the peak of the search process, not of its workers). `incumbents` are the
+    programs the search would have returned had it stopped then (its best complete
+    program by f), with when each became best and its test accuracy after the final
+    training, for the time to a target accuracy."""
     from neurosym.search import synthesize
 
+    trace: list[tuple[float, str]] = []
+
+    def progress(p) -> None:
+        if p.best_text is not None and (not trace or trace[-1][1] != p.best_text):
+            trace.append((p.elapsed, p.best_text))
+
     start = time.perf_counter()
+    kwargs = {"on_progress": progress} if "on_progress" in synthesize.__code__.co_varnames \
+        else {}
     result = synthesize(task_name, algorithm="astar", time_limit=time_limit, top_k=1,
-                        seed=seed, workers=workers)
+                        seed=seed, workers=workers, **kwargs)
+    total = time.perf_counter() - start
     best = result.best
     found_at = getattr(best, "found_at", None)  # older versions (--before) lack it
+    peak = peak_rss_mb()  # before the incumbents are retrained
+    incumbents = [{"at_s": at, "program": text,
+                   "test_accuracy": best.evaluation.test if text == best.text
+                   else final_accuracy(result, text)} for at, text in trace]
     return {
         "system": "ours", "program": best.text, "test_accuracy": best.evaluation.test,
         "val_accuracy": best.evaluation.val,
         "time_to_best_s": result.stats.seconds if found_at is None else found_at,
-        "search_s": result.stats.seconds, "total_s": time.perf_counter() - start,
+        "search_s": result.stats.seconds, "total_s": total,
         "nodes_trained": result.stats.trained,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak, "incumbents": incumbents,
     }
+
+
+def final_accuracy(result, text: str) -> float:
+    """Test accuracy of `text` after the training the search gives its finalists (with
+    cross-validation and refit where the search would use them)."""
+    from neurosym.lang.checker import check_term
+    from neurosym.lang.parser import parse_term
+    from neurosym.lang.types import Arrow
+    from neurosym.search.final import finalists
+    from neurosym.search.graph import Node
+
+    class Plain:  # f is h: only the accuracy is read
+        def f(self, node, h):
+            return h
+
+    term = parse_term(text)
+    task = result.task
+    node = Node(term, text, 0.0, 0, 0, (), check_term(term, Arrow(task.input_type,
+                                                                   task.output_type)))
+    config = result.config
+    deadline = time.perf_counter() + max(10.0, 0.1 * config.time_limit)
+    kept, _ = finalists(task, [(None, node)], Plain(), config, None, deadline, {})
+    return kept[0].evaluation.test if kept else 0.0
 
 
 def workload(task_name: str, count: int) -> list[list[str]]:
@@ -188,11 +232,63 @@ def row(name: str, r: dict) -> str:
             f"{r['nodes_trained']:7d} {rate:8.2f} {r['peak_rss_mb']:8.0f}")
 
 
+def side_by_side(runs: dict[int, dict], peer: dict, limit: float) -> None:
+    for n, us in runs.items():
+        print(row(f"ours, {n} worker{'s' * (n > 1)}", us))
+    print(row(peer["system"], peer))
+    for n, us in runs.items():
+        ratio = us["time_to_best_s"] / max(peer["time_to_best_s"] or limit, 1e-9)
+        print(f"{f'ours ({n}) / peer':22} {us['test_accuracy'] - peer['test_accuracy']:+9.4f} "
+              f"{ratio:8.2f}x {us['nodes_trained'] / max(peer['nodes_trained'], 1):6.2f}x "
+              f"{'':8} {us['peak_rss_mb'] / peer['peak_rss_mb']:7.2f}x")
+    for n, us in runs.items():
+        print(f"   ours ({n}): {us['program']}")
+    print(f"   peer: {peer['program']}", flush=True)
+
+
+def time_to(run: dict, target: float) -> float | None:
+    """When the search first held a program whose final test accuracy reaches `target`
+    (its end, if only the program it returned does; None if not even that)."""
+    for inc in run.get("incumbents", []):
+        if inc["test_accuracy"] >= target - 1e-9:
+            return inc["at_s"]
+    return run["search_s"] if run["test_accuracy"] >= target - 1e-9 else None
+
+
+def time_to_target_row(task: str, per_seed: list[dict], ours_key: str) -> str:
+    """Mean ± std over seeds of the target, ours' and the peer's time to it, and the
+    ratio of the mean times."""
+    targets, mine, theirs, gaps = [], [], [], []
+    for r in per_seed:
+        us, peer = r[ours_key], r["peer"]
+        target = min(us["test_accuracy"], peer["test_accuracy"])
+        targets.append(target)
+        mine.append(time_to(us, target))
+        theirs.append(time_to(peer, target))
+        gaps.append(us["test_accuracy"] - peer["test_accuracy"])
+
+    def ms(xs: list[float | None], fmt: str) -> str:
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "-"
+        std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return f"{statistics.mean(xs):{fmt}} ± {std:{fmt}}"
+
+    ok = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
+    ratio = (statistics.mean(a for a, _ in ok) / max(statistics.mean(b for _, b in ok), 1e-9)
+             if ok else math.nan)
+    return (f"{task:18} {ours_key:7} target {ms(targets, '.3f')}: ours {ms(mine, '.1f')} s, "
+            f"peer {ms(theirs, '.1f')} s, ratio {ratio:.2f}; accuracy ours - peer "
+            f"{ms(gaps, '+.3f')}")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=TASKS)
     parser.add_argument("--time-limit", type=float, default=120.0, help="search seconds each")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="for --speed-only")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0],
+                        help="searches per task and system (time to accuracy: mean ± std)")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
                         help="our worker processes: one row per value (the peer's search "
                              "trains one node at a time)")
@@ -224,25 +320,23 @@ def main(argv: list[str]) -> None:
     started, results = time.perf_counter(), {}
     header = (f"{'':22} {'test acc':>9} {'to best s':>9} {'nodes':>7} {'nodes/s':>8} "
               f"{'peak MB':>8}")
-    print(f"time limit {args.time_limit:.0f} s per search, seed {args.seed}\n{header}")
+    print(f"time limit {args.time_limit:.0f} s per search, seeds {args.seeds}\n{header}")
     for task in args.tasks:
         npz = OUT / f"{task}.npz"
         export_split(task, npz)
-        runs = {n: run_ours(task, args.time_limit, args.seed, n) for n in args.workers}
-        peer = run_peer(npz, args.time_limit, args.seed)
-        results[task] = {"peer": peer, **{f"ours_{n}": r for n, r in runs.items()}}
-        print(f"-- {task}")
-        for n, us in runs.items():
-            print(row(f"ours, {n} worker{'s' * (n > 1)}", us))
-        print(row(peer["system"], peer))
-        for n, us in runs.items():
-            ratio = us["time_to_best_s"] / max(peer["time_to_best_s"] or args.time_limit, 1e-9)
-            print(f"{f'ours ({n}) / peer':22} {us['test_accuracy'] - peer['test_accuracy']:+9.4f} "
-                  f"{ratio:8.2f}x {us['nodes_trained'] / max(peer['nodes_trained'], 1):6.2f}x "
-                  f"{'':8} {us['peak_rss_mb'] / peer['peak_rss_mb']:7.2f}x")
-        for n, us in runs.items():
-            print(f"   ours ({n}): {us['program']}")
-        print(f"   peer: {peer['program']}", flush=True)
+        for seed in args.seeds:
+            runs = {n: run_ours(task, args.time_limit, seed, n) for n in args.workers}
+            peer = run_peer(npz, args.time_limit, seed)
+            results[f"{task}/{seed}"] = {"peer": peer, **{f"ours_{n}": r for n, r in runs.items()}}
+            print(f"-- {task}, seed {seed}")
+            side_by_side(runs, peer, args.time_limit)
+    print("\ntime to the target accuracy (the worse of the two final test accuracies, per "
+          "seed): seconds until the search first held a program that reaches it after "
+          "its final training")
+    for task in args.tasks:
+        for n in args.workers:
+            print(time_to_target_row(task, [results[f"{task}/{seed}"] for seed in args.seeds],
+                                     f"ours_{n}"))
     if args.before:
         results["speed"] = speed(args.tasks[0], args.before, args.replay, args.seed)
     print("\nsettings not made equal:")

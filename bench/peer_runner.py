@@ -132,6 +132,7 @@ class BudgetedValidationCost(near.ValidationCost):
         super().__init__(**kwargs)
         self.deadline, self.start, self.trained = deadline, start, 0
         self.best: tuple[float, float, ns.SExpression] | None = None  # (loss, time, program)
+        self.incumbents: list[tuple[float, ns.SExpression]] = []  # (time, each best in turn)
 
     def compute_cost(self, dsl, model, embedding) -> float:
         if time.perf_counter() > self.deadline:
@@ -142,6 +143,7 @@ class BudgetedValidationCost(near.ValidationCost):
         if not has_holes(program) and math.isfinite(loss):
             if self.best is None or loss < self.best[0]:
                 self.best = (loss, time.perf_counter() - self.start, program)
+                self.incumbents.append(self.best[1:])
         return loss
 
 
@@ -167,6 +169,15 @@ def smallest_program(dsl: ns.DSL, root: ns.Type, max_depth: int) -> ns.SExpressi
     complete program breadth-first (no training)."""
     g = near.near_graph(dsl, root, max_depth=max_depth, cost=lambda _: 0.0)
     return next(iter(ns.search.bfs(g)))
+
+
+def final_training(dsl: ns.DSL, program, cfg, dm, args: argparse.Namespace):
+    """The peer's final training of `program` (fixed epochs): the model and its
+    validation loss."""
+    torch.manual_seed(args.seed)
+    trained = dsl.initialize(program)
+    final = near.ValidationCost(trainer_cfg=cfg, datamodule=dm, n_epochs=args.final_epochs)
+    return trained, final.compute_cost(dsl, trained, near.IdentityProgramEmbedding())
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -204,21 +215,27 @@ def run(args: argparse.Namespace) -> dict:
     search_s = time.perf_counter() - start
     fallback = heuristic.best is None
     program = smallest_program(dsl, root, args.max_depth) if fallback else heuristic.best[2]
-    torch.manual_seed(args.seed)
-    trained = dsl.initialize(program)
-    final = near.ValidationCost(trainer_cfg=cfg, datamodule=dm, n_epochs=args.final_epochs)
-    val_loss = final.compute_cost(dsl, trained, near.IdentityProgramEmbedding())
+    test = {"x": data["x_test"].astype(np.float32), "y": data["y_test"]}
+    trained, val_loss = final_training(dsl, program, cfg, dm, args)
+    total_s = time.perf_counter() - start
+    incumbents = [{"at_s": at, "program": ns.render_s_expression(p),
+                   "test_accuracy": accuracy(dsl, final_training(dsl, p, cfg, dm, args)[0],
+                                             test["x"], test["y"])}
+                  for at, p in heuristic.incumbents[:-1]]
+    if not fallback:  # the last one is the program returned, trained above
+        incumbents.append({"at_s": heuristic.best[1], "program": ns.render_s_expression(program),
+                           "test_accuracy": accuracy(dsl, trained, test["x"], test["y"])})
     return {
         "system": SYSTEM,
-        "test_accuracy": accuracy(dsl, trained, data["x_test"].astype(np.float32),
-                                  data["y_test"]),
+        "test_accuracy": accuracy(dsl, trained, test["x"], test["y"]),
         "val_accuracy": accuracy(dsl, trained, data["x_val"].astype(np.float32), data["y_val"]),
         "val_loss": val_loss,
         "program": ns.render_s_expression(program),
         "time_to_best_s": None if fallback else heuristic.best[1],
         "search_s": search_s,
-        "total_s": time.perf_counter() - start,
+        "total_s": total_s,
         "nodes_trained": heuristic.trained,
+        "incumbents": incumbents,
         "goals_popped": popped,  # complete programs A* popped (its answers, in order)
         "first_goal": first_goal and {"program": first_goal[0], "at_s": first_goal[1]},
         "search_exhausted": exhausted,
