@@ -55,9 +55,10 @@ def entry_point(checked: Checked, task: Task, entry: str | None) -> str:
 
 def run_file(path: str | Path, task: str | Task, entry: str | None = None,
              epochs: int | None = None, lr: float | None = None, seed: int | None = None,
-             library=None) -> RunResult:
-    """Check `path`, train its entry definition on `task`, score it on every split."""
-    task = load_task(task) if isinstance(task, str) else task
+             library=None, device: str = "cpu") -> RunResult:
+    """Check `path`, train its entry definition on `task` (on `device`), score it on
+    every split."""
+    task = (load_task(task) if isinstance(task, str) else task).to(device)
     checked = check_file(path, library)
     try:
         name = entry_point(checked, task, entry)
@@ -65,7 +66,7 @@ def run_file(path: str | Path, task: str | Task, entry: str | None = None,
         raise err.located(Path(path).read_text(), str(path)) from None
     config = train_config(task, epochs=epochs, lr=lr, seed=seed)
     torch.manual_seed(config.seed)  # module initialisation is part of the run's seed
-    model = compile_program(checked, library)[name]
+    model = compile_program(checked, library)[name].to(device)
     evaluation = train_and_evaluate(model, task, config)
     params = sum(p.numel() for p in model.parameters())
     return RunResult(name, str(checked.def_types[name]), params, evaluation, model, task)

@@ -15,6 +15,9 @@ from rich.table import Table
 from neurosym.console import DEBUG_VAR, echo_json, friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError
 
+DEVICE = click.option("--device", default="cpu", show_default=True,
+                      help="Where programs train: cpu, cuda, cuda:N or mps.")
+
 
 @click.group()
 @click.version_option(package_name="neurosym-synth")
@@ -61,17 +64,18 @@ def check(files: tuple[str, ...], library_path: str | None) -> None:
 @click.option("--library", "library_path", type=click.Path(file_okay=False), default=None)
 @click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None,
               help="Save the trained program as a model directory (see `neurosym predict`).")
+@DEVICE
 @friendly_errors
 def run(file: str, task_name: str, entry: str | None, epochs: int | None, lr: float | None,
         seed: int | None, as_json: bool, library_path: str | None,
-        save_dir: str | None) -> None:
+        save_dir: str | None, device: str) -> None:
     """Train a hand-written program's learnable parts on a task and print its scores."""
     from neurosym.api import run_file
 
     console = out()
     with console.status("training…", spinner="dots"):
         result = run_file(file, task_name, entry=entry, epochs=epochs, lr=lr, seed=seed,
-                          library=_open_library(library_path))
+                          library=_open_library(library_path), device=device)
     if save_dir:
         result.save(save_dir)
         click.echo(f"saved the model in {save_dir}", err=True)
@@ -141,13 +145,15 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 @click.option("--ray-address", default=None,
               help="With --executor ray: the cluster to join (`ray start --head` prints it; "
               "default: start a local one).")
+@DEVICE
 @friendly_errors
 def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                max_depth: int | None, max_nodes: int | None, epochs_per_node: int | None,
                workers: int | None, top_k: int | None, seed: int | None, as_json: bool,
                out_file: str | None, library_path: str | None, finetune_library: bool,
                save_as: str | None, save_dir: str | None, checkpoint_file: str | None,
-               resume_file: str | None, executor: str | None, ray_address: str | None) -> None:
+               resume_file: str | None, executor: str | None, ray_address: str | None,
+               device: str) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
@@ -165,7 +171,7 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
                             seed=seed, library=library, on_progress=display.update,
                             productions=search_productions(task, library),
                             checkpoint=checkpoint_file, resume=resume_file,
-                            executor=executor, ray_address=ray_address)
+                            executor=executor, ray_address=ray_address, device=device)
     if out_file and result.best is not None:
         save_program(result.best, task, out_file)
     if save_dir and result.best is not None:

@@ -105,6 +105,7 @@ SEARCH = {
     "final_share": Key(float, 0, 0.99, open_low=True),
     "node_seconds": Key(float, 0, 10**8, open_low=True),
     "cv_folds": Key(int, 0, 100),
+    "device": Key(str, high=64),
     # read from the task only
     "productions": Key(str),
     "feature_groups": Key((dict, list)),

@@ -86,7 +86,8 @@ def predict(model: nn.Module, x: Value, chunk: int = 1024) -> torch.Tensor:
     model.eval()
     n = batch_size(x)
     with torch.no_grad(), torch_threads(1):
-        outs = [model(index(x, torch.arange(i, min(i + chunk, n)))) for i in range(0, n, chunk)]
+        outs = [model(index(x, torch.arange(i, min(i + chunk, n), device="cpu")))
+                for i in range(0, n, chunk)]
     return torch.cat(outs)
 
 
@@ -143,10 +144,10 @@ def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, confi
     model.train()
     x, y = train
     total, seen = 0.0, 0
-    order = torch.randperm(len(y), generator=gen)
+    order = torch.randperm(len(y), generator=gen, device="cpu")
     for i in range(0, len(y), config.batch_size):
         idx = order[i:i + config.batch_size]
-        batch_loss = loss(model(index(x, idx)), y[idx])
+        batch_loss = loss(model(index(x, idx)), index(y, idx))
         if not torch.isfinite(batch_loss):
             raise TrainingError(
                 f"non-finite loss ({batch_loss.item()}) at epoch {epoch}: the program "

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from neurosym.interp.registry import Primitive, Site, implementation
-from neurosym.interp.values import Value, align, batch_size
+from neurosym.interp.values import Value, align, batch_size, device_of
 from neurosym.lang import ast
 from neurosym.lang.checker import Checked
 from neurosym.lang.types import Type, uncurry
@@ -55,6 +55,7 @@ class CompiledTerm(nn.Module):
         self._keys: dict[int, str] = {}  # id of a sub-term -> the key of its module
         self._sites: dict[int, Site] = {}
         self._library_types: dict[int, Type] = {}
+        self._device = torch.device("cpu")  # where constants are made: the input's device
         self._build(term, (), library, hidden)
 
     @property
@@ -111,6 +112,8 @@ class CompiledTerm(nn.Module):
 
     def forward(self, *args: Value) -> Value:
         rows = batch_size(args[0]) if args else 1
+        if args:
+            self._device = device_of(args[0], self._device)
         value = self.evaluate(self.term, {}, rows)
         for a in args:
             value = value(a)
@@ -123,13 +126,15 @@ class CompiledTerm(nn.Module):
     def evaluate(self, term: ast.Term, env: dict[str, Value], rows: int) -> Value:
         match term:
             case ast.Num(value):
-                return torch.full((rows,), float(value))
+                return torch.full((rows,), float(value), device=self._device)
             case ast.Var(name):
                 if name in env:
                     return align(env[name], rows)
                 if id(term) in self._sites:
                     return self._primitive(term)
-                return self.defs[name].value(rows)
+                definition = self.defs[name]
+                definition._device = self._device
+                return definition.value(rows)
             case ast.Hole():
                 return self._hole(term, env, rows)
             case ast.LibRef():

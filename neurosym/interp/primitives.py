@@ -67,9 +67,9 @@ def window(site: Site, f, xs: Seq) -> Seq:
     """Causal sliding window: element t sees the k elements ending at t."""
     b, n = xs.data.shape[:2]
     k = min(int(site.params[0]), n)  # a longer window reads only padding (weight 0) more
-    pad = torch.zeros(b, k - 1, *xs.data.shape[2:], dtype=xs.data.dtype)
+    pad = xs.data.new_zeros(b, k - 1, *xs.data.shape[2:])
     data = torch.cat([pad, xs.data], 1)
-    weights = torch.cat([torch.zeros(b, k - 1), xs.weights], 1)
+    weights = torch.cat([xs.weights.new_zeros(b, k - 1), xs.weights], 1)
     wins = torch.stack([data[:, i:i + n] for i in range(k)], 2)
     win_w = torch.stack([weights[:, i:i + n] for i in range(k)], 2)
     inner = Seq(wins.flatten(0, 1), win_w.flatten(0, 1))
@@ -103,7 +103,7 @@ def std(site: Site, xs: Seq) -> torch.Tensor:
 @implements("last")
 def last(site: Site, xs: Seq) -> torch.Tensor:
     """The last present element (padding skipped)."""
-    return xs.data[torch.arange(xs.data.shape[0]), xs.last_index()]
+    return xs.data[torch.arange(xs.data.shape[0], device=xs.data.device), xs.last_index()]
 
 
 @implements("length")
@@ -181,7 +181,7 @@ def prob(site: Site, b):
 @implements("softargmax")
 def softargmax(site: Site, v):
     """Expected index under softmax(v): a differentiable argmax (digit value from logits)."""
-    return torch.softmax(v, -1) @ torch.arange(v.shape[-1], dtype=v.dtype)
+    return torch.softmax(v, -1) @ torch.arange(v.shape[-1], dtype=v.dtype, device=v.device)
 
 
 # ---- learnable ---------------------------------------------------------------------------

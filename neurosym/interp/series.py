@@ -107,7 +107,7 @@ def paa(site: Site, xs: Seq) -> torch.Tensor:
     values = xs.data[..., 0]  # (B, L): one feature (the type says Vec[1])
     count = member.sum(1)
     mean = (member * values.unsqueeze(2)).sum(1) / count.clamp_min(1)
-    middle = (torch.arange(k, dtype=pos.dtype) + 0.5) / k
+    middle = (torch.arange(k, dtype=pos.dtype, device=pos.device) + 0.5) / k
     gap = (pos.unsqueeze(2) - middle).abs().masked_fill(present.unsqueeze(2) == 0, torch.inf)
     nearest = values.gather(1, gap.argmin(1))  # (B, k)
     return torch.where(count > 0, mean, nearest)
@@ -192,16 +192,18 @@ class Shapelet(nn.Module):
         m, k, _ = self.pattern.shape
         lengths = _present(xs).sum(1)
         count = candidates_per_pattern * m
-        rows = torch.randint(len(lengths), (count,))
-        starts = (torch.rand(count) * ((lengths[rows] - k).clamp_min(0) + 1)).long()
-        steps = (starts[:, None] + torch.arange(k)).clamp_max(xs.data.shape[1] - 1)
+        rows = torch.randint(len(lengths), (count,), device="cpu").to(lengths.device)
+        starts = (torch.rand(count, device="cpu").to(lengths.device)
+                  * ((lengths[rows] - k).clamp_min(0) + 1)).long()
+        steps = (starts[:, None] + torch.arange(k, device=starts.device)
+                 ).clamp_max(xs.data.shape[1] - 1)
         windows = xs.data[rows[:, None], steps] * _present(xs)[rows[:, None], steps][..., None]
         with torch.no_grad():
-            chosen = [int(torch.randint(count, ()))]
+            chosen = [int(torch.randint(count, (), device="cpu"))]
             for _ in range(1, m):
                 gap = torch.cdist(windows.flatten(1), windows[chosen].flatten(1)).amin(1) ** 2
                 chosen.append(int(torch.multinomial(gap, 1)) if gap.sum() > 0
-                              else int(torch.randint(count, ())))
+                              else int(torch.randint(count, (), device="cpu")))
             self.pattern.copy_(windows[chosen])
         self.seeded.fill_(True)
 

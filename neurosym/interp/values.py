@@ -50,10 +50,11 @@ class Seq:
 
     def last_index(self) -> torch.Tensor:
         """Per example, the position of the last present element (padding skipped)."""
-        pos = torch.arange(self.length).expand_as(self.weights)
+        pos = torch.arange(self.length, device=self.weights.device).expand_as(self.weights)
         return torch.where(self.weights > 0, pos, torch.zeros_like(pos)).amax(1)
 
     def index(self, idx: torch.Tensor) -> Seq:
+        idx = idx.to(self.data.device)
         return Seq(self.data[idx], self.weights[idx])
 
 
@@ -66,6 +67,13 @@ def batch_size(v: Value) -> int | None:
     if isinstance(v, torch.Tensor):
         return v.shape[0]
     return None
+
+
+def device_of(v: Value, default: torch.device) -> torch.device:
+    """The device a batched value lives on (`default` for a function)."""
+    if isinstance(v, Seq):
+        return v.data.device
+    return v.device if isinstance(v, torch.Tensor) else default
 
 
 def align(v: Value, rows: int) -> Value:
@@ -85,7 +93,7 @@ def index(v: Value, idx: torch.Tensor) -> Value:
     """Select examples (rows) of a batched value: for splits and mini-batches."""
     if isinstance(v, Seq):
         return v.index(idx)
-    return v[idx]
+    return v[idx.to(v.device)]
 
 
 def concat(a: Value, b: Value) -> Value:

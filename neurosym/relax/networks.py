@@ -64,7 +64,7 @@ class _GRUEncoder(nn.Module):
 
     def forward(self, xs: Seq) -> torch.Tensor:
         out = self.steps(xs)
-        return out[torch.arange(out.shape[0]), xs.last_index()]
+        return out[torch.arange(out.shape[0], device=out.device), xs.last_index()]
 
 
 class _PoolEncoder(nn.Module):
@@ -90,7 +90,7 @@ class _PoolEncoder(nn.Module):
         mean = (w * h).sum(1) / total
         spread = torch.sqrt((w * (h - mean.unsqueeze(1)) ** 2).sum(1) / total + 1e-6)
         peak = h.masked_fill(w == 0, -1e4).amax(1)
-        last = h[torch.arange(h.shape[0]), xs.last_index()]
+        last = h[torch.arange(h.shape[0], device=h.device), xs.last_index()]
         return self.mix(torch.cat([mean, spread, peak, last], 1))
 
 

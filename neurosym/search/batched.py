@@ -154,7 +154,7 @@ class FeatureCache:
         from neurosym.search.scoring import build_typed
 
         model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library)
-        model.eval()
+        model.to(self.task.train.y.device).eval()
         with torch.no_grad(), torch_threads(1):
             return model(x_train), model(x_val)
 
@@ -164,12 +164,14 @@ class FeatureCache:
 @dataclass
 class Member:
     """One node of a group: its seed (which also orders its mini-batches), its model
-    (the skeleton, built under that seed, warm-started) and its features' values."""
+    (the skeleton, built under that seed, warm-started), its features' values and its
+    program's text (for messages)."""
 
     seed: int
     model: CompiledTerm
     train: list[Value]
     val: list[Value]
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Group:
     def __init__(self, members: list[Member], task: Task, config: TrainConfig) -> None:
         self.members, self.task, self.config = members, task, config
         self.base = members[0].model
+        self.device = task.train.y.device
         self.stacked = len(members) > 1
         named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
         self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])
@@ -258,7 +261,8 @@ class Group:
             self.base.eval()
             if n <= _VAL_CHUNK:
                 return self.forward(params, "val", None)
-            chunks = [torch.arange(i, min(i + _VAL_CHUNK, n)) for i in range(0, n, _VAL_CHUNK)]
+            chunks = [torch.arange(i, min(i + _VAL_CHUNK, n), device=self.device)
+                      for i in range(0, n, _VAL_CHUNK)]
             k = len(self.members)
             return torch.cat([self.forward(params, "val", c.expand(k, -1)) for c in chunks], 1)
 
@@ -276,17 +280,19 @@ class Group:
             return [MemberResult(float(v), out[i]) for i, v in enumerate(losses)]
         opt = torch.optim.Adam(list(self.params.values()), lr=config.lr,
                                weight_decay=config.weight_decay, foreach=True)
-        best = torch.full((k,), math.nan)
+        device = self.device
+        best = torch.full((k,), math.nan, device=device)
         best_params = {name: p.detach().clone() for name, p in self.params.items()}
         best_out: torch.Tensor | None = None
-        waited = torch.zeros(k, dtype=torch.long)
-        active = torch.ones(k, dtype=torch.bool)
-        finite = torch.ones(k, dtype=torch.bool)
-        stopped_at = torch.zeros(k, dtype=torch.long)
-        seen_once = torch.zeros(k, dtype=torch.bool)
+        waited = torch.zeros(k, dtype=torch.long, device=device)
+        active = torch.ones(k, dtype=torch.bool, device=device)
+        finite = torch.ones(k, dtype=torch.bool, device=device)
+        stopped_at = torch.zeros(k, dtype=torch.long, device=device)
+        seen_once = torch.zeros(k, dtype=torch.bool, device=device)
         epoch = 0
         for epoch in range(1, config.epochs + 1):
-            order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [K, N]
+            order = torch.stack([torch.randperm(n, generator=g, device="cpu")
+                                 for g in gens]).to(device)  # [K, N]
             self.base.train()
             for i in range(0, n, config.batch_size):
                 rows = order[:, i:i + config.batch_size]
@@ -336,7 +342,7 @@ class Group:
 
 def _rows_of_each(v: Value, rows: torch.Tensor) -> Value:
     """From a stacked value [K, N, ...], member k's rows `rows[k]`: [K, B, ...]."""
-    members = torch.arange(len(rows)).unsqueeze(1)
+    members = torch.arange(len(rows), device=rows.device).unsqueeze(1)
     if isinstance(v, Seq):
         return Seq(v.data[members, rows], v.weights[members, rows])
     return v[members, rows]

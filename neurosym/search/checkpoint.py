@@ -33,7 +33,7 @@ from neurosym.tasks.spec import Task
 FORMAT = 1
 # may differ between the saved search and the resumed one
 FREE_SETTINGS = {"time_limit", "max_nodes", "workers", "node_seconds", "anytime",
-                 "final_share"}
+                 "final_share", "device"}
 
 
 class CheckpointError(SearchError):

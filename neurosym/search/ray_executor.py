@@ -22,8 +22,8 @@ def _train_slice(task, settings, library, key: str, items):
     cache = _CACHES.get(key)
     if cache is None:
         _CACHES.clear()  # one search at a time per worker
-        cache = _CACHES[key] = FeatureCache(task, library)
-    return train_nodes(task, items, settings, library, cache)
+        cache = _CACHES[key] = FeatureCache(task.to(settings.device), library)
+    return train_nodes(cache.task, items, settings, library, cache)
 
 
 class RayWorkers:

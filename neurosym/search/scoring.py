@@ -27,7 +27,7 @@ from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.checker import check_term
-from neurosym.lang.errors import NeurosymError
+from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
 from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, lazy_init, skeleton
@@ -49,6 +49,7 @@ class NodeSettings:
     heuristic: str = "rescaled"
     hidden: int = 32
     seed: int = 0
+    device: str = "cpu"  # where nodes train (the task's data is moved there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,10 @@ def node_seed(seed: int, text: str) -> int:
 
 
 def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
-    """Check and compile a program of the task's type, with closed relaxations."""
-    return build_typed(Arrow(task.input_type, task.output_type), term, hidden, library)
+    """Check and compile a program of the task's type, with closed relaxations, on the
+    device of the task's data."""
+    model = build_typed(Arrow(task.input_type, task.output_type), term, hidden, library)
+    return model.to(task.train.y.device)
 
 
 def build_typed(t: Arrow, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
@@ -100,6 +103,7 @@ def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
                 ) -> list[NodeScore]:
     """Train nodes given by text (and warm starts), those of one skeleton together
     (`batched`); each is scored as it would be alone."""
+    task = task.to(settings.device)
     features = features or FeatureCache(task, library)
     task_type = Arrow(task.input_type, task.output_type)
     scores: list[NodeScore | None] = [None] * len(items)
@@ -108,10 +112,10 @@ def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
         try:
             skel = skeleton(parse_term(text), task_type, library)
             values = [features.get(f, t) for f, t in zip(skel.features, skel.feature_types)]
-            member = _member(task, skel, values, node_seed(settings.seed, text), warm,
+            member = _member(task, skel, values, text, node_seed(settings.seed, text), warm,
                              settings, library)
         except (NeurosymError, RuntimeError, ValueError) as err:
-            scores[i] = _failed(err)
+            scores[i] = _failed(err, text)
             continue
         key = (skel.key, *(_shape(v) for pair in values for v in pair))
         groups.setdefault(key, []).append((i, member))
@@ -121,18 +125,20 @@ def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
     return scores  # type: ignore[return-value]
 
 
-def _member(task: Task, skel, values, seed: int, warm: HoleStates | None,
+def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | None,
             settings: NodeSettings, library) -> Member:
     """A node's skeleton built under its seed (as it would be alone), warm-started and
     set up on its first mini-batch."""
     torch.manual_seed(seed)
-    model = build_typed(skel.type, skel.term, settings.hidden, library)
+    model = build_typed(skel.type, skel.term, settings.hidden, library).to(task.train.y.device)
     for net, state in zip(relaxations(model), warm or ()):
         if state is not None:
             _load_matching(net, state)
-    first = torch.randperm(len(task.train.y), generator=torch.Generator().manual_seed(seed))
+    first = torch.randperm(len(task.train.y), generator=torch.Generator().manual_seed(seed),
+                           device="cpu")
     lazy_init(model, [train for train, _ in values], first[:settings.train.batch_size])
-    return Member(seed, model, [train for train, _ in values], [val for _, val in values])
+    return Member(seed, model, [train for train, _ in values], [val for _, val in values],
+                  text)
 
 
 def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSettings
@@ -145,7 +151,7 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
             with torch_threads(settings.train.threads):
                 results = Group([m for _, m in group], task, settings.train).fit()
         except Exception:  # noqa: BLE001 (whatever vmap refuses, the loop below runs)
-            pass
+            pass  # and a fault of the machine (a device, memory) is raised there
         else:
             seconds = (time.perf_counter() - start) / len(group)
             return [(i, _score(task, m, r, settings, seconds))
@@ -157,7 +163,7 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
             with torch_threads(settings.train.threads):
                 result = Group([m], task, settings.train).fit()[0]
         except (NeurosymError, RuntimeError, ValueError) as err:
-            out.append((i, _failed(err)))
+            out.append((i, _failed(err, m.text)))
             continue
         out.append((i, _score(task, m, result, settings, time.perf_counter() - start)))
     return out
@@ -168,13 +174,29 @@ def _score(task: Task, member: Member, result: MemberResult, settings: NodeSetti
     if result.error is not None or result.val_out is None:
         return NodeScore.failed(result.error, seconds)
     h, metric = judge(task, result.val_out, settings.heuristic, result.val_loss)
-    nets = relaxations(member.model)
-    states = tuple(snapshot(n) for n in nets) if nets else None
+    nets = relaxations(member.model)  # kept on the host: they may cross processes
+    states = tuple({k: v.cpu() for k, v in snapshot(n).items()} for n in nets) if nets else None
     return NodeScore(h, result.val_loss, metric, seconds, states)
 
 
-def _failed(err: Exception) -> NodeScore:
-    return NodeScore.failed((str(err).splitlines() or [type(err).__name__])[0])
+class MachineError(SearchError):
+    """A node could not train for a reason that is not its program's (a device, memory):
+    the search stops and says so, instead of scoring the node as a bad program."""
+
+
+MACHINE_FAULTS = ("CUDA", "cuDNN", "MPS", "device", "out of memory")
+
+
+def _failed(err: Exception, program: str | None = None) -> NodeScore:
+    """The score of a node whose program could not train; raises `MachineError` if the
+    fault is the machine's."""
+    if isinstance(err, MachineError):  # from a worker
+        raise err
+    message = (str(err).splitlines() or [type(err).__name__])[0]
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError)
+                                        and any(w in str(err) for w in MACHINE_FAULTS)):
+        raise MachineError(f"could not train {program or 'a node'}: {message}") from err
+    return NodeScore.failed(message)
 
 
 def _shape(v) -> tuple:
@@ -190,8 +212,9 @@ def heuristic(task: Task, model: nn.Module, kind: str, val_loss: float) -> tuple
 def judge(task: Task, out: torch.Tensor, kind: str, val_loss: float) -> tuple[float, float]:
     """h of validation outputs `out` (inf if not finite) and their validation metric."""
     metric = metrics.score(task, out, task.val.y)
-    if kind == "rescaled":
-        h = rescaled_loss(task.loss, out, task.val.y, task.class_weights)
+    if kind == "rescaled":  # a small solve, on the host
+        weights = None if task.class_weights is None else task.class_weights.cpu()
+        h = rescaled_loss(task.loss, out.detach().cpu(), task.val.y.cpu(), weights)
     elif kind == "metric":
         h = metric_h(task.metric, metric)
     else:
@@ -228,7 +251,7 @@ _WORKER: dict = {}
 def _init_worker(task_ref: Task | str, settings: NodeSettings, library) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
     torch.set_num_threads(1)
-    task = load_task(task_ref) if isinstance(task_ref, str) else task_ref
+    task = (load_task(task_ref) if isinstance(task_ref, str) else task_ref).to(settings.device)
     _WORKER.update(task=task, settings=settings, library=library,
                    features=FeatureCache(task, library))
 
@@ -254,9 +277,9 @@ class Scorer:
     def __init__(self, task: Task, settings: NodeSettings, task_ref: Task | str | None = None,
                  workers: int = 1, library=None, executor: str | None = None,
                  ray_address: str | None = None) -> None:
-        self.task, self.settings, self.library = task, settings, library
+        self.task, self.settings, self.library = task.to(settings.device), settings, library
         self.cache: dict[str, NodeScore] = {}
-        self.features = FeatureCache(task, library)
+        self.features = FeatureCache(self.task, library)
         self.restarts = 0  # times the worker pool was lost and started again
         self._ok_seconds, self._ok = 0.0, 0  # training time of the nodes that trained
         self.workers = workers
@@ -349,7 +372,8 @@ class Scorer:
     def _submit(self, parts: list) -> list[tuple[list, Future]]:
         try:
             return [(part, self.pool.submit(_work, part)) for part in parts]
-        except BrokenProcessPool:  # a worker died while the pool was idle
+        except (BrokenProcessPool, OSError):  # a worker died while the pool was idle (if
+            # the pool had not noticed yet, spawning its replacement finds closed pipes)
             self._restart()
             return [(part, self.pool.submit(_work, part)) for part in parts]
 

@@ -166,6 +166,7 @@ class SearchConfig:
     final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
+    device: str = "cpu"  # where nodes and finalists train ("cuda", "cuda:1", "mps")
 
 
 _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": int,
@@ -173,7 +174,8 @@ _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": 
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
           "expansions": int,
-          "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int}
+          "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int,
+          "device": str}
 
 
 def resolve_config(task: Task, **given) -> SearchConfig:
@@ -258,7 +260,8 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                             config.max_size, library)
     _check_expandable(programs, pset)
     train = replace(node_training(task, config), max_seconds=config.node_seconds)
-    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed)
+    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed, config.device)
+    task = task.to(config.device)
     metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
     scale = 1.0 if metric_scale else loss_scale(task)
     scorer = Scorer(task, settings, task_ref, config.workers, library, executor, ray_address)

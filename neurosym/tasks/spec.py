@@ -15,6 +15,7 @@ on labels out of range, or on data whose layout disagrees with the declared type
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,23 @@ _OPTION_TABLES = ("search",)  # kept in Task.options by name
 DATA_LAYOUT = ("layout", "target", "id_column", "time_column", "x_key", "y_key")
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """A torch device by name ("cpu", "cuda", "cuda:1", "mps"), refused with a reason if
+    this machine has no such device."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TaskError(f"unknown device {str(name)!r} (cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TaskError(f"device {str(name)!r}: this machine has no CUDA GPU (torch "
+                        f"{torch.__version__}); use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TaskError(f"device {str(name)!r}: MPS is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise TaskError(f"device {str(name)!r}: only cpu, cuda and mps are supported")
+    return device
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Split:
     """Inputs `x` (a batched value of the task's input type) and targets `y`, row-aligned."""
@@ -57,6 +75,11 @@ class Split:
     def subset(self, idx: Any) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Split(index(self.x, idx), self.y[idx])
+
+    def to(self, device: torch.device) -> Split:
+        x = Seq(self.x.data.to(device), self.x.weights.to(device)) \
+            if isinstance(self.x, Seq) else self.x.to(device)
+        return Split(x, self.y.to(device))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -89,6 +112,16 @@ class Task:
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def to(self, device: str | torch.device) -> Task:
+        """The task with its data (and class weights) on `device`: programs and
+        relaxations then run there end to end."""
+        device = resolve_device(device)
+        if self.train.y.device == device:
+            return self
+        weights = None if self.class_weights is None else self.class_weights.to(device)
+        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
+                                   test=self.test.to(device), class_weights=weights)
 
     @classmethod
     def from_arrays(cls, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
