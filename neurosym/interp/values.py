@@ -76,6 +76,13 @@ def device_of(v: Value, default: torch.device) -> torch.device:
     return v.device if isinstance(v, torch.Tensor) else default
 
 
+def to_device(v: Value, device: torch.device | str) -> Value:
+    """A batched value on `device` (itself if it is there already)."""
+    if isinstance(v, Seq):
+        return Seq(v.data.to(device), v.weights.to(device))
+    return v.to(device)
+
+
 def align(v: Value, rows: int) -> Value:
     """Repeat a value captured at batch b to `rows` = b*k rows (row-major, as `map` lays them)."""
     b = batch_size(v)

@@ -212,11 +212,14 @@ def _compile(source: str, entry: str, where: str) -> CompiledTerm:
 
 
 def _check_same(trained: CompiledTerm, printed: CompiledTerm, x, rows: int = 256) -> None:
-    from neurosym.interp.values import batch_size, index
+    """The printed program (a model lives on the host) computes what the trained one
+    computes (on the data's device)."""
+    from neurosym.interp.values import batch_size, index, to_device
     from neurosym.train import predict
 
-    sample = index(x, torch.arange(min(rows, batch_size(x))))
-    gap = (predict(trained, sample) - predict(printed, sample)).abs().max().item()
+    sample = index(x, torch.arange(min(rows, batch_size(x)), device="cpu"))
+    gap = (predict(trained, sample).cpu() - predict(printed, to_device(sample, "cpu"))
+           ).abs().max().item()
     if not gap <= 1e-4:
         raise ModelError(f"the printed program computes something else than the trained one "
                          f"(max difference {gap:.3g}); this is a bug, please report it")

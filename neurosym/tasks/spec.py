@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from neurosym.interp.values import Seq, Value, check_value, index
+from neurosym.interp.values import Seq, Value, check_value, index, to_device
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
 from neurosym.lang.types import BOOL, FLOAT, Arrow, Type, Vec, free_vars
 from neurosym.resources import read_toml, tasks_dir
@@ -77,9 +77,7 @@ class Split:
         return Split(index(self.x, idx), self.y[idx])
 
     def to(self, device: torch.device) -> Split:
-        x = Seq(self.x.data.to(device), self.x.weights.to(device)) \
-            if isinstance(self.x, Seq) else self.x.to(device)
-        return Split(x, self.y.to(device))
+        return Split(to_device(self.x, device), self.y.to(device))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
