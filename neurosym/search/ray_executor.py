@@ -67,8 +67,8 @@ class RayWorkers:
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                     ray.exceptions.ObjectLostError) as err:
                 out.append(f"its Ray worker was lost ({type(err).__name__})")
-            except ray.exceptions.RayTaskError as err:
-                out.append(err)
+            except ray.exceptions.RayTaskError as err:  # what the slice raised, unwrapped
+                out.append(err.cause if isinstance(err.cause, Exception) else err)
         return out
 
     def close(self) -> None:
