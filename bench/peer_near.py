@@ -80,13 +80,11 @@ def ours(task_name: str, time_limit: float, seed: int, workers: int) -> dict:
             trace.append((p.elapsed, p.best_text))
 
     start = time.perf_counter()
-    kwargs = {"on_progress": progress} if "on_progress" in synthesize.__code__.co_varnames \
-        else {}
     result = synthesize(task_name, algorithm="astar", time_limit=time_limit, top_k=1,
-                        seed=seed, workers=workers, **kwargs)
+                        seed=seed, workers=workers, on_progress=progress)
     total = time.perf_counter() - start
     best = result.best
-    found_at = getattr(best, "found_at", None)  # older versions (--before) lack it
+    found_at = best.found_at
     peak = peak_rss_mb()  # before the incumbents are retrained
     incumbents = [{"at_s": at, "program": text,
                    "test_accuracy": best.evaluation.test if text == best.text
