@@ -102,6 +102,7 @@ SEARCH = {
     "frontier_capacity": COUNT,
     "expansions": Key(int, 1, 4096),
     "anytime": Key(bool),
+    "completions": Key(bool),
     "final_share": Key(float, 0, 0.99, open_low=True),
     "node_seconds": Key(float, 0, 10**8, open_low=True),
     "cv_folds": Key(int, 0, 100),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from functools import partial
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ from neurosym.search.algorithms import Budget, Run, run
 from neurosym.search.productions import ProductionSet, feature_groups, make_production
 from neurosym.search.rescale import rescaled_loss
 from neurosym.search.scoring import build
-from neurosym.search.synthesis import production_set, resolve_config
+from neurosym.search.synthesis import COMPLETION_STEPS, production_set, resolve_config
 from neurosym.search.terms import plug, substitute
 from neurosym.tasks.spec import Split, Task, load_task
 
@@ -345,6 +346,39 @@ def test_astar_scores_every_child_before_any_grandchild():
     assert order[:4] == ["s", "a", "b", "c"]
 
 
+def _first_complete(graph: ToyGraph, node: str) -> str | None:
+    """The first complete node below `node`, depth-first, leaves first."""
+    for kid in sorted(graph.children(node), key=lambda k: not graph.is_complete(k)):
+        found = kid if graph.is_complete(kid) else _first_complete(graph, kid)
+        if found:
+            return found
+    return None
+
+
+def _logged_expand(search: Run, log: list, node):
+    log.append(node)
+    return Run.expand(search, node)
+
+
+@pytest.mark.parametrize("anytime", [False, True])
+def test_astar_scores_completions_first_and_keeps_its_order(anytime):
+    """With completions, the children's cheapest completions are scored before the partial
+    children (the search holds complete programs after one expansion), and A* expands the
+    same partial nodes in the same order and proves the same top-k."""
+    expanded = {}
+    for completions in (False, True):
+        graph = ToyGraph()
+        search = Run(graph, Budget(), 2,
+                     completion=partial(_first_complete, graph) if completions else None)
+        expanded[completions] = []
+        search.expand = partial(_logged_expand, search, expanded[completions])
+        stats = run("astar", search, anytime=anytime)
+        assert stats.stopped_by == "done"
+        assert [f for f, _ in search.best()] == [3.0, 5.0]
+    assert graph.evaluated[:7] == ["s", "A1", "B1", "E1", "a", "b", "c"]
+    assert expanded[True] == expanded[False]
+
+
 @pytest.mark.parametrize("algorithm", ["astar", "iddfs", "enumerate"])
 def test_a_program_reached_twice_is_one_node_at_its_cheaper_cost(algorithm):
     search, stats = toy_run(algorithm, anytime=True, graph=ToyDAG())
@@ -496,12 +530,17 @@ def _traced_search(monkeypatch, task: str, **options):
 
 
 def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch):
+    """After the root: its complete children and the cheapest completions of the others
+    (complete programs first), then its partial children, then anything deeper."""
     result, trained, expanded = _traced_search(
         monkeypatch, "planted_compare", algorithm="astar", max_nodes=40, time_limit=120)
     task = load_task("planted_compare")
     graph = ProgramGraph(task.input_type, task.output_type, production_set(task))
-    root_children = [c.text for c in graph.children(graph.root())]
-    assert trained[0] == "??" and trained[1:1 + len(root_children)] == root_children
+    children = graph.children(graph.root())
+    completions = {graph.first_complete(c, COMPLETION_STEPS).text for c in children}
+    partial = [c.text for c in children if not c.complete]
+    assert trained[0] == "??" and set(trained[1:1 + len(completions)]) == completions
+    assert trained[1 + len(completions):1 + len(completions) + len(partial)] == partial
     assert r"\xs -> mean (map ?? xs)" in trained
     assert len(trained) == result.stats.trained == 40
 

@@ -93,6 +93,9 @@ class Run(Generic[N]):
     state: AStarState[N] | None = None  # A*'s frontier and merges: data, so it can be saved
     on_step: Callable[[Run[N]], None] | None = None  # called before each A* pop (checkpoints)
     identity: dict = field(default_factory=dict)  # what a checkpoint of this search must match
+    # A*: a partial node's cheapest completion, scored with the node so that the search
+    # holds good complete programs from its first expansion (None: no completions)
+    completion: Callable[[N], N | None] | None = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -107,6 +110,18 @@ class Run(Generic[N]):
         self.check_budget()
         self.expanded += 1
         return self.graph.children(node)
+
+    def with_completions(self, nodes: list[N]) -> list[N]:
+        """With `completion`: the complete nodes, the cheapest completion of each partial
+        one, then the partial ones (complete programs are scored first, so that even a
+        search cut short holds some); else `nodes` as they are."""
+        if self.completion is None:
+            return nodes
+        complete = [n for n in nodes if self.graph.is_complete(n)]
+        partial = [n for n in nodes if not self.graph.is_complete(n)]
+        completions = [done for node in partial for done in [self.completion(node)]
+                       if done is not None]
+        return complete + completions + partial
 
     def evaluate(self, nodes: Sequence[N]) -> list[tuple[float, N]]:
         """f of each node, from its own cost and the h of its program. Programs seen before
@@ -274,7 +289,10 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     (its relaxations fit better than the parent's one): a lazy bound from the parent
     would put the first child trained ahead of all its untrained siblings. With a
     `capacity`, only that many of the best nodes stay on the frontier (NEAR's frontier
-    capacity: a beam that trades optimality for depth)."""
+    capacity: a beam that trades optimality for depth). With `search.completion`, each
+    child's cheapest completion is scored and pushed with the children: a complete program
+    has an exact f, so the order stays A*'s, and the search holds good programs (the
+    incumbents) long before it expands its way down to them."""
     g = search.graph
 
     def push(scored: list[tuple[float, N]]) -> None:
@@ -312,7 +330,7 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
         state.expanding = batch
         admitted = []
         for entry, _, was_cheapest in batch:
-            children = search.expand(entry[-1])
+            children = search.with_completions(search.expand(entry[-1]))
             was_cheapest.update((g.key(c), state.merged.cheapest.get(g.key(c)))
                                 for c in children if g.key(c) not in was_cheapest)
             admitted += state.merged.admit(children)

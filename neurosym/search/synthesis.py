@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from neurosym import metrics
@@ -30,6 +31,7 @@ from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
 
 NODES_PER_PASS = 32  # nodes per worker scored together (those of one skeleton train at once)
+COMPLETION_STEPS = 64  # most partial nodes visited looking for a child's cheapest completion
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,6 +165,7 @@ class SearchConfig:
     frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
     expansions: int = 1  # A*: partial nodes expanded together (work for many workers)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
+    completions: bool = True  # A*: score each child's cheapest completion with it
     final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
@@ -173,7 +176,7 @@ _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": 
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
-          "expansions": int,
+          "expansions": int, "completions": bool,
           "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int,
           "device": str}
 
@@ -271,7 +274,9 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
                                config.workers * NODES_PER_PASS),
                  config.top_k, on_progress, show=lambda n: n.text,
                  reserve=lambda: final_reserve(task, config, scorer),
-                 node_seconds=scorer.mean_seconds)
+                 node_seconds=scorer.mean_seconds,
+                 completion=partial(programs.first_complete, limit=COMPLETION_STEPS)
+                 if config.completions else None)
     checkpoint = Path(checkpoint) if checkpoint else Path(resume) if resume else None
     try:
         if checkpoint is not None:
