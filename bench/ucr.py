@@ -82,9 +82,9 @@ def one_nn(task, distance: str) -> float:
     return float((knn.predict(test_x) == task.test.y.numpy()).mean())
 
 
-def search(name: str, seed: int, time_limit: float) -> dict:
+def search(name: str, seed: int, time_limit: float, options: dict) -> dict:
     start = time.perf_counter()
-    result = synthesize(name, algorithm="astar", time_limit=time_limit, seed=seed)
+    result = synthesize(name, algorithm="astar", time_limit=time_limit, seed=seed, **options)
     best = result.best
     return {"seed": seed, "program": best.printed if best else None,
             "test": best.evaluation.test if best else None,
@@ -99,7 +99,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--time-limit", type=float, default=300.0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--set", dest="options", action="append", default=[],
+                        metavar="NAME=VALUE", help="a search option, e.g. node_folds=5")
     args = parser.parse_args(argv)
+    options = dict(option.split("=", 1) for option in args.options)
+    options = {name: json.loads(value) for name, value in options.items()}
     sets = aeon_tasks()
     rows = []
     for name in args.tasks or list(sets):
@@ -110,7 +114,7 @@ def main(argv: list[str]) -> None:
         print(f"\n== {name}: 1-NN ED {row['ed']:.3f}  DTW {row['dtw']:.3f}  "
               f"GRU {row['gru']:.3f}", flush=True)
         for seed in args.seeds:
-            run = search(name, seed, args.time_limit)
+            run = search(name, seed, args.time_limit, options)
             row["runs"].append(run)
             print(f"seed {seed}: test {run['test']:.3f}  {run['seconds']:.0f} s  "
                   f"{run['trained']} nodes  {run['program']}", flush=True)

@@ -425,3 +425,43 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=10)
+
+
+class FoldScorer:
+    """Scores each node on k folds of train + validation instead of the validation split:
+    its h, loss and metric are the means over the folds (a node trains k times). The warm
+    starts it hands on are the first fold's relaxations."""
+
+    def __init__(self, folds: list[Task], settings: NodeSettings, library=None) -> None:
+        self.scorers = [Scorer(fold, settings, None, 1, library) for fold in folds]
+        self.cache: dict[str, NodeScore] = {}
+        self.restarts = 0
+
+    def score(self, items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
+        todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
+        if todo:
+            per_fold = [scorer.score(todo) for scorer in self.scorers]
+            for (text, _), scores in zip(todo, zip(*per_fold)):
+                self._keep(text, _mean_score(scores))
+        return [self.cache[t] for t, _ in items]
+
+    def _keep(self, text: str, score: NodeScore) -> None:
+        self.cache[text] = score
+
+    def mean_seconds(self) -> float | None:
+        means = [scorer.mean_seconds() for scorer in self.scorers]
+        return None if None in means else sum(means)
+
+    def close(self) -> None:
+        for scorer in self.scorers:
+            scorer.close()
+
+
+def _mean_score(scores: tuple[NodeScore, ...]) -> NodeScore:
+    failed = next((s for s in scores if s.error is not None or not math.isfinite(s.h)), None)
+    if failed is not None:
+        return NodeScore.failed(failed.error, sum(s.seconds for s in scores))
+    n = len(scores)
+    return NodeScore(sum(s.h for s in scores) / n, sum(s.val_loss for s in scores) / n,
+                     sum(s.val_metric for s in scores) / n, sum(s.seconds for s in scores),
+                     scores[0].states)
