@@ -256,3 +256,20 @@ def test_show_names_the_parts_of_the_series_a_paa_leaf_weighs(tmp_path):
     assert part["part"] == "affine (paa[4] xs)"
     assert part["reads"].startswith("weighs most the mean over ")
     assert part["reads"].count("of the series") == 3
+
+
+def test_a_spectrum_leaf_is_shown_by_band_and_exports_as_python_only(tmp_path):
+    from neurosym.models.explain import describe
+    from neurosym.models.export import ExportError
+    from neurosym.tasks.spec import load_task
+
+    program = tmp_path / "p.ns"
+    program.write_text("def main : List[Vec[1]] -> Vec[2] = \\xs -> affine (spectrum[4] xs)\n")
+    task = load_task("italy_power")
+    model = neurosym.run_file(program, task, epochs=2).save(tmp_path / "m")
+    (part,) = describe(model)
+    assert part["reads"].count("cycles per step") == 3 and "0.125-0.25" in part["reads"]
+    got = _python_outputs(model, tmp_path, task.test.x)
+    assert (got - predict(model.module, task.test.x)).abs().max() <= 1e-5
+    with pytest.raises(ExportError, match="spectrum.*--format python"):
+        export(model, "onnx", tmp_path / "m.onnx")

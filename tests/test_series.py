@@ -154,7 +154,8 @@ def test_bad_parameters_are_clear_errors():
     for text, message in [("interval[0.5:0.2]", "interval"), ("interval[2]", "interval"),
                           ("select[0.5:1.0]", "integer"), ("select[-1]", "from 0"),
                           ("shapelet[1]", "length"), ("shapelet[-3]", "length"),
-                          ("paa[0]", "parts"), ("paa[0.5]", "parts")]:
+                          ("paa[0]", "parts"), ("paa[0.5]", "parts"),
+                          ("spectrum[0]", "bands"), ("spectrum[2, 3]", "bands")]:
         src = f"def main : List[Vec[1]] -> List[Vec[1]] =\n  \\xs -> {text} xs\n"
         with pytest.raises(NeurosymError, match=message):
             check_source(src, "<test>")
@@ -200,6 +201,44 @@ def test_a_learned_interval_prints_its_bounds_and_means_the_same_written_back():
     by_hand = compile_term(again, check_term(again, want))
     by_hand.load_state_dict({k: v for k, v in model.state_dict().items() if "logits" not in k})
     assert torch.allclose(by_hand(xs), model(xs))
+
+
+def wave(n: int, cycles: float, phase: float = 0.0) -> torch.Tensor:
+    t = torch.arange(n, dtype=torch.float64)
+    return torch.cos(2 * torch.pi * cycles * t / n + phase).reshape(n, 1)
+
+
+def test_spectrum_puts_a_wave_in_its_band_at_any_length_and_padding():
+    """A cosine of 0.2 cycles per step lies in band 3 of 8 (0.1875-0.25), at 40 steps or
+    75; alone, padded in a batch or inside an interval it reads the same."""
+    share = lambda out: 10 ** out - 1e-4  # noqa: E731
+    for n in (40, 75):
+        alone = run(r"\xs -> spectrum[8] xs", pad_sequences([wave(n, 0.2 * n)]),
+                    "List[Vec[1]] -> Vec[8]")
+        assert share(alone)[0, 3] > 0.95 and share(alone)[0].sum() == pytest.approx(1.0)
+    batch = pad_sequences([wave(40, 8, 1.0), wave(75, 3), torch.ones(10, 1, dtype=torch.float64)])
+    out = run(r"\xs -> spectrum[8] xs", batch, "List[Vec[1]] -> Vec[8]")
+    single = run(r"\xs -> spectrum[8] xs", pad_sequences([wave(40, 8, 1.0)]),
+                 "List[Vec[1]] -> Vec[8]")
+    assert torch.allclose(out[0], single[0])  # the padding of the batch is never read
+    assert share(out[1]).argmax() == 0  # 3 cycles over 75 steps: the slowest band
+    assert torch.allclose(out[2], torch.full((8,), -4.0, dtype=out.dtype))  # constant: none
+    middle = pad_sequences([torch.cat([torch.zeros(20, 1, dtype=torch.float64), wave(40, 8),
+                                       torch.zeros(20, 1, dtype=torch.float64)])])
+    inside = run(r"\xs -> spectrum[8] (interval[0.25:0.75] xs)", middle,
+                 "List[Vec[1]] -> Vec[8]")
+    assert share(inside)[0].argmax() == 3
+
+
+def test_spectrum_gradients_and_extremes():
+    data = torch.randn(2, 9, 1, dtype=torch.float64, requires_grad=True)
+    weights = torch.ones(2, 9, dtype=torch.float64)
+    weights[1, 6:] = 0
+    impl = lookup("spectrum").impl
+    assert torch.autograd.gradcheck(lambda d: impl(Site((4,), None), Seq(d, weights)), (data,))
+    for xs in (pad_sequences([torch.full((20_000, 1), 1e30)]), pad_sequences([torch.ones(1, 1)]),
+               pad_sequences([torch.randn(20_000, 1) * 1e15])):
+        assert torch.isfinite(run(r"\xs -> spectrum[16] xs", xs, "List[Vec[1]] -> Vec[16]")).all()
 
 
 def test_paa_means_equal_parts_of_each_series(ragged):

@@ -98,10 +98,13 @@ def shapelet_signature(params: tuple[ast.Param, ...]) -> Type:
                       else f"List[Vec[n]] -> Vec[{params[1]}]")
 
 
-def paa_signature(params: tuple[ast.Param, ...]) -> Type:
-    if len(params) != 1 or not isinstance(params[0], int) or not 1 <= params[0] <= 4096:
-        raise ValueError("takes how many parts (1 to 4096), e.g. paa[8]")
-    return parse_type(f"List[Vec[1]] -> Vec[{params[0]}]")
+def parts_signature(what: str, example: str):
+    """`List[Vec[1]] -> Vec[k]` for `name[k]`, k from 1 to 4096 (paa, spectrum)."""
+    def signature(params: tuple[ast.Param, ...]) -> Type:
+        if len(params) != 1 or not isinstance(params[0], int) or not 1 <= params[0] <= 4096:
+            raise ValueError(f"takes how many {what} (1 to 4096), e.g. {example}")
+        return parse_type(f"List[Vec[1]] -> Vec[{params[0]}]")
+    return signature
 
 
 def above_signature(params: tuple[ast.Param, ...]) -> Type:
@@ -141,6 +144,7 @@ BUILTINS = {
     "slope": SERIES_SUMMARY, "max": SERIES_SUMMARY, "min": SERIES_SUMMARY,
     "argmax": SERIES_SUMMARY,
     "shapelet": (shapelet_signature, None, 1.0, True),
-    "paa": (paa_signature, None, 1.0, False),
+    "paa": (parts_signature("parts", "paa[8]"), None, 1.0, False),
+    "spectrum": (parts_signature("frequency bands", "spectrum[16]"), None, 1.0, False),
     "above": (above_signature, None, 0.5, True),
 }

@@ -113,6 +113,52 @@ def paa(site: Site, xs: Seq) -> torch.Tensor:
     return torch.where(count > 0, mean, nearest)
 
 
+SPECTRUM_FLOOR = 1e-4  # added to every share: an empty band reads log10(1e-4) = -4
+
+
+@implements("spectrum")
+def spectrum(site: Site, xs: Seq) -> torch.Tensor:
+    """How the variance of each series splits over k equal frequency bands, from the
+    slowest (one cycle over many steps) to the fastest (steps that alternate), as
+    log10(share + 1e-4), from -4 (none) to 0 (all of it): spectrum[8] gives 8 values,
+    which a linear leaf reads as "more of the energy in the fast bands". Each series is
+    transformed at its own length, so a series reads the same alone or padded in a batch;
+    a constant series has no variance (every share 0)."""
+    k = int(site.params[0])
+    present = _present(xs)
+    values = xs.data[..., 0] * present
+    count = present.sum(1).long()
+    mean = values.sum(1, keepdim=True) / count.clamp_min(1).unsqueeze(1).to(values.dtype)
+    # the present steps first, in order (an interval's steps sit in the middle)
+    order = torch.argsort(present, dim=1, descending=True, stable=True)
+    centred = ((values - mean) * present).gather(1, order)
+    # shares do not depend on the scale: at most 1 in size, the power cannot overflow
+    tiny = torch.finfo(values.dtype).tiny
+    centred = centred / centred.abs().amax(1, keepdim=True).clamp_min(tiny)
+    out = torch.empty(len(values), k, dtype=values.dtype, device=values.device)
+    for n in count.unique().tolist():
+        rows = count == n
+        out[rows] = _band_shares(centred[rows, :max(n, 1)], k)
+    return torch.log10(out + SPECTRUM_FLOOR)
+
+
+def _band_shares(series: torch.Tensor, k: int) -> torch.Tensor:
+    """(R, n) centred series of one length -> (R, k) shares of their power per band."""
+    n = series.shape[1]
+    power = torch.fft.rfft(series, dim=1).abs().square()
+    bins = power.shape[1]
+    freq = torch.arange(bins, dtype=series.dtype, device=series.device) / n  # 0 to 0.5
+    band = (freq * 2 * k).floor().clamp(0, k - 1).long()
+    twice = torch.full((bins,), 2.0, dtype=series.dtype, device=series.device)
+    twice[0] = 1.0  # the one-sided spectrum counts every bin but 0 (and n/2) twice
+    if n % 2 == 0:
+        twice[-1] = 1.0
+    per_band = torch.zeros(len(series), k, dtype=series.dtype, device=series.device)
+    per_band = per_band.index_add(1, band, power * twice)
+    total = per_band.sum(1, keepdim=True)
+    return torch.where(total > _EPS, per_band / total.clamp_min(_EPS), 0.0)
+
+
 # ---- summaries -------------------------------------------------------------------------------
 
 @implements("slope")

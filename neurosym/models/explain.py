@@ -25,7 +25,7 @@ def describe(model) -> list[dict[str, Any]]:
         arg = show(args[0]) if args else "the input"
         name = node.name
         if name == "affine" and site.module is not None:
-            parts = _paa_parts(args[0]) if args else None
+            parts = _part_names(args[0]) if args else None
             found.append({"part": f"affine ({arg})",
                           "reads": _weights(site.module, arg, names=parts)})
         elif name == "above":
@@ -56,12 +56,17 @@ def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> 
     return f"weighs most inputs {', '.join(f'{i} ({share[i]:.0%})' for i in order)} of {arg}"
 
 
-def _paa_parts(arg) -> list[str] | None:
-    """For `paa[k] xs`, each input named by the part of the series it averages."""
-    if isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.name == "paa" \
-            and arg.fn.params:
-        k = int(arg.fn.params[0])
+def _part_names(arg) -> list[str] | None:
+    """For `paa[k] xs`, each input named by the part of the series it averages; for
+    `spectrum[k] xs`, by the frequency band it measures."""
+    if not (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.params):
+        return None
+    k = int(arg.fn.params[0])
+    if arg.fn.name == "paa":
         return [f"the mean over {i / k:.0%}-{(i + 1) / k:.0%} of the series" for i in range(k)]
+    if arg.fn.name == "spectrum":
+        return [f"the share of variance at {i / (2 * k):.3g}-{(i + 1) / (2 * k):.3g} cycles "
+                "per step" for i in range(k)]
     return None
 
 

@@ -21,11 +21,14 @@ import torch
 from torch import nn
 
 from neurosym.interp.values import Seq, shape_of
+from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import ListT, Type
 from neurosym.models import Model
 
 FORMATS = ("onnx", "torch")
+# primitives whose computation's shapes depend on the data, which torch.export cannot trace
+UNTRACEABLE = {"spectrum": "transforms each series at its own length"}
 
 
 class ExportError(NeurosymError):
@@ -75,6 +78,11 @@ def export(model: Model, fmt: str, out: Path) -> float:
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)} "
                           "(a standalone Python module is not built yet)")
+    for node in ast.walk(model.module.term):
+        if isinstance(node, ast.Var) and node.name in UNTRACEABLE:
+            raise ExportError(f"cannot export the program to {fmt}: `{node.name}` "
+                              f"{UNTRACEABLE[node.name]}, which torch.export cannot trace; "
+                              "`--format python` writes a file that runs with torch alone")
     t = model.input_type
     entry = (_SeqEntry if isinstance(t, ListT) else _TensorEntry)(model.module).eval()
     inputs = example_inputs(t, max(int(model.record.get("series_length") or 0), 32))
