@@ -4,7 +4,7 @@ dataclasses of ast.py, and Lark's errors become `DSLSyntaxError`s with positions
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
@@ -236,5 +236,8 @@ def parse_term(text: str, filename: str = "<term>") -> ast.Term:
     return _parse(text, "term", filename)
 
 
+@lru_cache(maxsize=4096)
 def parse_type(text: str, filename: str = "<type>") -> Type:
+    """Types are frozen, so one parse serves every caller (signatures with parameters,
+    such as `paa[8]`'s, build theirs from text at every use)."""
     return _parse(text, "type", filename)

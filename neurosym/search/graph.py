@@ -10,6 +10,7 @@ relaxation can stand in for, and no hole sits deeper than `max_depth` production
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from neurosym.lang import ast
@@ -75,19 +76,21 @@ class ProgramGraph:
         return Node(term, show(term), 0.0, 0, 0, (1,), self.check(term))
 
     def children(self, node: Node) -> list[Node]:
+        return list(self._children(node, self.productions.productions))
+
+    def _children(self, node: Node, productions: Sequence[Production]) -> Iterator[Node]:
+        """The children by `productions`, in their order, one at a time."""
         site = hole_site(node.term)
         if site is None:
-            return []
+            return
         path, at, hole = site
         hole_type = node.checked.type_of(hole)
         args = at.args if isinstance(at, ast.App) else ()
-        kids = []
-        for prod in self.productions.productions:
+        for prod in productions:
             if prod.fits(hole_type):
                 child = self._child(node, path, hole, args, prod)
                 if child is not None:
-                    kids.append(child)
-        return kids
+                    yield child
 
     def _child(self, node: Node, path, hole: ast.Hole, args, prod: Production) -> Node | None:
         level = node.hole_depths[0]
@@ -150,6 +153,7 @@ class ProgramGraph:
         nothing trained: a fallback when the budget ends before the search finds enough
         programs, and the proof that the production set can build any program at all."""
         budget = [limit]
+        leaves_first = sorted(self.productions.productions, key=lambda p: (p.holes, p.cost))
 
         def dfs(n: Node) -> Node | None:
             if n.complete:
@@ -157,7 +161,7 @@ class ProgramGraph:
             if budget[0] <= 0:
                 return None
             budget[0] -= 1
-            kids = sorted(self.children(n), key=lambda c: (len(c.hole_depths), c.cost))
-            return next((found for c in kids for found in [dfs(c)] if found), None)
+            return next((found for c in self._children(n, leaves_first) for found in [dfs(c)]
+                         if found), None)
 
         return dfs(node)
