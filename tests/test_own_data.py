@@ -101,6 +101,16 @@ def test_csv_long_format_reads_the_same_series(tmp_path):
     task = load_task(tmp_path / "t.toml")
     assert torch.allclose(task.test.x.data, raw.x.data, atol=1e-6)
     assert torch.equal(task.test.y, raw.y) and bundled.classes == ("1", "2")
+    # predictions are named by the series' ids, in the order the file gives them
+    program = tmp_path / "p.ns"
+    program.write_text("def main : List[Vec[1]] -> Vec[2] = \\xs -> affine (mean xs)\n")
+    neurosym.run_file(program, task, epochs=2).save(tmp_path / "m")
+    _write_csv(tmp_path / "new.csv", ["id", "t", "value"],
+               [[f"n{k}", t, v] for k, steps in ((7, [1, 2, 3]), (3, [0.5, 1])) for t, v in
+                enumerate(steps)])
+    out = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), str(tmp_path / "new.csv")])
+    assert out.exit_code == 0, out.output
+    assert [line.split(",")[0] for line in out.output.split()] == ["id", "n7", "n3"]
 
 
 def test_non_finite_arrays_say_where():

@@ -79,22 +79,25 @@ class Model:
 
         return predict(self.module, self.inputs(data))
 
-    def inputs(self, data: Any):
-        """New data as the program's input value: read, checked against the input type
-        (both shapes named when it does not fit) and normalized as the training data was."""
+    def read(self, data: Any):
+        """New data as `Examples`: a data file (any format a task reads, its targets, if
+        any, ignored), or arrays (one row per example, or a list of series)."""
         from neurosym.tasks.arrays import examples
-        from neurosym.tasks.assemble import batched_inputs
         from neurosym.tasks.files import Examples, read_examples
 
         if isinstance(data, Examples):
-            found = data
-        elif isinstance(data, str | Path):
-            params = self.record.get("data", {})
-            found = read_examples(str(data), Path.cwd(), params,
-                                  series=isinstance(self.input_type, ListT), targets=False)
-        else:
-            found = examples(data, np.zeros(len(data)), "the data")
-        return batched_inputs(found, self.input_type, self.normalization)
+            return data
+        if isinstance(data, str | Path):
+            return read_examples(str(data), Path.cwd(), self.record.get("data", {}),
+                                 series=isinstance(self.input_type, ListT), targets=False)
+        return examples(data, np.zeros(len(data)), "the data")
+
+    def inputs(self, data: Any):
+        """New data as the program's input value: read, checked against the input type
+        (both shapes named when it does not fit) and normalized as the training data was."""
+        from neurosym.tasks.assemble import batched_inputs
+
+        return batched_inputs(self.read(data), self.input_type, self.normalization)
 
     @property
     def normalization(self):

@@ -23,15 +23,18 @@ from neurosym.console import clean, echo_json, friendly_errors, out
 @friendly_errors
 def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> None:
     """Predictions of a saved model for DATA (any format a task reads; targets, if the file
-    has them, are ignored)."""
+    has them, are ignored), one per example: by row number, or by id for a long-format
+    CSV."""
     from neurosym.models import load
 
     model = load(model_dir)
-    labels = model.predict(data)
-    rows = [{"row": i, "prediction": clean(v) if not isinstance(v, str) else v}
-            for i, v in enumerate(labels.tolist())]
+    found = model.read(data)
+    labels = model.predict(found)
+    key = "id" if found.ids else "row"  # a long-format CSV names its series
+    rows = [{key: name, "prediction": clean(v) if not isinstance(v, str) else v}
+            for name, v in zip(found.ids or range(len(found)), labels.tolist(), strict=True)]
     if proba:
-        probabilities = model.predict_proba(data)
+        probabilities = model.predict_proba(found)
         names = model.classes or [str(i) for i in range(probabilities.shape[1])]
         for row, p in zip(rows, probabilities.tolist(), strict=True):
             row.update({f"p_{name}": clean(v) for name, v in zip(names, p, strict=True)})
@@ -39,7 +42,7 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
         Path(out_file).write_text(json.dumps(rows, indent=2) + "\n")
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["row"])
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [key])
     writer.writeheader()
     writer.writerows(rows)
     if out_file:

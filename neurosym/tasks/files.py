@@ -34,11 +34,13 @@ FORMATS = (".npz", ".npy", ".csv", ".ts", ".arff")
 class Examples:
     """Examples read from one file: `x[i]` is example i's array ((d,) for a feature row,
     (T, C) for a series of C channels, (h, w) for an image); `y` holds the raw targets
-    (class names or numbers, or real values); `origin` names the file in errors."""
+    (class names or numbers, or real values); `origin` names the file in errors; `ids`
+    names each example where the file does (a long-format CSV's id column)."""
 
     x: list[np.ndarray]
     y: np.ndarray
     origin: str
+    ids: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -166,6 +168,17 @@ def target_column(header: list[str], params: Mapping[str, Any]) -> str:
     return params.get("target", header[-1])
 
 
+def csv_target(spec: Any, folder: Path, params: Mapping[str, Any]) -> str | None:
+    """The target column of a CSV training file (the one named, else its last), recorded
+    so that new data without targets is read with that column missing, not with its own
+    last column taken for the target; None for other formats."""
+    if not (isinstance(spec, str) and spec.lower().endswith(".csv")):
+        return None
+    header, rows = _csv_table(_existing(folder, spec))
+    rows.close()
+    return target_column(header, params)
+
+
 def _number(path: Path, row: int, column: str, cell: str) -> float:
     """A numeric cell; empty is NaN (a missing value). Rows count from 1 at the header,
     as a spreadsheet shows them."""
@@ -251,7 +264,7 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     if not xs:
         raise _no_examples(path)
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target]),
-                    str(path))
+                    str(path), tuple(series))
 
 
 def _targets(path: Path, labels: list[str], column: str) -> np.ndarray:

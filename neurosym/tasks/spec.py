@@ -234,9 +234,22 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
         class_weights=_class_weights(header, train),
         options={**_relative_to(header["options"], path.parent),
                  "data_fraction": float(data_fraction),
-                 "data_layout": {k: v for k, v in spec["data"].items() if k in DATA_LAYOUT}},
+                 "data_layout": _data_layout(spec["data"], path.parent)},
         normalization=normalization,
     )
+
+
+def _data_layout(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """How the task's files are read (`DATA_LAYOUT` keys, the CSV target column resolved),
+    so that a saved model reads new data the same way."""
+    from neurosym.tasks.files import csv_target
+
+    layout = {k: v for k, v in data.items() if k in DATA_LAYOUT}
+    if data.get("source") == "files" and "target" not in layout:
+        target = csv_target(data.get("train"), folder, data)
+        if target is not None:
+            layout["target"] = target
+    return layout
 
 
 def _relative_to(options: dict[str, Any], folder: Path) -> dict[str, Any]:
