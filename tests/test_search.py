@@ -362,9 +362,10 @@ def _logged_expand(search: Run, log: list, node):
 
 @pytest.mark.parametrize("anytime", [False, True])
 def test_astar_scores_completions_first_and_keeps_its_order(anytime):
-    """With completions, the children's cheapest completions are scored before the partial
-    children (the search holds complete programs after one expansion), and A* expands the
-    same partial nodes in the same order and proves the same top-k."""
+    """With completions, the root's cheapest completion is scored before the root, and the
+    children's before the partial children (the search holds a complete program from its
+    first node), and A* expands the same partial nodes in the same order and proves the
+    same top-k."""
     expanded = {}
     for completions in (False, True):
         graph = ToyGraph()
@@ -375,7 +376,7 @@ def test_astar_scores_completions_first_and_keeps_its_order(anytime):
         stats = run("astar", search, anytime=anytime)
         assert stats.stopped_by == "done"
         assert [f for f, _ in search.best()] == [3.0, 5.0]
-    assert graph.evaluated[:7] == ["s", "A1", "B1", "E1", "a", "b", "c"]
+    assert graph.evaluated[:7] == ["A1", "s", "B1", "E1", "a", "b", "c"]  # A1: the root's
     assert expanded[True] == expanded[False]
 
 
@@ -530,8 +531,9 @@ def _traced_search(monkeypatch, task: str, **options):
 
 
 def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch):
-    """After the root: its complete children and the cheapest completions of the others
-    (complete programs first), then its partial children, then anything deeper."""
+    """The root's cheapest completion, the root, then its complete children and the
+    cheapest completions of the others (complete programs first), then its partial
+    children, then anything deeper."""
     result, trained, expanded = _traced_search(
         monkeypatch, "planted_compare", algorithm="astar", max_nodes=40, time_limit=120)
     task = load_task("planted_compare")
@@ -539,8 +541,11 @@ def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch)
     children = graph.children(graph.root())
     completions = {graph.first_complete(c, COMPLETION_STEPS).text for c in children}
     partial = [c.text for c in children if not c.complete]
-    assert trained[0] == "??" and set(trained[1:1 + len(completions)]) == completions
-    assert trained[1 + len(completions):1 + len(completions) + len(partial)] == partial
+    first = graph.first_complete(graph.root()).text
+    assert trained[:2] == [first, "??"] and first in completions
+    after = len(completions) + 1  # the root's completion is one of its children's
+    assert set(trained[2:after]) == completions - {first}
+    assert trained[after:after + len(partial)] == partial
     assert r"\xs -> mean (map ?? xs)" in trained
     assert len(trained) == result.stats.trained == 40
 

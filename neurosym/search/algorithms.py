@@ -289,8 +289,8 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     (its relaxations fit better than the parent's one): a lazy bound from the parent
     would put the first child trained ahead of all its untrained siblings. With a
     `capacity`, only that many of the best nodes stay on the frontier (NEAR's frontier
-    capacity: a beam that trades optimality for depth). With `search.completion`, each
-    child's cheapest completion is scored and pushed with the children: a complete program
+    capacity: a beam that trades optimality for depth). With `search.completion`, the
+    root's and each child's cheapest completion is scored and pushed with them: a complete program
     has an exact f, so the order stays A*'s, and the search holds good programs (the
     incumbents) long before it expands its way down to them."""
     g = search.graph
@@ -308,7 +308,7 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     state = search.state
     if state is None:  # a new search (else one resumed from its saved state)
         state = search.state = AStarState(Merged(g))
-        push(search.evaluate(state.merged.admit([g.root()])))
+        push(search.evaluate(state.merged.admit(search.with_completions([g.root()]))))
     while state.frontier:
         if search.on_step is not None:
             search.on_step(search)
