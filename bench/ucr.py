@@ -100,7 +100,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--time-limit", type=float, default=300.0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--set", dest="options", action="append", default=[],
-                        metavar="NAME=VALUE", help="a search option, e.g. node_folds=5")
+                        metavar="NAME=VALUE", help="a search option, e.g. cv_folds=10 (repeatable)")
     args = parser.parse_args(argv)
     options = dict(option.split("=", 1) for option in args.options)
     options = {name: json.loads(value) for name, value in options.items()}

@@ -103,7 +103,6 @@ SEARCH = {
     "expansions": Key(int, 1, 4096),
     "anytime": Key(bool),
     "completions": Key(bool),
-    "node_folds": Key(int, 0, 100),
     "final_share": Key(float, 0, 0.99, open_low=True),
     "node_seconds": Key(float, 0, 10**8, open_low=True),
     "cv_folds": Key(int, 0, 100),

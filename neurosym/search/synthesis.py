@@ -17,8 +17,7 @@ from neurosym.lang.errors import SearchError
 from neurosym.search import algorithms
 from neurosym.search import checkpoint as checkpoints
 from neurosym.search.algorithms import Budget, Progress, Run, SearchStats
-from neurosym.search.final import (
-    MIN_TRAINING_SECONDS, FoundProgram, candidates, cv_folds, finalists)
+from neurosym.search.final import MIN_TRAINING_SECONDS, FoundProgram, candidates, finalists
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.productions import (
     ProductionSet,
@@ -27,7 +26,7 @@ from neurosym.search.productions import (
     load_productions,
     with_library,
 )
-from neurosym.search.scoring import FoldScorer, HoleStates, NodeSettings, Scorer, loss_scale
+from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, loss_scale
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
 
@@ -167,7 +166,6 @@ class SearchConfig:
     expansions: int = 1  # A*: partial nodes expanded together (work for many workers)
     anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
     completions: bool = True  # A*: score each child's cheapest completion with it
-    node_folds: int = 0  # score nodes by k-fold CV on train + val (small data; < 2: off)
     final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
@@ -178,7 +176,7 @@ _CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": 
           "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
           "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
           "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
-          "expansions": int, "completions": bool, "node_folds": int,
+          "expansions": int, "completions": bool,
           "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int,
           "device": str}
 
@@ -269,9 +267,7 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     task = task.to(config.device)
     metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
     scale = 1.0 if metric_scale else loss_scale(task)
-    folds = cv_folds(task, config.node_folds, config.seed)
-    scorer = FoldScorer(folds, settings, library) if folds else \
-        Scorer(task, settings, task_ref, config.workers, library, executor, ray_address)
+    scorer = Scorer(task, settings, task_ref, config.workers, library, executor, ray_address)
     graph = NeuralGraph(programs, scorer, config.cost_weight, scale, config.warm_start)
     search = Run(graph, Budget(config.time_limit - (time.perf_counter() - start),
                                config.max_nodes, config.workers,
