@@ -16,8 +16,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from neurosym.estimators import ProgramClassifier, ProgramRegressor
 
 # a search small enough for the checks' many fits; max_nodes, not time, ends it, so that
-# two fits agree (check_fit_idempotent)
-TINY = dict(time_limit=60, max_nodes=2, epochs_per_node=10, final_epochs=20, cv_folds=0,
+# two fits agree (check_fit_idempotent). Three nodes: the root's cheapest completion (one
+# feature), the root, and the first of its children, `affine` on every feature
+TINY = dict(time_limit=60, max_nodes=3, epochs_per_node=10, final_epochs=20, cv_folds=0,
             top_k=1)
 
 
