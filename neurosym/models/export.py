@@ -77,7 +77,7 @@ def export(model: Model, fmt: str, out: Path) -> float:
     ONNX)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)} "
-                          "(a standalone Python module is not built yet)")
+                          "(a Python file: `neurosym export --format python`)")
     for node in ast.walk(model.module.term):
         if isinstance(node, ast.Var) and node.name in UNTRACEABLE:
             raise ExportError(f"cannot export the program to {fmt}: `{node.name}` "

@@ -290,9 +290,9 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     would put the first child trained ahead of all its untrained siblings. With a
     `capacity`, only that many of the best nodes stay on the frontier (NEAR's frontier
     capacity: a beam that trades optimality for depth). With `search.completion`, the
-    root's and each child's cheapest completion is scored and pushed with them: a complete program
-    has an exact f, so the order stays A*'s, and the search holds good programs (the
-    incumbents) long before it expands its way down to them."""
+    root's and each child's cheapest completion is scored and pushed with them: a
+    complete program has an exact f, so the order stays A*'s, and the search holds good
+    programs (the incumbents) long before it expands its way down to them."""
     g = search.graph
 
     def push(scored: list[tuple[float, N]]) -> None:
