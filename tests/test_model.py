@@ -256,6 +256,11 @@ def test_show_names_the_parts_of_the_series_a_paa_leaf_weighs(tmp_path):
     assert part["part"] == "affine (paa[4] xs)"
     assert part["reads"].startswith("weighs most the mean over ")
     assert part["reads"].count("of the series") == 3
+    selected = tmp_path / "s.ns"  # a parameter that is not a count names nothing
+    selected.write_text("def main : List[Vec[6]] -> Vec[4] =\n"
+                        "  \\xs -> affine (select[0:3] (std xs))\n")
+    (part,) = describe(neurosym.run_file(selected, "basic_motions", epochs=2).save(tmp_path / "s"))
+    assert part["reads"].startswith("weighs most inputs ")
 
 
 def test_a_spectrum_leaf_is_shown_by_band_and_exports_as_python_only(tmp_path):

@@ -59,15 +59,14 @@ def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> 
 def _part_names(arg) -> list[str] | None:
     """For `paa[k] xs`, each input named by the part of the series it averages; for
     `spectrum[k] xs`, by the frequency band it measures."""
-    if not (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.fn.params):
-        return None
+    if not (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var)
+            and arg.fn.name in ("paa", "spectrum") and arg.fn.params):
+        return None  # other parameters (`select[0:3]`) are not counts
     k = int(arg.fn.params[0])
     if arg.fn.name == "paa":
         return [f"the mean over {i / k:.0%}-{(i + 1) / k:.0%} of the series" for i in range(k)]
-    if arg.fn.name == "spectrum":
-        return [f"the share of variance at {i / (2 * k):.3g}-{(i + 1) / (2 * k):.3g} cycles "
-                "per step" for i in range(k)]
-    return None
+    return [f"the share of variance at {i / (2 * k):.3g}-{(i + 1) / (2 * k):.3g} cycles "
+            "per step" for i in range(k)]
 
 
 def _threshold(site, args: tuple, norm: dict | None) -> str:
