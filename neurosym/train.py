@@ -17,6 +17,8 @@ from torch import nn
 from neurosym.interp.values import Value, batch_size, index
 from neurosym.lang.errors import TrainingError
 
+SET_UP_ROWS = 256  # training rows that data-dependent parts set themselves up from
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -113,6 +115,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return TrainResult(evaluate_loss(model, *val, loss), 0, time.perf_counter() - start)
+    set_up(model, [train[0]], set_up_rows(len(train[1]), config.seed))
     # foreach: one vectorised update over all parameters (the default on a CPU is a Python
     # loop over them, a fifth of a search node's time)
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
@@ -159,6 +162,22 @@ def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, confi
         if time.perf_counter() > deadline:
             break
     return total, seen
+
+
+def set_up(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:
+    """One forward in training mode on `rows` of the training inputs, without gradients:
+    parts that set themselves up from data do it now (affine maps take the statistics
+    that standardize their inputs, shapelets seed their patterns from windows), on more
+    rows than one mini-batch and outside any `vmap`."""
+    model.train()
+    with torch.no_grad():
+        model(*[index(v, rows) for v in inputs])
+
+
+def set_up_rows(n: int, seed: int) -> torch.Tensor:
+    """The training rows `set_up` reads: a seeded sample of at most `SET_UP_ROWS`."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu")
+    return order[:SET_UP_ROWS]
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -52,7 +52,7 @@ def test_hand_written_programs_run_on_the_data_device(program, task):
 def test_nodes_train_on_the_data_device(monkeypatch):
     """Every kind of node part: relaxations of lists and vectors, windows, folds,
     constants, shapelets (seeded from the data), intervals, paa, learned thresholds."""
-    fit, init = batched.Group.fit, batched.lazy_init
+    fit, init = batched.Group.fit, scoring.set_up
 
     def fit_checked(self):
         with NoImplicitDevice():
@@ -63,7 +63,7 @@ def test_nodes_train_on_the_data_device(monkeypatch):
             return init(*args)
 
     monkeypatch.setattr(batched.Group, "fit", fit_checked)
-    monkeypatch.setattr(scoring, "lazy_init", init_checked)
+    monkeypatch.setattr(scoring, "set_up", init_checked)
     nodes = {
         "basic_motions": [r"\xs -> ite (?? (mean xs)) (?? (last xs)) (?? xs)",
                           r"\xs -> mean (window[5] ?? xs)", r"\xs -> fold ?? (?? (mean xs)) xs",

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from neurosym.interp.compiler import compile_program, compile_term
+from neurosym.interp.primitives import Affine
 from neurosym.interp.values import Seq, pad_sequences
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import TrainingError
 from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
-from neurosym.train import TrainConfig, fit
+from neurosym.train import TrainConfig, fit, predict
 
 
 def run(text: str, type_text: str, *args):
@@ -178,3 +179,60 @@ def test_a_window_longer_than_the_series_reads_the_whole_series_cheaply():
         model = compile_term(term, check_term(term, parse_type("List[Vec[2]] -> Vec[2]")))
         outs.append(model(xs))
     assert torch.allclose(outs[0], outs[1])
+
+
+def _affine(input_type: str = "Vec[2]", output_type: str = "Float"):
+    term = parse_term(r"\x -> affine x")
+    return compile_term(term, check_term(term, parse_type(f"{input_type} -> {output_type}")))
+
+
+def test_affine_learns_from_badly_scaled_inputs():
+    """The class is in a feature near -1000 that varies by 0.01 (a log power, a raw sensor
+    offset): standardized inputs make it a well-conditioned fit, found in a few epochs."""
+    gen = torch.Generator().manual_seed(0)
+    signal, noise = torch.randn(256, generator=gen), torch.randn(256, generator=gen)
+    x = torch.stack([-1000 + 0.01 * signal, 50 * noise], 1)
+    y = (signal > 0).long()
+    model = _affine("Vec[2]", "Vec[2]")
+    fit(model, (x, y), (x, y), "cross_entropy", TrainConfig(epochs=10, lr=0.05))
+    accuracy = float((predict(model, x).argmax(1) == y).float().mean())
+    assert accuracy >= 0.95
+    affine = next(m for m in model.modules() if isinstance(m, Affine))
+    assert torch.allclose(affine.standardize.shift, x.mean(0), rtol=1e-4)
+    weight, bias = affine.effective()
+    assert torch.allclose(x.double() @ weight.T + bias, predict(model, x).double(), atol=1e-3)
+
+
+@pytest.mark.parametrize("column", [
+    torch.full((32,), 3.0),  # constant
+    torch.full((32,), 1e30).index_fill(0, torch.tensor([0]), 2e30),  # huge
+    torch.tensor([math.nan, math.inf] * 16),  # nothing finite
+])
+def test_standardizing_extreme_features_stays_finite(column):
+    model = _affine()
+    x = torch.stack([column, torch.randn(32)], 1)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    standardize = next(m for m in model.modules() if isinstance(m, Affine)).standardize
+    assert torch.isfinite(standardize.shift).all() and torch.isfinite(standardize.scale).all()
+    assert (standardize.scale > 0).all()
+    model.eval()
+    assert torch.isfinite(model(torch.stack([torch.full((4,), 3.0), torch.zeros(4)], 1))).all()
+
+
+def test_weights_saved_before_inputs_were_standardized_still_load():
+    """An affine map's weights from before standardization (no shift and scale) load as
+    the identity standardization, so the map means what it meant."""
+    model = _affine()
+    old = {k: v for k, v in model.state_dict().items() if "standardize" not in k}
+    with torch.no_grad():
+        old = {k: torch.randn_like(v) for k, v in old.items()}
+    fresh = _affine()
+    fresh.load_state_dict(old)
+    x = torch.randn(5, 2)
+    weight, bias = old[next(k for k in old if k.endswith("weight"))], \
+        old[next(k for k in old if k.endswith("bias"))]
+    assert torch.allclose(fresh(x), (x @ weight.T + bias)[:, 0], atol=1e-6)
+    fresh.train()
+    assert torch.allclose(fresh(x), (x @ weight.T + bias)[:, 0], atol=1e-6)  # not recalibrated

@@ -41,7 +41,7 @@ def compiled(source: str, type_text: str, lib: Library | None = None, seed: int 
         for p in module.parameters():
             if p.requires_grad:
                 p.normal_()
-    return module
+    return module.eval()  # in training mode, a first call would set up input statistics
 
 
 def example(type_text: str, rows: int = 6):
@@ -87,6 +87,7 @@ def test_library_function_inside_a_program(lib: Library) -> None:
     lib.save("feature", "??", VEC3, module)
     term = parse_term("\\x -> add (lib.feature x) (affine (select[0] x))")
     program = compile_term(term, check_term(term, parse_type(VEC3), library=lib), library=lib)
+    program.eval()
     x = example(VEC3)
     affine = program.parts["n0_2_0"](x[:, 0])
     assert torch.equal(program(x), module(x) + affine)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from neurosym.interp.registry import Site, implements
+from neurosym.interp.standardize import Standardize
 from neurosym.interp.values import Seq, align, batch_size
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
@@ -196,7 +197,8 @@ MAX_PARAMETERS = 100_000_000  # one affine map; a larger one would not fit in me
 
 
 class Affine(nn.Module):
-    """A linear map between any two tensor types (inputs are flattened)."""
+    """A linear map between any two tensor types (inputs are flattened and standardized,
+    `Standardize`); `effective()` is the same map on the inputs as they come."""
 
     def __init__(self, t: Type, params) -> None:
         super().__init__()
@@ -208,11 +210,20 @@ class Affine(nn.Module):
             raise NeurosymError(f"affine from {arg} to {result} would have "
                                 f"{_numel(arg) * _numel(result):,} weights (at most "
                                 f"{MAX_PARAMETERS:,})")
+        self.standardize = Standardize(_numel(arg))
         self.linear = nn.Linear(_numel(arg), _numel(result))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x.reshape(x.shape[0], -1).to(self.linear.weight.dtype))
-        return y.reshape(x.shape[0], *self.out_shape)
+        flat = self.standardize(x.reshape(x.shape[0], -1).to(self.linear.weight.dtype))
+        return self.linear(flat).reshape(x.shape[0], *self.out_shape)
+
+    def effective(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the map on unstandardized inputs, in double precision on
+        the host (a large shift cancels in the bias)."""
+        weight, bias, shift, scale = (t.detach().cpu().double() for t in (
+            self.linear.weight, self.linear.bias, self.standardize.shift,
+            self.standardize.scale))
+        return weight / scale, bias - (weight / scale) @ shift
 
 
 @implements("affine", module=Affine)

@@ -42,13 +42,13 @@ def describe(model) -> list[dict[str, Any]]:
 
 
 def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> str:
-    """The inputs with the largest weights (summed over outputs, by magnitude), by index
-    or by `names`."""
-    weight = affine.linear.weight.detach()
-    if weight.shape[1] == 1:
+    """The inputs with the largest weights (summed over outputs, by magnitude, on inputs
+    standardized as the map reads them, so that they compare), by index or by `names`;
+    one input's scale per output is given in its own units."""
+    if affine.linear.weight.shape[1] == 1:
         return f"{arg} scaled per output: " + ", ".join(f"{w:+.3g}" for w in
-                                                         weight[:, 0].tolist())
-    strength = weight.abs().sum(0)
+                                                         affine.effective()[0][:, 0].tolist())
+    strength = affine.linear.weight.detach().abs().sum(0)
     order = strength.argsort(descending=True)[:top].tolist()
     share = strength / strength.sum().clamp_min(1e-12)
     if names:

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.func import functional_call, vmap
 
 from neurosym.interp.compiler import CompiledTerm
@@ -213,6 +212,11 @@ class Group:
         named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
         self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])
                        .requires_grad_() for n, _ in named} if self.stacked else dict(named)
+        # what each member set up from its own data (the statistics that standardize an
+        # affine map's inputs) travels with its weights; flags stay the skeleton's
+        self.buffers = {n: torch.stack([m.model.get_buffer(n) for m in members])
+                        for n, b in self.base.named_buffers() if b.is_floating_point()
+                        } if self.stacked else {}
         # a feature equal for every member is passed once, unstacked; the others are
         # stacked once here, [K, N, ...], not at every step
         self.shared = [all(m.train[i] is members[0].train[i] for m in members)
@@ -249,7 +253,7 @@ class Group:
         def one(p: dict, *tensors: torch.Tensor) -> torch.Tensor:
             return functional_call(self.base, p, tuple(_unflat(tensors, like)))
 
-        return vmap(one, in_dims=(0, *dims))(params, *flat)
+        return vmap(one, in_dims=(0, *dims))({**params, **self.buffers}, *flat)
 
     def _per_member(self, mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """A [K] mask shaped to select whole members of parameter `p`."""
@@ -352,13 +356,3 @@ def _stack(values: list[Value]) -> Value:
     if isinstance(values[0], Seq):
         return Seq(torch.stack([v.data for v in values]), torch.stack([v.weights for v in values]))
     return torch.stack(values)
-
-
-def lazy_init(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:
-    """One forward in training mode on the member's first mini-batch, without gradients:
-    parts that set themselves up from data (shapelets seed their patterns from windows)
-    do it now, outside `vmap`."""
-    model.train()
-    with torch.no_grad():
-        model(*[index(v, rows) for v in inputs])
-

@@ -24,17 +24,18 @@ from torch import nn
 
 from neurosym import metrics
 from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
+from neurosym.interp.standardize import Standardize
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
-from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, lazy_init, skeleton
+from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, skeleton
 from neurosym.search.rescale import rescaled_loss
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, predict, snapshot, torch_threads
+from neurosym.train import TrainConfig, predict, set_up, set_up_rows, snapshot, torch_threads
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -134,9 +135,7 @@ def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | N
     for net, state in zip(relaxations(model), warm or ()):
         if state is not None:
             _load_matching(net, state)
-    first = torch.randperm(len(task.train.y), generator=torch.Generator().manual_seed(seed),
-                           device="cpu")
-    lazy_init(model, [train for train, _ in values], first[:settings.train.batch_size])
+    set_up(model, [train for train, _ in values], set_up_rows(len(task.train.y), seed))
     return Member(seed, model, [train for train, _ in values], [val for _, val in values],
                   text)
 
@@ -228,9 +227,14 @@ def metric_h(metric: str, value: float) -> float:
 
 
 def _load_matching(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A parent's relaxation weights, if they fit; its input statistics are set up again
+    from the child's own data."""
     own = net.state_dict()
     if own.keys() == state.keys() and all(own[k].shape == v.shape for k, v in state.items()):
         net.load_state_dict(state)
+        for part in net.modules():
+            if isinstance(part, Standardize):
+                part.ready = False
 
 
 def loss_scale(task: Task) -> float:

