@@ -278,3 +278,9 @@ def test_a_spectrum_leaf_is_shown_by_band_and_exports_as_python_only(tmp_path):
     assert (got - predict(model.module, task.test.x)).abs().max() <= 1e-5
     with pytest.raises(ExportError, match="spectrum.*--format python"):
         export(model, "onnx", tmp_path / "m.onnx")
+    called = tmp_path / "q.ns"  # the same, inside a definition that main calls
+    called.write_text("def bands : List[Vec[1]] -> Vec[4] = \\xs -> spectrum[4] xs\n"
+                      "def main : List[Vec[1]] -> Vec[2] = \\xs -> affine (bands xs)\n")
+    model = neurosym.run_file(called, task, epochs=2).save(tmp_path / "q")
+    with pytest.raises(ExportError, match="spectrum.*--format python"):
+        export(model, "torch", tmp_path / "q.pt2")

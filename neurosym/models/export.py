@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.values import Seq, shape_of
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
@@ -78,7 +79,8 @@ def export(model: Model, fmt: str, out: Path) -> float:
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)} "
                           "(a Python file: `neurosym export --format python`)")
-    for node in ast.walk(model.module.term):
+    terms = [m.term for m in model.module.modules() if isinstance(m, CompiledTerm)]
+    for node in (n for term in terms for n in ast.walk(term)):  # main and what it calls
         if isinstance(node, ast.Var) and node.name in UNTRACEABLE:
             raise ExportError(f"cannot export the program to {fmt}: `{node.name}` "
                               f"{UNTRACEABLE[node.name]}, which torch.export cannot trace; "
