@@ -152,8 +152,8 @@ class FeatureCache:
             return x_train, x_val
         from neurosym.search.scoring import build_typed
 
-        model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library)
-        model.to(self.task.train.y.device).eval()
+        model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library,
+                            self.task.device).eval()
         with torch.no_grad(), torch_threads(1):
             return model(x_train), model(x_val)
 
@@ -207,7 +207,7 @@ class Group:
     def __init__(self, members: list[Member], task: Task, config: TrainConfig) -> None:
         self.members, self.task, self.config = members, task, config
         self.base = members[0].model
-        self.device = task.train.y.device
+        self.device = task.device
         self.stacked = len(members) > 1
         named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
         self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])

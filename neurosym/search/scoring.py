@@ -75,15 +75,16 @@ def node_seed(seed: int, text: str) -> int:
 def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
     """Check and compile a program of the task's type, with closed relaxations, on the
     device of the task's data."""
-    model = build_typed(Arrow(task.input_type, task.output_type), term, hidden, library)
-    return model.to(task.train.y.device)
+    return build_typed(Arrow(task.input_type, task.output_type), term, hidden, library,
+                       task.device)
 
 
-def build_typed(t: Arrow, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
+def build_typed(t: Arrow, term: ast.Term, hidden: int, library=None,
+                device: torch.device | str = "cpu") -> CompiledTerm:
     checked = check_term(term, t, library=library)
     for _, hole in hole_paths(term):
         checked.scopes[id(hole)] = ()
-    return compile_term(term, checked, library, hidden=hidden)
+    return compile_term(term, checked, library, hidden=hidden).to(device)
 
 
 def relaxations(model: CompiledTerm) -> list[nn.Module]:
@@ -131,7 +132,7 @@ def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | N
     """A node's skeleton built under its seed (as it would be alone), warm-started and
     set up on its first mini-batch."""
     torch.manual_seed(seed)
-    model = build_typed(skel.type, skel.term, settings.hidden, library).to(task.train.y.device)
+    model = build_typed(skel.type, skel.term, settings.hidden, library, task.device)
     for net, state in zip(relaxations(model), warm or ()):
         if state is not None:
             _load_matching(net, state)

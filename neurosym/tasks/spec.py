@@ -111,6 +111,11 @@ class Task:
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the task's data is (`to`)."""
+        return self.train.y.device
+
     def to(self, device: str | torch.device) -> Task:
         """The task with its data (and class weights) on `device`: programs and
         relaxations then run there end to end."""
