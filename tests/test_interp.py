@@ -14,7 +14,7 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import TrainingError
 from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
-from neurosym.train import TrainConfig, fit, predict
+from neurosym.train import Adam, TrainConfig, fit, predict
 
 
 def run(text: str, type_text: str, *args):
@@ -236,3 +236,43 @@ def test_weights_saved_before_inputs_were_standardized_still_load():
     assert torch.allclose(fresh(x), (x @ weight.T + bias)[:, 0], atol=1e-6)
     fresh.train()
     assert torch.allclose(fresh(x), (x @ weight.T + bias)[:, 0], atol=1e-6)  # not recalibrated
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_steps_as_torch_adam_does(weight_decay):
+    """The training loops' Adam against `torch.optim.Adam` on the same losses, including a
+    parameter that gets no gradient on some steps (left as it is, as torch leaves it)."""
+    torch.manual_seed(0)
+    ours = [torch.randn(3, 4, requires_grad=True), torch.randn(4, requires_grad=True)]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    adam = Adam(ours, lr=0.05, weight_decay=weight_decay)
+    reference = torch.optim.Adam(theirs, lr=0.05, weight_decay=weight_decay, foreach=True)
+    x = torch.randn(8, 3)
+    for step in range(20):
+        for params, opt in ((ours, adam), (theirs, reference)):
+            opt.zero_grad()
+            used = params if step % 3 else params[:1]
+            loss = ((x @ used[0]).sin().sum(1) - (used[1].sum() if len(used) > 1 else 0)) ** 2
+            loss.mean().backward()
+            opt.step()
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_training_does_not_import_torch_dynamo(tmp_path):
+    """`torch.optim` imports torch._dynamo on first use (seconds per process); a search
+    node and a hand-written program train without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "import neurosym\n"
+            "from neurosym.tasks.spec import load_task\n"
+            "task = load_task('italy_power')\n"
+            "source = 'def main : List[Vec[1]] -> Vec[2] = \\\\xs -> affine (mean xs)'\n"
+            "open(sys.argv[1], 'w').write(source)\n"
+            "neurosym.run_file(sys.argv[1], task, epochs=2)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.ns")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

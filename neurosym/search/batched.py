@@ -35,7 +35,7 @@ from neurosym.lang.checker import Checked, check_term
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, Type
 from neurosym.tasks.spec import Task
-from neurosym.train import TrainConfig, losses_per_model, torch_threads
+from neurosym.train import Adam, TrainConfig, losses_per_model, torch_threads
 
 _VAL_CHUNK = 2048  # validation rows per vectorised forward
 
@@ -282,8 +282,7 @@ class Group:
             out = self.validate({})
             losses = losses_per_model(task.loss, out, y_val, task.class_weights)
             return [MemberResult(float(v), out[i]) for i, v in enumerate(losses)]
-        opt = torch.optim.Adam(list(self.params.values()), lr=config.lr,
-                               weight_decay=config.weight_decay, foreach=True)
+        opt = Adam(list(self.params.values()), lr=config.lr, weight_decay=config.weight_decay)
         device = self.device
         best = torch.full((k,), math.nan, device=device)
         best_params = {name: p.detach().clone() for name, p in self.params.items()}
