@@ -17,8 +17,6 @@ from torch import nn
 from neurosym.interp.values import Value, batch_size, index
 from neurosym.lang.errors import TrainingError
 
-SET_UP_ROWS = 256  # training rows that data-dependent parts set themselves up from
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -157,7 +155,7 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return TrainResult(evaluate_loss(model, *val, loss), 0, time.perf_counter() - start)
-    set_up(model, [train[0]], set_up_rows(len(train[1]), config.seed))
+    set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size))
     opt = Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     deadline = math.inf if config.max_seconds is None else start + config.max_seconds
@@ -204,19 +202,19 @@ def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, confi
 
 
 def set_up(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:
-    """One forward in training mode on `rows` of the training inputs, without gradients:
-    parts that set themselves up from data do it now (affine maps take the statistics
-    that standardize their inputs, shapelets seed their patterns from windows), on more
-    rows than one mini-batch and outside any `vmap`."""
+    """One forward in training mode on `rows` of the training inputs (the first
+    mini-batch, `first_batch`): parts that set themselves up from data do it now (affine
+    maps take the statistics that standardize their inputs, shapelets seed their patterns
+    from windows), outside any `vmap`. Gradients are on (nothing steps), so that a part
+    can tell an input computed by learned parts."""
     model.train()
-    with torch.no_grad():
+    with torch.enable_grad():
         model(*[index(v, rows) for v in inputs])
 
 
-def set_up_rows(n: int, seed: int) -> torch.Tensor:
-    """The training rows `set_up` reads: a seeded sample of at most `SET_UP_ROWS`."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu")
-    return order[:SET_UP_ROWS]
+def first_batch(n: int, seed: int, size: int) -> torch.Tensor:
+    """The rows of the first mini-batch a run seeded `seed` trains on."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu")[:size]
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, s
 from neurosym.search.rescale import rescaled_loss
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, predict, set_up, set_up_rows, snapshot, torch_threads
+from neurosym.train import TrainConfig, first_batch, predict, set_up, snapshot, torch_threads
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -136,7 +136,8 @@ def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | N
     for net, state in zip(relaxations(model), warm or ()):
         if state is not None:
             _load_matching(net, state)
-    set_up(model, [train for train, _ in values], set_up_rows(len(task.train.y), seed))
+    set_up(model, [train for train, _ in values],
+           first_batch(len(task.train.y), seed, settings.train.batch_size))
     return Member(seed, model, [train for train, _ in values], [val for _, val in values],
                   text)
 
