@@ -14,7 +14,7 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import TrainingError
 from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
-from neurosym.train import Adam, TrainConfig, fit, predict
+from neurosym.train import Adam, TrainConfig, first_batch, fit, predict, set_up
 
 
 def run(text: str, type_text: str, *args):
@@ -198,7 +198,8 @@ def test_affine_learns_from_badly_scaled_inputs():
     accuracy = float((predict(model, x).argmax(1) == y).float().mean())
     assert accuracy >= 0.95
     affine = next(m for m in model.modules() if isinstance(m, Affine))
-    assert torch.allclose(affine.standardize.shift, x.mean(0), rtol=1e-4)
+    first = x[first_batch(256, 0, TrainConfig.batch_size)]  # what it set up from
+    assert torch.allclose(affine.standardize.shift, first.mean(0), rtol=1e-4)
     weight, bias = affine.effective()
     assert torch.allclose(x.double() @ weight.T + bias, predict(model, x).double(), atol=1e-3)
 
@@ -276,3 +277,17 @@ def test_training_does_not_import_torch_dynamo(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.ns")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_only_inputs_of_fixed_statistics_are_standardized():
+    """`mean xs` is the same feature before and after training: standardized. A shapelet's
+    distances move as its pattern learns: left as they are."""
+    xs = Seq(5 + 3 * torch.randn(16, 10, 1), torch.ones(16, 10))
+    for text, standardized in ((r"\xs -> affine (mean xs)", True),
+                               (r"\xs -> affine (shapelet[3] xs)", False)):
+        term = parse_term(text)
+        model = compile_term(term, check_term(term, parse_type("List[Vec[1]] -> Vec[2]")))
+        set_up(model, [xs], torch.arange(16))
+        affine = next(m for m in model.modules() if isinstance(m, Affine))
+        assert affine.standardize.ready
+        assert bool((affine.standardize.shift != 0).all()) == standardized, text
