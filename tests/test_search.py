@@ -233,6 +233,7 @@ class ToyGraph:
         self.g = {"s": 0.0}
         self.depths = {"s": 0}
         self.evaluated: list[str] = []
+        self.batches: list[list[str]] = []
         self.delay = delay
 
     def root(self) -> str:
@@ -265,6 +266,7 @@ class ToyGraph:
     def evaluate(self, nodes) -> list[float]:
         time.sleep(self.delay)
         self.evaluated += list(nodes)
+        self.batches.append(list(nodes))
         return [0.5 * self.remaining(n) for n in nodes]
 
     def f(self, node: str, h: float) -> float:
@@ -369,7 +371,7 @@ def test_astar_scores_completions_first_and_keeps_its_order(anytime):
     expanded = {}
     for completions in (False, True):
         graph = ToyGraph()
-        search = Run(graph, Budget(), 2,
+        search = Run(graph, Budget(batch=8, max_batch=8), 2,
                      completion=partial(_first_complete, graph) if completions else None)
         expanded[completions] = []
         search.expand = partial(_logged_expand, search, expanded[completions])
@@ -378,6 +380,9 @@ def test_astar_scores_completions_first_and_keeps_its_order(anytime):
         assert [f for f, _ in search.best()] == [3.0, 5.0]
     assert graph.evaluated[:7] == ["A1", "s", "B1", "E1", "a", "b", "c"]  # A1: the root's
     assert expanded[True] == expanded[False]
+    # complete programs train in their own batches, and before the partial ones
+    assert all(len({graph.is_complete(n) for n in batch}) == 1 for batch in graph.batches)
+    assert graph.batches[2:4] == [["B1", "E1"], ["a", "b", "c"]]
 
 
 @pytest.mark.parametrize("algorithm", ["astar", "iddfs", "enumerate"])
