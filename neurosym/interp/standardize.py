@@ -9,10 +9,10 @@ from torch import nn
 class Standardize(nn.Module):
     """Each input feature shifted and scaled to zero mean and unit spread, by statistics
     taken once, from the first batch it sees in training (`train.set_up`), then fixed and
-    saved with the weights. A linear map fitted by Adam
-    on features of very different offsets and scales (log band powers near -3, means near
-    0) converges an order of magnitude slower: on OSULeaf, `affine (spectrum[32] xs)`
-    tests 0.54 unstandardized and 0.75 standardized, what logistic regression reaches."""
+    saved with the weights. A linear map fitted by Adam on features of very different
+    offsets and scales (log band powers near -3, means near 0) converges an order of
+    magnitude slower: on OSULeaf, `affine (spectrum[32] xs)` tests 0.54 unstandardized
+    and 0.75 standardized, what logistic regression reaches."""
 
     def __init__(self, n: int) -> None:
         super().__init__()
