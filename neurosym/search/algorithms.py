@@ -137,8 +137,9 @@ class Run(Generic[N]):
         while i < len(fresh):
             self.check_budget()
             chunk = fresh[i:i + self.chunk_size()]
-            kinds = [complete(n) for n in chunk]
-            chunk = chunk[:kinds.index(not kinds[0])] if (not kinds[0]) in kinds else chunk
+            kind = complete(chunk[0])
+            chunk = chunk[:next((j for j, n in enumerate(chunk) if complete(n) != kind),
+                                len(chunk))]
             i += len(chunk)
             if self.budget.max_nodes is not None:
                 chunk = chunk[: self.budget.max_nodes - self.evaluated]

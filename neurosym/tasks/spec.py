@@ -120,7 +120,7 @@ class Task:
         """The task with its data (and class weights) on `device`: programs and
         relaxations then run there end to end."""
         device = resolve_device(device)
-        if self.train.y.device == device:
+        if self.device == device:
             return self
         weights = None if self.class_weights is None else self.class_weights.to(device)
         return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
