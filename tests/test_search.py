@@ -609,6 +609,27 @@ def test_final_ranking_is_the_search_objective_after_full_training():
                for p in crossed)
 
 
+def test_finalists_include_the_best_of_each_leading_family():
+    """A family (the programs below one child of the root) that brief training ranks
+    below many programs of another still sends its best program to the final ranking."""
+    from types import SimpleNamespace
+
+    from neurosym.search.final import candidates
+
+    root = SimpleNamespace(text="root", parent=None)
+    tops = {name: SimpleNamespace(text=name, parent=root) for name in "ABC"}
+    deeper = SimpleNamespace(text="C1", parent=tops["C"])
+    scored = [(0.1, "a1", tops["A"]), (0.2, "a2", tops["A"]), (0.3, "a3", tops["A"]),
+              (0.5, "b1", tops["B"]), (0.6, "c1", deeper)]
+    complete = {text: (f, SimpleNamespace(text=text, parent=parent))
+                for f, text, parent in scored}
+    search = SimpleNamespace(complete=complete, top_k=2, best_partial=lambda: [])
+    programs = SimpleNamespace(root=lambda: root, first_complete=lambda node: None)
+    assert [node.text for _, node in candidates(search, programs)] == ["a1", "a2", "b1", "c1"]
+    search.top_k = 1  # two families: A and B
+    assert [node.text for _, node in candidates(search, programs)] == ["a1", "b1"]
+
+
 def test_a_finalist_that_fails_to_retrain_is_reported(monkeypatch):
     from neurosym.lang.errors import TrainingError
     from neurosym.search import final

@@ -322,7 +322,7 @@ def _keep_checkpoints(search: Run, scorer: Scorer, programs: ProgramGraph, task:
 
 
 def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
-    """Seconds to keep for the finalists: about 2 * top_k programs, each trained once per
+    """Seconds to keep for the finalists: about 3 * top_k programs, each trained once per
     fold and once more, each training ~final/node epochs as long as an average node so
     far (with a margin of 1.5), and at least `MIN_TRAINING_SECONDS` (cross-validation on
     small data is what makes the ranking hold); at most `final_share` of the limit, at
@@ -330,7 +330,7 @@ def final_reserve(task: Task, config: SearchConfig, scorer: Scorer) -> float:
     node_seconds = scorer.mean_seconds()
     if node_seconds is None:
         return config.final_share * config.time_limit
-    trainings = 2 * config.top_k * (config.cv_folds + 1 if config.cv_folds > 1 else 1)
+    trainings = 3 * config.top_k * (config.cv_folds + 1 if config.cv_folds > 1 else 1)
     per = max(node_seconds * config.final_epochs / config.epochs_per_node * 1.5,
               MIN_TRAINING_SECONDS)
     return min(config.final_share, max(0.02, trainings * per / config.time_limit)) \
