@@ -385,6 +385,35 @@ def test_astar_scores_completions_first_and_keeps_its_order(anytime):
     assert graph.batches[2:4] == [["B1", "E1"], ["a", "b", "c"]]
 
 
+class StreamingGraph(ToyGraph):
+    """Yields each h as its node 'finishes training', noting what the search held then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_before: dict[str, set[str]] = {}
+        self.search: Run | None = None
+
+    def evaluate(self, nodes):
+        self.batches.append(list(nodes))
+        for n in nodes:
+            self.held_before[n] = set(self.search.complete)
+            yield 0.5 * self.remaining(n)
+
+
+def test_a_program_is_held_as_soon_as_its_h_is_known():
+    """The search records each h as the graph yields it: the first complete program of a
+    batch is held (and reported) while the rest of the batch still trains."""
+    graph = StreamingGraph()
+    reported = []
+    search = Run(graph, Budget(batch=8, max_batch=8), 2, on_progress=reported.append,
+                 show=str, completion=partial(_first_complete, graph))
+    graph.search = search
+    run("astar", search)
+    assert ["B1", "E1"] in graph.batches
+    assert "B1" in graph.held_before["E1"] and "E1" not in graph.held_before["E1"]
+    assert [p.trained for p in reported] == list(range(1, len(reported) + 1))
+
+
 @pytest.mark.parametrize("algorithm", ["astar", "iddfs", "enumerate"])
 def test_a_program_reached_twice_is_one_node_at_its_cheaper_cost(algorithm):
     search, stats = toy_run(algorithm, anytime=True, graph=ToyDAG())
@@ -519,17 +548,17 @@ def _traced_search(monkeypatch, task: str, **options):
     from neurosym.search import scoring
 
     trained, expanded = [], []
-    score, expand = scoring.Scorer.score, Run.expand
+    scored, expand = scoring.Scorer.scored, Run.expand
 
-    def logged_score(self, items):
+    def logged_scored(self, items):
         trained.extend(t for t, _ in items if t not in self.cache)
-        return score(self, items)
+        return scored(self, items)
 
     def logged_expand(self, node):
         expanded.append((node.text, node.cost))
         return expand(self, node)
 
-    monkeypatch.setattr(scoring.Scorer, "score", logged_score)
+    monkeypatch.setattr(scoring.Scorer, "scored", logged_scored)
     monkeypatch.setattr(Run, "expand", logged_expand)
     result = synthesize(task, final_epochs=2, **options)
     return result, trained, expanded
@@ -708,6 +737,23 @@ def test_a_worker_killed_mid_search_does_not_end_it():
     assert killed and hit.restarts == 1 and calm.restarts == 0
     assert [(p.text, p.f) for p in hit.programs] == [(p.text, p.f) for p in calm.programs]
     assert not hit.failures or all("not scored" not in e for _, e in hit.failures)
+
+
+def test_a_scorer_gives_each_score_once_its_group_has_trained():
+    """In this process the first node's score comes before the next skeleton trains, and
+    the scores are those of `score`, in the caller's order."""
+    from neurosym.search.scoring import NodeSettings, Scorer
+    from neurosym.train import TrainConfig
+
+    settings = NodeSettings(TrainConfig(epochs=3, patience=3, batch_size=16, lr=0.05))
+    texts = [r"\xs -> affine (std xs)", r"\xs -> affine (mean xs)", r"\xs -> ?? (std xs)"]
+    scorer = Scorer(tiny_task(), settings)
+    stream = scorer.scored([(t, None) for t in texts])
+    first = next(stream)
+    assert set(scorer.cache) == {texts[0]}  # the others have not trained yet
+    rest = list(stream)
+    together = Scorer(tiny_task(), settings).score([(t, None) for t in texts])
+    assert [s.h for s in [first, *rest]] == [s.h for s in together]
 
 
 def test_nodes_of_a_worker_killed_while_training_are_trained_again():

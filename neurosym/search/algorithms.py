@@ -16,7 +16,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -30,7 +30,7 @@ class Graph(Protocol[N]):
     def cost(self, node: N) -> float: ...
     def depth(self, node: N) -> int: ...
     def key(self, node: N) -> Hashable: ...
-    def evaluate(self, nodes: Sequence[N]) -> list[float]: ...
+    def evaluate(self, nodes: Sequence[N]) -> Iterable[float]: ...  # h, in order
     def f(self, node: N, h: float) -> float: ...
 
 
@@ -130,7 +130,8 @@ class Run(Generic[N]):
         programs (a single affine map, often) train in a fraction of the time of
         relaxations, and the search holds them, and reports them, before the partial ones
         have trained (BasicMotions' `affine (std xs)` at 5.7 s, with the root's 20
-        children, otherwise)."""
+        children, otherwise). Each h is recorded as the graph yields it, so a program is
+        held as soon as it has trained, not when its whole chunk has."""
         key, complete = self.graph.key, self.graph.is_complete
         fresh = list({key(n): n for n in nodes if key(n) not in self.scores}.values())
         i = 0

@@ -14,6 +14,7 @@ import multiprocessing
 import signal
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +32,7 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
-from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, skeleton
+from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, Skeleton, skeleton
 from neurosym.search.rescale import rescaled_loss
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
@@ -105,26 +106,43 @@ def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
                 ) -> list[NodeScore]:
     """Train nodes given by text (and warm starts), those of one skeleton together
     (`batched`); each is scored as it would be alone."""
+    scores: list[NodeScore | None] = [None] * len(items)
+    for i, score in trained_nodes(task, items, settings, library, features):
+        scores[i] = score
+    return scores  # type: ignore[return-value]
+
+
+def trained_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
+                  settings: NodeSettings, library=None, features: FeatureCache | None = None
+                  ) -> Iterator[tuple[int, NodeScore]]:
+    """`train_nodes`, as (index, score) pairs as soon as each is known: a node that
+    cannot be built at once, the others group by group, in the order of each group's
+    first node."""
     task = task.to(settings.device)
     features = features or FeatureCache(task, library)
     task_type = Arrow(task.input_type, task.output_type)
-    scores: list[NodeScore | None] = [None] * len(items)
-    groups: dict[tuple, list[tuple[int, Member]]] = {}
-    for i, (text, warm) in enumerate(items):
+    groups: dict[tuple, list[tuple[int, Skeleton, list]]] = {}
+    for i, (text, _) in enumerate(items):
         try:
             skel = skeleton(parse_term(text), task_type, library)
             values = [features.get(f, t) for f, t in zip(skel.features, skel.feature_types)]
-            member = _member(task, skel, values, text, node_seed(settings.seed, text), warm,
-                             settings, library)
         except (NeurosymError, RuntimeError, ValueError) as err:
-            scores[i] = _failed(err, text)
+            yield i, _failed(err, text)
             continue
         key = (skel.key, *(_shape(v) for pair in values for v in pair))
-        groups.setdefault(key, []).append((i, member))
+        groups.setdefault(key, []).append((i, skel, values))
     for group in groups.values():
-        for i, score in _train_group(task, group, settings):
-            scores[i] = score
-    return scores  # type: ignore[return-value]
+        members = []
+        for i, skel, values in group:
+            text, warm = items[i]
+            try:
+                members.append((i, _member(task, skel, values, text,
+                                           node_seed(settings.seed, text), warm, settings,
+                                           library)))
+            except (NeurosymError, RuntimeError, ValueError) as err:
+                yield i, _failed(err, text)
+        if members:
+            yield from _train_group(task, members, settings)
 
 
 def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | None,
@@ -306,14 +324,24 @@ class Scorer:
                                    initializer=_init_worker, initargs=self._pool_args)
 
     def score(self, items: list[tuple[str, HoleStates | None]]) -> list[NodeScore]:
+        return list(self.scored(items))
+
+    def scored(self, items: list[tuple[str, HoleStates | None]]) -> Iterator[NodeScore]:
+        """Each item's score, in order, as soon as it is known: in this process, the
+        first nodes' once their skeleton group has trained, so that A* holds (and
+        reports) the first complete programs of a batch while the others train."""
         todo = [(t, w) for t, w in dict(items).items() if t not in self.cache]
         if self.executor == "local":
-            scores = train_nodes(self.task, todo, self.settings, self.library, self.features)
-            for (text, _), score in zip(todo, scores):
-                self._keep(text, score)
-        elif todo:  # one job per skeleton, the largest first: batched, and balanced
+            done = trained_nodes(self.task, todo, self.settings, self.library, self.features)
+            for text, _ in items:
+                while text not in self.cache:
+                    i, score = next(done)
+                    self._keep(todo[i][0], score)
+                yield self.cache[text]
+            return
+        if todo:  # one job per skeleton, the largest first: batched, and balanced
             self._in_workers(sorted(self._by_skeleton(todo), key=len, reverse=True))
-        return [self.cache[t] for t, _ in items]
+        yield from (self.cache[t] for t, _ in items)
 
     def _by_skeleton(self, todo: list[tuple[str, HoleStates | None]]) -> list[list]:
         """The nodes grouped as `train_nodes` would group them (by skeleton; a node whose

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -105,8 +105,9 @@ class NeuralGraph:
     def f(self, node: Node, h: float) -> float:
         return h + self.cost_weight * self.scale * node.cost
 
-    def evaluate(self, nodes: Sequence[Node]) -> list[float]:
-        return [s.h for s in self.scorer.score([(n.text, self._warm(n)) for n in nodes])]
+    def evaluate(self, nodes: Sequence[Node]) -> Iterator[float]:
+        """Each node's h, as soon as it is known (`Scorer.scored`)."""
+        return (s.h for s in self.scorer.scored([(n.text, self._warm(n)) for n in nodes]))
 
     def _warm(self, node: Node) -> HoleStates | None:
         """The parent's trained relaxations for the holes the child kept (all but the
