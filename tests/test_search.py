@@ -829,6 +829,34 @@ def test_a_checkpoint_of_another_search_is_refused_with_the_difference(tmp_path)
         synthesize(tiny_task(), resume=path, **CHECKPOINTED)
 
 
+def test_a_checkpoint_keeps_each_nodes_family(tmp_path):
+    """Saved nodes name their parents (the finalists take the best of each family, the
+    programs below one child of the root), and are linked to them again on load; a
+    format-1 entry without one, a missing parent or a cycle leaves a node without one."""
+    import json
+
+    from safetensors import safe_open
+
+    from neurosym.search.checkpoint import _nodes
+    from neurosym.search.final import family
+
+    path = tmp_path / "s.ckpt"
+    synthesize(tiny_task(), checkpoint=path, **CHECKPOINTED)
+    with safe_open(str(path), framework="pt") as f:
+        entries = json.loads(f.metadata()["neurosym_search"])["nodes"]
+    task = tiny_task()
+    graph = ProgramGraph(task.input_type, task.output_type, production_set(task))
+    nodes = _nodes(entries, graph)
+    roots = {t for t, n in nodes.items() if n.parent is None}
+    assert roots == {"??"}
+    children = {c.text for c in graph.children(graph.root())}
+    assert all(family(n) in children for t, n in nodes.items() if t != "??")
+    a, b = r"\xs -> ?? (mean xs)", r"\xs -> affine (mean xs)"
+    odd = {a: [1.0, 1, 1, [1], b], b: [2.0, 2, 2, [], a], "??": [0.0, 0, 0, [1]]}
+    rebuilt = _nodes(odd, graph)
+    assert rebuilt["??"].parent is None and {rebuilt[a].parent, rebuilt[b].parent} & {None}
+
+
 def test_an_edited_checkpoint_is_reported_and_changes_nothing(tmp_path):
     import json
 

@@ -30,7 +30,7 @@ from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import NodeScore, Scorer
 from neurosym.tasks.spec import Task
 
-FORMAT = 1
+FORMAT = 2  # 2: each node's parent (a node's family, for the finalists)
 # may differ between the saved search and the resumed one
 FREE_SETTINGS = {"time_limit", "max_nodes", "workers", "node_seconds", "anytime",
                  "final_share", "device"}
@@ -73,6 +73,9 @@ def save(path: Path, search: Run, scorer: Scorer, identity: dict) -> bool:
     for table in (search.complete, search.partial):
         for _, node in table.values():
             nodes[node.text] = node
+    for node in list(nodes.values()):  # and their ancestors
+        while (node := node.parent) is not None and node.text not in nodes:
+            nodes[node.text] = node
     tensors: dict[str, torch.Tensor] = {}
     for i, entry in enumerate(frontier):
         done = scorer.cache.get(entry[-1].text)
@@ -88,7 +91,8 @@ def save(path: Path, search: Run, scorer: Scorer, identity: dict) -> bool:
         "frontier": [[f, partial, cost, tie, node.text]
                      for f, partial, cost, tie, node in frontier],
         "tie": state.tie, "popped": state.popped, "closed": closed, "cheapest": cheapest,
-        "nodes": {text: [n.cost, n.steps, n.depth, list(n.hole_depths)]
+        "nodes": {text: [n.cost, n.steps, n.depth, list(n.hole_depths),
+                         n.parent.text if n.parent is not None else None]
                   for text, n in nodes.items()},
         "cache": {text: [s.h, s.val_loss, s.val_metric, s.seconds, s.error]
                   for text, s in scorer.cache.items()},
@@ -123,11 +127,7 @@ def load(path: Path, search: Run, scorer: Scorer, programs: ProgramGraph,
 
 def _rebuild(record: dict, tensors: dict[str, torch.Tensor], search: Run,
              programs: ProgramGraph) -> tuple[AStarState, dict[str, NodeScore], tuple]:
-    nodes: dict[str, Node] = {}
-    for text, (cost, steps, depth, hole_depths) in record["nodes"].items():
-        term = parse_term(text)
-        nodes[text] = Node(term, text, float(cost), int(steps), int(depth),
-                           tuple(int(d) for d in hole_depths), programs.check(term))
+    nodes = _nodes(record["nodes"], programs)
     states: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
     frontier = []
     for i, (f, partial, cost, tie, text) in enumerate(record["frontier"]):
@@ -153,6 +153,27 @@ def _rebuild(record: dict, tensors: dict[str, torch.Tensor], search: Run,
               {k: (float(f), nodes[k]) for k, f in record["complete"].items()},
               {k: (float(f), nodes[k]) for k, f in record["partial"].items()})
     return state, scores, tables
+
+
+def _nodes(entries: dict[str, list], programs: ProgramGraph) -> dict[str, Node]:
+    """The saved nodes, each linked to its saved parent (format 1 saved none; a parent
+    missing, or a cycle of them, leaves a node without one)."""
+    nodes: dict[str, Node] = {}
+    for text in entries:
+        chain: list[str] = []
+        at: str | None = text
+        while at is not None and at not in nodes and at in entries and at not in chain:
+            chain.append(at)
+            rest = entries[at][4:]
+            at = rest[0] if rest and isinstance(rest[0], str) else None
+        parent = nodes.get(at) if at is not None else None
+        for t in reversed(chain):
+            cost, steps, depth, hole_depths = entries[t][:4]
+            term = parse_term(t)
+            parent = nodes[t] = Node(term, t, float(cost), int(steps), int(depth),
+                                     tuple(int(d) for d in hole_depths),
+                                     programs.check(term), parent)
+    return nodes
 
 
 def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
