@@ -248,9 +248,9 @@ def time_to(run: dict, target: float) -> float | None:
     """When the search first held a program whose final test accuracy reaches `target`
     (its end, if only the program it returned does; None if not even that)."""
     for inc in run.get("incumbents", []):
-        if inc["test_accuracy"] >= target - 1e-9:
+        if inc["test_accuracy"] >= target - 1e-6:
             return inc["at_s"]
-    return run["search_s"] if run["test_accuracy"] >= target - 1e-9 else None
+    return run["search_s"] if run["test_accuracy"] >= target - 1e-6 else None
 
 
 def time_to_target_row(task: str, per_seed: list[dict], ours_key: str) -> str:

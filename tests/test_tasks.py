@@ -302,6 +302,16 @@ def test_metrics_on_hand_computed_cases():
     assert metrics.higher_is_better("macro_f1") and not metrics.higher_is_better("mse")
 
 
+def test_scores_are_exact_fractions_not_float32():
+    """357 right of 370 is 357/370, so a score compares equal to the same share computed
+    elsewhere (the peer benchmark's target) and prints without float32 noise."""
+    y = torch.zeros(370, dtype=torch.long)
+    pred = torch.cat([torch.zeros(357), torch.ones(13)]).long()
+    assert metrics.accuracy(pred, y) == 357 / 370
+    assert metrics.macro_f1(torch.zeros(3), torch.tensor([0, 0, 1])) == (0.8 + 0.0) / 2
+    assert str(metrics.accuracy([1, 1, 0], [1, 1, 1])) == str(2 / 3)
+
+
 def test_majority_predictor_on_imbalanced_labels():
     y = torch.tensor([0] * 8 + [1] * 2)
     # F1 of class 0 is 2*8 / (10 + 8); class 1 is never predicted, so 0
