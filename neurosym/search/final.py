@@ -100,19 +100,15 @@ def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, 
     best_of_family: dict[str, tuple[float, Node]] = {}
     for f, node in ranked:
         best_of_family.setdefault(family(node), (f, node))
-    found: list[tuple[float | None, Node]] = []
-    seen: set[str] = set()
-    for f, node in ranked[: search.top_k] + list(best_of_family.values())[: 2 * search.top_k]:
-        if node.text not in seen:
-            found.append((f, node))
-            seen.add(node.text)
     partial = [node for _, node in search.best_partial()] + [programs.root()]
-    for start in partial:
-        node = programs.first_complete(start)
-        if node is not None and node.text not in seen:
-            found.append((None, node))  # never trained in the search: no f
-            seen.add(node.text)
-    return found
+    # completions were never trained in the search: no f
+    completions = [(None, programs.first_complete(start)) for start in partial]
+    found: dict[str, tuple[float | None, Node]] = {}
+    for f, node in (ranked[: search.top_k] + list(best_of_family.values())[: 2 * search.top_k]
+                    + completions):
+        if node is not None:
+            found.setdefault(node.text, (f, node))
+    return list(found.values())
 
 
 def family(node: Node) -> str:
