@@ -321,7 +321,7 @@ def test_astar_expanding_several_nodes_at_once_still_proves_the_optimum(expansio
     search, stats = toy_run("astar", top_k=2, expansions=expansions)
     assert stats.stopped_by == "done"
     assert [f for f, _ in search.best()] == [3.0, 5.0]
-    assert search.graph.evaluated[:4] == ["s", "a", "b", "c"]
+    assert search.graph.evaluated[:3] == ["a", "b", "c"]
     dag, _ = toy_run("astar", anytime=True, graph=ToyDAG(), expansions=expansions)
     assert dag.graph.evaluated.count("X") == 1 and dag.best()[0] == (3.0, ("X", 3.0))
 
@@ -343,9 +343,10 @@ def test_astar_stops_once_the_optimum_is_proved():
 
 
 def test_astar_scores_every_child_before_any_grandchild():
+    """...and never trains the root: it is expanded first whatever its h."""
     search, _ = toy_run("astar", top_k=2)
     order = search.graph.evaluated
-    assert order[:4] == ["s", "a", "b", "c"]
+    assert order[:3] == ["a", "b", "c"] and "s" not in order
 
 
 def _first_complete(graph: ToyGraph, node: str) -> str | None:
@@ -364,10 +365,10 @@ def _logged_expand(search: Run, log: list, node):
 
 @pytest.mark.parametrize("anytime", [False, True])
 def test_astar_scores_completions_first_and_keeps_its_order(anytime):
-    """With completions, the root's cheapest completion is scored before the root, and the
-    children's before the partial children (the search holds a complete program from its
-    first node), and A* expands the same partial nodes in the same order and proves the
-    same top-k."""
+    """With completions, the root's cheapest completion is scored first (the root itself is
+    not trained), and the children's before the partial children (the search holds a
+    complete program from its first node), and A* expands the same partial nodes in the
+    same order and proves the same top-k."""
     expanded = {}
     for completions in (False, True):
         graph = ToyGraph()
@@ -378,11 +379,11 @@ def test_astar_scores_completions_first_and_keeps_its_order(anytime):
         stats = run("astar", search, anytime=anytime)
         assert stats.stopped_by == "done"
         assert [f for f, _ in search.best()] == [3.0, 5.0]
-    assert graph.evaluated[:7] == ["A1", "s", "B1", "E1", "a", "b", "c"]  # A1: the root's
+    assert graph.evaluated[:6] == ["A1", "B1", "E1", "a", "b", "c"]  # A1: the root's
     assert expanded[True] == expanded[False]
     # complete programs train in their own batches, and before the partial ones
     assert all(len({graph.is_complete(n) for n in batch}) == 1 for batch in graph.batches)
-    assert graph.batches[2:4] == [["B1", "E1"], ["a", "b", "c"]]
+    assert graph.batches[1:3] == [["B1", "E1"], ["a", "b", "c"]]
 
 
 class StreamingGraph(ToyGraph):
@@ -565,7 +566,7 @@ def _traced_search(monkeypatch, task: str, **options):
 
 
 def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch):
-    """The root's cheapest completion, the root, then its complete children and the
+    """The root's cheapest completion (the root is not trained), then its complete children and the
     cheapest completions of the others (complete programs first), then its partial
     children, then anything deeper."""
     result, trained, expanded = _traced_search(
@@ -576,9 +577,9 @@ def test_astar_scores_every_child_of_the_root_before_any_grandchild(monkeypatch)
     completions = {graph.first_complete(c, COMPLETION_STEPS).text for c in children}
     partial = [c.text for c in children if not c.complete]
     first = graph.first_complete(graph.root()).text
-    assert trained[:2] == [first, "??"] and first in completions
-    after = len(completions) + 1  # the root's completion is one of its children's
-    assert set(trained[2:after]) == completions - {first}
+    assert trained[0] == first and first in completions and "??" not in trained
+    after = len(completions)  # the root's completion is one of its children's
+    assert set(trained[1:after]) == completions - {first}
     assert trained[after:after + len(partial)] == partial
     assert r"\xs -> mean (map ?? xs)" in trained
     assert len(trained) == result.stats.trained == 40

@@ -300,7 +300,9 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     capacity: a beam that trades optimality for depth). With `search.completion`, the
     root's and each child's cheapest completion is scored and pushed with them: a
     complete program has an exact f, so the order stays A*'s, and the search holds good
-    programs (the incumbents) long before it expands its way down to them."""
+    programs (the incumbents) long before it expands its way down to them. The root is
+    pushed untrained (h = 0): it is popped first whatever its h, and its children fill its
+    only hole, so its relaxation would be trained for nothing."""
     g = search.graph
 
     def push(scored: list[tuple[float, N]]) -> None:
@@ -316,7 +318,12 @@ def astar(search: Run[N], capacity: int | None = None, anytime: bool = False,
     state = search.state
     if state is None:  # a new search (else one resumed from its saved state)
         state = search.state = AStarState(Merged(g))
-        push(search.evaluate(state.merged.admit(search.with_completions([g.root()]))))
+        root = g.root()
+        first = state.merged.admit(search.with_completions([root]))
+        if not g.is_complete(root):  # expanded first whatever its h: not worth training
+            first.remove(root)
+            push([(g.f(root, 0.0), root)])
+        push(search.evaluate(first))
     while state.frontier:
         if search.on_step is not None:
             search.on_step(search)

@@ -35,7 +35,7 @@ from neurosym.lang.checker import Checked, check_term
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, Type
 from neurosym.tasks.spec import Task
-from neurosym.train import Adam, TrainConfig, losses_per_model, torch_threads
+from neurosym.train import Adam, TrainConfig, losses_per_model, set_training, torch_threads
 
 _VAL_CHUNK = 2048  # validation rows per vectorised forward
 
@@ -262,7 +262,7 @@ class Group:
     def validate(self, params: dict) -> torch.Tensor:
         n = len(self.task.val.y)
         with torch.no_grad():
-            self.base.eval()
+            set_training(self.base, False)
             if n <= _VAL_CHUNK:
                 return self.forward(params, "val", None)
             chunks = [torch.arange(i, min(i + _VAL_CHUNK, n), device=self.device)
@@ -296,7 +296,7 @@ class Group:
         for epoch in range(1, config.epochs + 1):
             order = torch.stack([torch.randperm(n, generator=g, device="cpu")
                                  for g in gens]).to(device)  # [K, N]
-            self.base.train()
+            set_training(self.base, True)
             for i in range(0, n, config.batch_size):
                 rows = order[:, i:i + config.batch_size]
                 out = self.forward(self.params, "train", rows)
