@@ -25,9 +25,21 @@ class Evaluation:
     epochs: int = 0
     seconds: float = 0.0
     trivial: bool = False  # the test score is within noise of the majority baseline
+    # regression on standardized targets: the targets' variance, so that mse * units is in
+    # the data's own units (what a user compares with another model's error)
+    units: float | None = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def in_units(self) -> str | None:
+        """The test score and baseline in the target's own units, if the task standardized
+        its targets."""
+        if self.units is None:
+            return None
+        return (f"{self.metric} in the target's units: test {self.test * self.units:.5g} "
+                f"({metrics.baseline_name(self.metric)} baseline "
+                f"{self.baseline * self.units:.5g})")
 
 
 def train_config(task: Task, **overrides) -> TrainConfig:
@@ -57,7 +69,10 @@ def evaluate(model: nn.Module, task: Task, result: TrainResult | None = None) ->
     if task.loss != "mse":
         test_pred = metrics.predictions(predict(model, task.test.x), task.loss)
         per_class = metrics.per_class_f1(test_pred, task.test.y, task.num_classes)
+    norm = task.normalization
+    target = None if norm is None else norm.target
     return Evaluation(
+        units=target[1] ** 2 if target and task.metric == "mse" else None,
         metric=task.metric, train=scores["train"], val=scores["val"], test=scores["test"],
         val_loss=result.val_loss if result else float("nan"),
         baseline=baseline, per_class_f1=per_class, epochs=result.epochs if result else 0,

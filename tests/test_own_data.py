@@ -228,8 +228,15 @@ def test_regression_targets_are_standardized_and_predictions_restored(tmp_path):
     assert abs(float(task.train.y.mean())) < 1e-4 and task.normalization.target[0] > 100
     program = tmp_path / "p.ns"
     program.write_text("def main : Vec[10] -> Float = affine\n")
-    model = neurosym.run_file(program, task, epochs=30).save(tmp_path / "m")
+    run = neurosym.run_file(program, task, epochs=30)
+    model = run.save(tmp_path / "m")
     predicted = model.predict(x[300:])
     assert abs(predicted.mean() - y[300:].mean()) < 25  # in the data's units
+    # the reported mse is on the standardized scale; its value in the data's units is
+    # the saved model's error on the raw targets (what a user compares with another model)
+    raw = float(((predicted.reshape(-1) - y[300:]) ** 2).mean())
+    ev = run.evaluation
+    assert ev.test * ev.units == pytest.approx(raw, rel=1e-3) and raw > 1000
+    assert ev.in_units().startswith(f"mse in the target's units: test {ev.test * ev.units:.5g}")
     fitted = ProgramRegressor(time_limit=30, max_nodes=3).fit(x[:300], y[:300])
     assert fitted.score(x[300:], y[300:]) > 0.3
