@@ -28,14 +28,23 @@ class LibraryModules(Protocol):
 
 def curried(fn: Callable[..., Value], arity: int) -> Value:
     """Turn `fn(a1, ..., an)` into a function value taking its arguments one at a time."""
-    if arity == 0:
-        return fn()
+    return fn() if arity == 0 else _Curried(fn, arity, ())
 
-    def take(collected: tuple) -> Value:
-        return lambda x: fn(*collected, x) if len(collected) + 1 == arity else take(
-            (*collected, x))
 
-    return take(())
+class _Curried:
+    """`fn` with some of its arguments. A class, not a closure that refers to itself: such
+    a closure is a reference cycle, and the interpreter made tens of thousands per node
+    (a `fold` calls its step function at every element), which only the cyclic garbage
+    collector frees (measured: 7% of a BasicMotions search's node training time)."""
+
+    __slots__ = ("fn", "arity", "collected")
+
+    def __init__(self, fn: Callable[..., Value], arity: int, collected: tuple) -> None:
+        self.fn, self.arity, self.collected = fn, arity, collected
+
+    def __call__(self, x: Value) -> Value:
+        args = (*self.collected, x)
+        return self.fn(*args) if len(args) == self.arity else _Curried(self.fn, self.arity, args)
 
 
 def part_key(path: tuple[int, ...]) -> str:
