@@ -383,12 +383,12 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         chosen = [s for s in surfaces(folder) if not args.surfaces or s.name in args.surfaces]
-        print(f"{'surface':12} {'tried':>7} {'accepted':>9} {'clean':>7} {'no file':>8} "
+        print(f"{'surface':16} {'tried':>7} {'accepted':>9} {'clean':>7} {'no file':>8} "
               f"{'crashes':>8} {'slow':>5} {'seconds':>8}", flush=True)
         for surface in chosen:
             start = time.perf_counter()
             t = campaign(surface, args.n, args.seed, folder)
-            print(f"{surface.name:12} {t.tried:7} {t.accepted:9} {t.clean:7} {t.unnamed:8} "
+            print(f"{surface.name:16} {t.tried:7} {t.accepted:9} {t.clean:7} {t.unnamed:8} "
                   f"{t.crashes:8} {t.slow:5} {time.perf_counter() - start:8.0f}", flush=True)
             for kind, count in t.kinds.most_common(5):
                 print(f"    {count:5}  {kind}", flush=True)

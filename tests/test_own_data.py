@@ -218,6 +218,40 @@ def test_task_init_errors_name_the_file(tmp_path, monkeypatch):
     assert "Traceback" not in result.output and not (tmp_path / "tasks" / "t.toml").exists()
 
 
+@pytest.mark.parametrize("bad_file, cell, why", [
+    ("train.csv", "nan", "is not a finite number"),  # a missing label written as nan
+    ("test.csv", "1e400", "is not a finite number"),
+    ("test.csv", "5e38", "is beyond the range of 32-bit floats"),
+])
+def test_task_init_refuses_a_target_it_cannot_train_on_naming_the_file_as_given(
+        tmp_path, monkeypatch, bad_file, cell, why):
+    """Regression targets: before, 'nan' was read as a number and reported, after the
+    targets were standardized, as '5 NaN values in the labels' of the unfinished task
+    file `tasks/t.toml.partial`, split 'val'."""
+    monkeypatch.chdir(tmp_path)
+    rows = [[i * 0.1, 1 - i * 0.1, 0.37 * i] for i in range(20)]
+    _rows(tmp_path, "train.csv", rows)
+    _rows(tmp_path, "test.csv", rows)
+    _rows(tmp_path, bad_file, [*rows[:2], [0.3, 0.7, cell], *rows[2:]])
+    result = CliRunner().invoke(main, ["task", "init", "t", "--train", "train.csv",
+                                       "--test", "test.csv"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"error: {bad_file}, row 4, column 'y': '{cell}' {why}" in result.output
+    assert ".partial" not in result.output and not list((tmp_path / "tasks").glob("t.*"))
+
+
+def test_arrays_refuse_nan_targets_complex_and_out_of_range_inputs():
+    x, y = np.random.rand(30, 3), np.random.rand(30)
+    with pytest.raises(DataError, match=r"x_train: target 4 \(nan\) is not a finite"):
+        Task.from_arrays(x, np.where(np.arange(30) == 4, np.nan, y), x, y)
+    with pytest.raises(DataError, match="real numbers, not complex"):
+        Task.from_arrays(x + 1j, y, x, y)
+    with pytest.raises(DataError, match=r"position \(1,\): 1e\+300 is beyond the range"):
+        Task.from_arrays(np.where(x > 2, 0, x) + np.array([0, 1e300, 0]), y, x, y)
+    big = Task.from_arrays(x * 1e37, y * 3e38, x, y)  # in range: standardized in float64
+    assert torch.isfinite(big.train.x).all() and torch.isfinite(big.train.y).all()
+
+
 def test_regression_targets_are_standardized_and_predictions_restored(tmp_path):
     """A bias of 150 takes Adam thousands of steps: targets are trained standardized, and a
     saved model or a fitted estimator predicts in the data's units."""

@@ -21,7 +21,10 @@ def examples(x: Any, y: Any, what: str) -> Examples:
     if x is None or y is None:
         raise DataError(f"{what}: needs both inputs and targets")
     try:
-        rows = [np.asarray(a, dtype=np.float64) for a in x]
+        given = [np.asarray(a) for a in x]
+        if any(np.iscomplexobj(a) for a in given):
+            raise DataError(f"{what}: inputs must be real numbers, not complex")
+        rows = [a.astype(np.float64) for a in given]
     except (TypeError, ValueError) as err:
         raise DataError(f"{what}: inputs must be numbers ({err})") from err
     targets = np.asarray(y)

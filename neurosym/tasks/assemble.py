@@ -14,7 +14,7 @@ import torch
 from neurosym.interp.values import pad_sequences
 from neurosym.lang.errors import DataError
 from neurosym.lang.types import Image, ListT, Type, Vec
-from neurosym.tasks.files import Examples
+from neurosym.tasks.files import FLOAT32_MAX, Examples, not_storable
 from neurosym.tasks.spec import Split, stratified_partition
 
 
@@ -72,6 +72,7 @@ def is_regression(y: np.ndarray, max_classes: int = 20) -> bool:
     more than `max_classes` values (integer labels are classes)."""
     if y.dtype.kind != "f":
         return False
+    y = y[np.isfinite(y)]  # non-finite targets are refused with their place, later
     return not np.all(np.mod(y, 1) == 0) or len(np.unique(y)) > max_classes
 
 
@@ -82,6 +83,8 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
     for found in (train, test, val):
         if found is not None and len(found) == 0:
             raise DataError(f"{found.origin}: no examples")
+        if found is not None:
+            _check_targets(found)
     classes = None if regression else _classes(train, test, val)
     xs = {name: _inputs(e, input_type) for name, e in (("train", train), ("test", test),
                                                        ("val", val)) if e is not None}
@@ -98,12 +101,24 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
         xs["train"], ys["train"] = [xs["train"][i] for i in fit], ys["train"][fit]
     norm = _normalization(xs["train"], input_type) if normalize else None
     if normalize and regression:  # a bias of 150 takes Adam thousands of steps to reach
-        mean, spread = float(ys["train"].mean()), float(ys["train"].std(unbiased=False))
+        fitted = ys["train"].double()  # in float32 the spread of large values overflows
+        mean, spread = float(fitted.mean()), float(fitted.std(unbiased=False))
         spread = spread if spread > 1e-8 else 1.0
         ys = {name: (y - mean) / spread for name, y in ys.items()}
         norm = replace(norm or Normalization((), ()), target=(mean, spread))
     splits = {name: Split(_batched(xs[name], input_type, norm), ys[name]) for name in xs}
     return SourceData(splits["train"], splits["val"], splits["test"], classes, norm)
+
+
+def _check_targets(examples: Examples) -> None:
+    """Numeric targets a 32-bit float holds (NaN is a missing label, not a class)."""
+    if examples.y.dtype.kind not in "fc":
+        return
+    bad = np.flatnonzero(~(np.abs(examples.y) <= FLOAT32_MAX))
+    if len(bad):
+        value = examples.y[bad[0]]
+        raise DataError(f"{examples.origin}: target {bad[0]} ({value}) {not_storable(value)}"
+                        f" ({len(bad)} such)")
 
 
 def _classes(train: Examples, test: Examples, val: Examples | None) -> tuple[str, ...]:
@@ -158,11 +173,11 @@ def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:
         a = np.asarray(a, dtype=np.float64)
         if isinstance(input_type, ListT) and a.ndim == 1:
             a = a[:, None]  # a univariate series
-        bad = ~np.isfinite(a)
+        bad = ~(np.abs(a) <= FLOAT32_MAX)
         if bad.any():
             where = tuple(int(v) for v in np.argwhere(bad)[0])
             raise DataError(f"{examples.origin}: example {i}, position {where}: "
-                            f"{a[where]} (inputs must be finite)")
+                            f"{a[where]} {not_storable(a[where])}")
         problem = _shape_problem(a.shape, input_type)
         if problem:
             raise DataError(f"{examples.origin}: example {i} has shape {a.shape}, but the "
@@ -193,7 +208,7 @@ def _normalization(xs: list[torch.Tensor], input_type: Type) -> Normalization | 
     images are left as they are."""
     if isinstance(input_type, Image):
         return None
-    steps = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+    steps = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs]).double()  # no overflow
     mean, std = steps.mean(0), steps.std(0, unbiased=False)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
     return Normalization(tuple(mean.tolist()), tuple(std.tolist()))

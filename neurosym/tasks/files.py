@@ -190,9 +190,9 @@ def _number(path: Path, row: int, column: str, cell: str) -> float:
     except ValueError:
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
                         ) from None
-    if not math.isfinite(value):
-        raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a finite "
-                        "number")
+    if not abs(value) <= FLOAT32_MAX:
+        raise DataError(f"{path}, row {row}, column {column!r}: {text!r} "
+                        f"{not_storable(value)}")
     return value
 
 
@@ -203,7 +203,7 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
     if not targets and name not in header:  # new data: every column is an input
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     target = _column(path, header, name, "target")
-    xs, ys = [], []
+    xs, ys, at = [], [], []
     for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
         if len(row) > len(header):
@@ -220,9 +220,10 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
             raise DataError(f"{path}, row {r}: no values")
         xs.append(np.asarray(values))
         ys.append(cells[target].strip())
+        at.append(r)
     if not xs:
         raise _no_examples(path)
-    return Examples(xs, _targets(path, ys, header[target]), str(path))
+    return Examples(xs, _targets(path, ys, header[target], at), str(path))
 
 
 def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
@@ -263,19 +264,34 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
           series.values()]
     if not xs:
         raise _no_examples(path)
-    return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target]),
-                    str(path), tuple(series))
+    return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target],
+                                 [labels[k][1] for k in series]), str(path), tuple(series))
 
 
-def _targets(path: Path, labels: list[str], column: str) -> np.ndarray:
-    """Numbers where every label is one, else class names."""
+def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:
+    """Numbers where every label is one, else class names. `rows`: each label's CSV row."""
     if any(not label for label in labels):
-        row = labels.index("") + 2
+        row = rows[labels.index("")]
         raise DataError(f"{path}, row {row}, column {column!r}: empty target")
     try:
-        return np.asarray([float(label) for label in labels])
+        values = np.asarray([float(label) for label in labels])
     except ValueError:
         return np.asarray(labels, dtype=str)
+    bad = np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))
+    if len(bad):
+        raise DataError(f"{path}, row {rows[bad[0]]}, column {column!r}: "
+                        f"{labels[bad[0]]!r} {not_storable(values[bad[0]])}")
+    return values
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def not_storable(value: float) -> str:
+    """Why a number cannot be trained on: tensors here are 32-bit floats."""
+    if math.isfinite(value):
+        return "is beyond the range of 32-bit floats (±3.4e38)"
+    return "is not a finite number"
 
 
 # ---- UCR / UEA archive formats -------------------------------------------------------------

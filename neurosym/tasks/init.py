@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from neurosym.lang.errors import TaskError
+from neurosym.lang.errors import NeurosymError, TaskError
 from neurosym.lang.parser import parse_type
 from neurosym.tasks.assemble import class_name, infer_input_type, is_regression
 from neurosym.tasks.files import read_examples
@@ -36,7 +36,7 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     for key in ("target", "time_column"):
         if getattr(files, key):
             data[key] = getattr(files, key)
-    train = read_examples(str(Path(files.train).resolve()), Path.cwd(), data)
+    train = read_examples(files.train, Path(), data)  # errors name the file as given
     in_type = parse_type(input_type) if input_type else infer_input_type(train)
     if regression is None:
         regression = is_regression(train.y)
@@ -50,11 +50,25 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     partial.write_text(text, encoding="utf-8")
     try:
         task = load_task(partial)
-    except Exception:
+    except NeurosymError as err:
+        partial.unlink()
+        raise _as_given(err, name, files, data, partial, out) from None
+    except BaseException:
         partial.unlink()
         raise
     os.replace(partial, out)
     return task
+
+
+def _as_given(err: NeurosymError, name: str, files: DataFiles, data: dict, partial: Path,
+              out: Path) -> NeurosymError:
+    """The check load's error as the user sees their files: each data file named as they
+    gave it (not relative to the task folder), the task file by its final name."""
+    text = err.message.removeprefix(f"{partial} (task {name!r}): ")
+    for split in ("train", "test", "val"):
+        if split in data:
+            text = text.replace(str(out.parent / data[split]), getattr(files, split))
+    return type(err)(text.replace(str(partial), str(out)))
 
 
 def _data_paths(files: DataFiles, folder: Path) -> dict[str, str]:
