@@ -207,6 +207,14 @@ def test_data_that_does_not_fit_names_both_types(saved, tmp_path):
         load(saved).predict(np.ones((2, 100, 3)))
 
 
+def test_a_bad_cell_in_new_data_is_named_in_the_file_as_given(saved, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "new.csv").write_text("a,b,c,d,e,f\n" + "1,2,3,4,5,6\n" * 3 + "1,2,nan,4,5,6\n")
+    result = CliRunner().invoke(main, ["predict", str(saved), "new.csv"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: new.csv, row 5, column 'c': 'nan' is not a finite number" in result.output
+
+
 def test_show_plot_draws_series_and_feature_programs(saved, tmp_path):
     from sklearn.datasets import load_wine
 

@@ -88,7 +88,7 @@ class Model:
         if isinstance(data, Examples):
             return data
         if isinstance(data, str | Path):
-            return read_examples(str(data), Path.cwd(), self.record.get("data", {}),
+            return read_examples(str(data), Path(), self.record.get("data", {}),
                                  series=isinstance(self.input_type, ListT), targets=False)
         return examples(data, np.zeros(len(data)), "the data")
 

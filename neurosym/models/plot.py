@@ -27,7 +27,7 @@ def plot_data(model: Model, data: str | None):
     if data is not None:
         from neurosym.tasks.files import read_examples
 
-        found = read_examples(data, Path.cwd(), model.record.get("data", {}),
+        found = read_examples(data, Path(), model.record.get("data", {}),
                               series=isinstance(model.input_type, ListT))
         return model.inputs(found), [str(v) for v in found.y]
     from neurosym.tasks.spec import load_task
