@@ -99,8 +99,8 @@ def print_evaluation(ev, console: Console | None = None) -> None:
     table.add_row(f"[dim]{baseline_name(ev.metric)} baseline (test)[/]",
                   f"[dim]{ev.baseline:.4f}[/]")
     console.print(table)
-    if ev.in_units():
-        console.print(ev.in_units())
+    if units := ev.in_units():
+        console.print(units)
     if ev.trivial:
         console.print(trivial_words(ev.metric),
                       style="bold yellow")

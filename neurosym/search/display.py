@@ -92,8 +92,8 @@ def print_result(result, task: Task, console: Console) -> None:
                           f"cost {prog.cost:g}")
             if prog.cv is not None:
                 console.print("    (cross-validated on train + val, then refit on both)")
-            if ev.in_units():
-                console.print(f"    {ev.in_units()}")
+            if units := ev.in_units():
+                console.print(f"    {units}")
             for part in learned_parts(prog.model):
                 lines = part["sketch"]
                 console.print(f"    {part['part']}: " + ("\n      ".join([""] + lines)

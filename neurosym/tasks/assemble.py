@@ -14,7 +14,7 @@ import torch
 from neurosym.interp.values import pad_sequences
 from neurosym.lang.errors import DataError
 from neurosym.lang.types import Image, ListT, Type, Vec
-from neurosym.tasks.files import FLOAT32_MAX, Examples, not_storable
+from neurosym.tasks.files import Examples, not_storable, unstorable
 from neurosym.tasks.spec import Split, stratified_partition
 
 
@@ -112,9 +112,9 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
 
 def _check_targets(examples: Examples) -> None:
     """Numeric targets a 32-bit float holds (NaN is a missing label, not a class)."""
-    if examples.y.dtype.kind not in "fc":
+    if examples.y.dtype.kind != "f":
         return
-    bad = np.flatnonzero(~(np.abs(examples.y) <= FLOAT32_MAX))
+    bad = np.flatnonzero(unstorable(examples.y))
     if len(bad):
         value = examples.y[bad[0]]
         raise DataError(f"{examples.origin}: target {bad[0]} ({value}) {not_storable(value)}"
@@ -173,7 +173,7 @@ def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:
         a = np.asarray(a, dtype=np.float64)
         if isinstance(input_type, ListT) and a.ndim == 1:
             a = a[:, None]  # a univariate series
-        bad = ~(np.abs(a) <= FLOAT32_MAX)
+        bad = unstorable(a)
         if bad.any():
             where = tuple(int(v) for v in np.argwhere(bad)[0])
             raise DataError(f"{examples.origin}: example {i}, position {where}: "

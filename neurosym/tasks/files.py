@@ -277,7 +277,7 @@ def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.
         values = np.asarray([float(label) for label in labels])
     except ValueError:
         return np.asarray(labels, dtype=str)
-    bad = np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))
+    bad = np.flatnonzero(unstorable(values))
     if len(bad):
         raise DataError(f"{path}, row {rows[bad[0]]}, column {column!r}: "
                         f"{labels[bad[0]]!r} {not_storable(values[bad[0]])}")
@@ -285,6 +285,11 @@ def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def unstorable(values: np.ndarray) -> np.ndarray:
+    """Where `values` holds numbers a 32-bit float cannot: NaN, ±inf or beyond ±3.4e38."""
+    return ~(np.abs(values) <= FLOAT32_MAX)
 
 
 def not_storable(value: float) -> str:

@@ -50,11 +50,10 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     partial.write_text(text, encoding="utf-8")
     try:
         task = load_task(partial)
-    except NeurosymError as err:
+    except BaseException as err:
         partial.unlink()
-        raise _as_given(err, name, files, data, partial, out) from None
-    except BaseException:
-        partial.unlink()
+        if isinstance(err, NeurosymError):
+            raise _as_given(err, name, files, data, partial, out) from None
         raise
     os.replace(partial, out)
     return task
