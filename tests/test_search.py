@@ -332,6 +332,7 @@ def test_algorithms_find_the_optimum_on_a_toy_graph(algorithm):
     assert stats.stopped_by == "done" and not stats.interrupted
     (f, best), = search.best()
     assert best == "B1" and f == pytest.approx(3.0)
+    assert "s" not in search.graph.evaluated  # the root is expanded whatever its h
 
 
 def test_astar_stops_once_the_optimum_is_proved():

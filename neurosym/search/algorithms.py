@@ -357,10 +357,12 @@ def iddfs(search: Run[N], start_depth: int = 1) -> None:
     """Depth-first, best child first, pruning nodes whose f is not below the bound (the
     k-th best complete f so far); the depth limit grows until nothing was cut off. Every
     child of a node is scored before the first is descended into, and within a pass a
-    program reached again is not descended into twice."""
+    program reached again is not descended into twice. The root is trained only if it is
+    a complete program: else it is expanded whatever its h."""
     g = search.graph
     root = g.root()
-    search.evaluate([root])
+    if g.is_complete(root):
+        search.evaluate([root])
     limit = start_depth
     while True:
         cut = _dfs(search, Merged(g), root, limit)
