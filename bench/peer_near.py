@@ -9,8 +9,10 @@ best test accuracy, the wall time at which the search first scored the program i
 returned, nodes trained (and per second) and peak memory: ours with 1 and 2 worker
 processes, the peer's, and the ratios ours/peer. Then, per task over the seeds, the time
 to a target accuracy: each system's incumbents (its best complete program, each time that
-changed) are trained as its final program would be, and the time is when the first one
-reaching the target was found; the target is the worse of the two final accuracies.
+changed) are trained as its final program would be, and the time is when the first
+program reaching the target was scored (an incumbent, or the program it returned); the
+target is the worse of the two final accuracies. `--summary FILE` prints that again from
+a saved run.
 `--before REF` also times node training as of git REF (checked out in a worktree under
 bench/out/) and now, on one fixed workload: the first nodes of the first task's
 derivation graph. Settings that could not be made
@@ -245,12 +247,30 @@ def side_by_side(runs: dict[int, dict], peer: dict, limit: float) -> None:
 
 
 def time_to(run: dict, target: float) -> float | None:
-    """When the search first held a program whose final test accuracy reaches `target`
-    (its end, if only the program it returned does; None if not even that)."""
-    for inc in run.get("incumbents", []):
-        if inc["test_accuracy"] >= target - 1e-6:
-            return inc["at_s"]
-    return run["search_s"] if run["test_accuracy"] >= target - 1e-6 else None
+    """When the search first scored a program whose final test accuracy reaches `target`
+    (issue 12's definition), among the programs whose final accuracy is known: its
+    incumbents (its best program by f, each when it became best) and the program it
+    returned, when that was first scored. None if none of them reaches it. Our search
+    returns the program cross-validation ranks first among its finalists, often not an
+    incumbent by f: counting incumbents only, with the end of the search for the returned
+    program, read JapaneseVowels as 4.53x the peer when ours returned a program reaching
+    the target that it had scored at 0.5 s."""
+    times = [inc["at_s"] for inc in run.get("incumbents", [])
+             if inc["test_accuracy"] >= target - 1e-6]
+    if run["test_accuracy"] >= target - 1e-6:
+        times.append(run["time_to_best_s"])
+    return min(times, default=None)
+
+
+def print_time_to_target(results: dict, tasks: list[str], seeds: list[int],
+                         workers: list[int]) -> None:
+    print("\ntime to the target accuracy (the worse of the two final test accuracies, per "
+          "seed): seconds until the search first scored a program that reaches it after "
+          "its final training")
+    for task in tasks:
+        for n in workers:
+            print(time_to_target_row(task, [results[f"{task}/{seed}"] for seed in seeds],
+                                     f"ours_{n}"))
 
 
 def time_to_target_row(task: str, per_seed: list[dict], ours_key: str) -> str:
@@ -299,7 +319,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--ours", default=None, help=argparse.SUPPRESS)  # child modes
     parser.add_argument("--texts", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=OUT / "peer_near.json")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="only print the time to the target accuracy of a saved run "
+                             "(its --json file)")
     args = parser.parse_args(argv)
+    if args.summary:
+        saved = json.loads(args.summary.read_text())
+        runs = [key for key in saved if "/" in key]
+        tasks = list(dict.fromkeys(key.split("/")[0] for key in runs))
+        seeds = sorted({int(key.split("/")[1]) for key in runs})
+        workers = sorted(int(k.removeprefix("ours_")) for k in saved[runs[0]]
+                         if k.startswith("ours_"))
+        print_time_to_target(saved, tasks, seeds, workers)
+        return
     if args.ours and args.texts:
         print(json.dumps(replay(args.ours, json.loads(args.texts.read_text()), args.seed)))
         return
@@ -328,13 +360,7 @@ def main(argv: list[str]) -> None:
             results[f"{task}/{seed}"] = {"peer": peer, **{f"ours_{n}": r for n, r in runs.items()}}
             print(f"-- {task}, seed {seed}")
             side_by_side(runs, peer, args.time_limit)
-    print("\ntime to the target accuracy (the worse of the two final test accuracies, per "
-          "seed): seconds until the search first held a program that reaches it after "
-          "its final training")
-    for task in args.tasks:
-        for n in args.workers:
-            print(time_to_target_row(task, [results[f"{task}/{seed}"] for seed in args.seeds],
-                                     f"ours_{n}"))
+    print_time_to_target(results, args.tasks, args.seeds, args.workers)
     if args.before:
         results["speed"] = speed(args.tasks[0], args.before, args.replay, args.seed)
     print("\nsettings not made equal:")
