@@ -190,7 +190,7 @@ def _number(path: Path, row: int, column: str, cell: str) -> float:
     except ValueError:
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
                         ) from None
-    if not abs(value) <= FLOAT32_MAX:
+    if unstorable(value):
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} "
                         f"{not_storable(value)}")
     return value
@@ -284,12 +284,12 @@ def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.
     return values
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def unstorable(values: np.ndarray) -> np.ndarray:
+def unstorable(values: np.ndarray | float) -> np.ndarray:
     """Where `values` holds numbers a 32-bit float cannot: NaN, ±inf or beyond ±3.4e38."""
-    return ~(np.abs(values) <= FLOAT32_MAX)
+    return ~(np.abs(values) <= _FLOAT32_MAX)
 
 
 def not_storable(value: float) -> str:
