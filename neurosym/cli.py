@@ -199,14 +199,22 @@ def task_group() -> None:
 @click.argument("name")
 @click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
               help="Training data: .csv, .npz, .ts or .arff.")
-@click.option("--test", "test_file", required=True, type=click.Path(dir_okay=False),
-              help="Test data, in the same format.")
+@click.option("--test", "test_file", default=None, type=click.Path(dir_okay=False),
+              help="Test data, in the same format (default: a share of the training data "
+                   "held out, see --test-fraction).")
+@click.option("--test-fraction", default=None,
+              type=click.FloatRange(0, 0.9, min_open=True),
+              help="Without --test: the share of the training data held out for testing, "
+                   "stratified and the same in every run (default 0.2).")
 @click.option("--val", "val_file", default=None, type=click.Path(dir_okay=False),
               help="Validation data (default: a stratified share of the training data).")
 @click.option("--target", default=None, help="CSV: the target column (default: the last).")
 @click.option("--id-column", default=None,
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
+@click.option("--ignore", multiple=True, metavar="COLUMN",
+              help="CSV: a column that is not an input (a date, a name, a row number); "
+                   "repeat for several.")
 @click.option("--input-type", default=None,
               help="The input's DSL type, if not the inferred one (e.g. 'List[Vec[3]]').")
 @click.option("--regression/--classification", default=None,
@@ -215,19 +223,30 @@ def task_group() -> None:
               help="Where to write the task file (default: tasks/NAME.toml).")
 @click.option("--force", is_flag=True, help="Replace an existing task file.")
 @friendly_errors
-def task_init(name: str, train_file: str, test_file: str, val_file: str | None,
-              target: str | None, id_column: str | None, time_column: str | None,
-              input_type: str | None, regression: bool | None, out_file: str | None,
-              force: bool) -> None:
+def task_init(name: str, train_file: str, test_file: str | None, test_fraction: float | None,
+              val_file: str | None, target: str | None, id_column: str | None,
+              time_column: str | None, ignore: tuple[str, ...], input_type: str | None,
+              regression: bool | None, out_file: str | None, force: bool) -> None:
     """Write tasks/NAME.toml for your data files, its types inferred from the data."""
+    from neurosym.tasks.files import input_columns
     from neurosym.tasks.init import DataFiles, init_task
 
+    if test_file is not None and test_fraction is not None:
+        raise click.UsageError("give --test or --test-fraction, not both")
+    if test_file is None and test_fraction is None:
+        test_fraction = 0.2
     path = Path(out_file) if out_file else Path("tasks") / f"{name}.toml"
-    files = DataFiles(train_file, test_file, val_file, target, id_column, time_column)
+    files = DataFiles(train_file, test_file, val_file, target, id_column, time_column,
+                      ignore, test_fraction)
     task = init_task(name, files, path, input_type, regression, force)
     what = (f"{len(task.classes)} classes" if task.classes else "a real-valued target")
     click.echo(f"wrote {path}: {task.input_type} -> {task.output_type} ({what}); "
                f"{len(task.train)} train, {len(task.val)} val, {len(task.test)} test examples")
+    layout = task.options["data_layout"]
+    columns = input_columns(train_file, Path(), layout)
+    if columns is not None:
+        shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
+        click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}")
     click.echo(f"next: neurosym synthesize {path}")
 
 

@@ -21,13 +21,15 @@ SEED_MAX = 2**63 - 1  # seeds must fit torch's and numpy's 64-bit generators
 @dataclass(frozen=True, slots=True)
 class Key:
     """One setting: `kind` is int, float (ints accepted), bool, str, list, or "any";
-    `low`/`high` bound numbers (`high`: also the length of a text), `choices` strings."""
+    `low`/`high` bound numbers (`high`: also the length of a text), `choices` strings,
+    `items` the kind of a list's elements."""
 
     kind: Any
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
     open_low: bool = False  # low itself is excluded
+    items: type | None = None
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value`, or None."""
@@ -44,12 +46,13 @@ class Key:
                 return f"must be a whole number, got {_short(value)}"
         elif not isinstance(value, self.kind):
             kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-            names = " or ".join({"str": "text", "bool": "true or false", "list": "a list",
-                                 "dict": "a table"}.get(k.__name__, k.__name__) for k in kinds)
+            names = " or ".join(_KIND_NAMES.get(k.__name__, k.__name__) for k in kinds)
             return f"must be {names}, got {_short(value)}"
+        if self.items and not all(isinstance(v, self.items) for v in value):
+            return f"must be a list of {_KIND_NAMES[self.items.__name__]}, got {_short(value)}"
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(self.choices)}, got {_short(value)}" + \
-                _did_you_mean(str(value), self.choices)
+                did_you_mean(str(value), self.choices)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return self._range(value)
         if isinstance(value, str) and self.high is not None and len(value) > self.high:
@@ -66,6 +69,7 @@ class Key:
         return None
 
 
+_KIND_NAMES = {"str": "text", "bool": "true or false", "list": "a list", "dict": "a table"}
 HEAD = {"name": Key(str), "description": Key(str)}
 COUNT = Key(int, 1, 10**9)
 SEED = Key(int, 0, SEED_MAX)
@@ -131,7 +135,8 @@ DATA = {
               "val": Key((str, dict)), "normalize": Key(bool),
               "layout": Key(str, choices=("rows", "long")), "target": Key(str),
               "id_column": Key(str), "time_column": Key(str), "x_key": Key(str),
-              "y_key": Key(str)},
+              "y_key": Key(str), "ignore": Key(list, items=str),
+              "test_fraction": Key(float, 0, 0.9, open_low=True)},
 }
 
 
@@ -145,7 +150,8 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width] + "..."
 
 
-def _did_you_mean(given: str, known) -> str:
+def did_you_mean(given: str, known) -> str:
+    """"; did you mean 'x'?" for the closest of `known`, or nothing."""
     if len(given) > 64:  # difflib is quadratic: no guess for a long garbled key
         return ""
     close = difflib.get_close_matches(given, list(known), n=1)
@@ -159,7 +165,7 @@ def check_table(table: Mapping[str, Any], schema: Mapping[str, Key], where: str,
     for key, value in table.items():
         spec = schema.get(key)
         if spec is None:
-            raise error(f"{where}: unknown key {_short(key)}{_did_you_mean(key, schema)} "
+            raise error(f"{where}: unknown key {_short(key)}{did_you_mean(key, schema)} "
                         "(known: " + ", ".join(sorted(schema)) + ")")
         problem = spec.problem(value)
         if problem:

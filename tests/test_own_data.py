@@ -274,3 +274,89 @@ def test_regression_targets_are_standardized_and_predictions_restored(tmp_path):
     assert ev.in_units().startswith(f"mse in the target's units: test {ev.test * ev.units:.5g}")
     fitted = ProgramRegressor(time_limit=30, max_nodes=3).fit(x[:300], y[:300])
     assert fitted.score(x[300:], y[300:]) > 0.3
+
+
+# ---- one file, columns that are not inputs ------------------------------------------------
+
+def _one_file_wine(folder: Path) -> Path:
+    """Wine as one CSV, as data often comes: a row number, a date, the features, the class."""
+    x, y = load_wine(return_X_y=True)
+    header = ["", "bottled", *(f"f{i}" for i in range(x.shape[1])), "cultivar"]
+    rows = [[i, f"19{70 + i % 20} Q{1 + i % 4}", *map(float, x[i]), ["a", "b", "c"][y[i]]]
+            for i in range(len(y))]
+    return _write_csv(folder / "wine.csv", header, rows)
+
+
+def test_one_csv_with_a_date_and_a_row_number_becomes_a_task(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _one_file_wine(tmp_path)
+    refused = CliRunner().invoke(main, ["task", "init", "w", "--train", "wine.csv"])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert ("wine.csv, row 2, column 'bottled': '1970 Q1' is not a number (if it is not an "
+            "input, leave it out: [data] ignore = [\"bottled\"], or `task init --ignore "
+            "bottled`)") in refused.output
+    typo = CliRunner().invoke(main, ["task", "init", "w", "--train", "wine.csv",
+                                     "--ignore", "botled"])
+    assert "no ignored column 'botled'; did you mean 'bottled'?" in typo.output
+    result = _init(tmp_path, "w", "--train", "wine.csv", "--ignore", "bottled", "--ignore", "")
+    assert result.exit_code == 0, result.output
+    assert "Vec[13] -> Vec[3]" in result.output
+    assert "inputs: 13 columns ('f0', 'f1'," in result.output
+    text = (tmp_path / "tasks" / "w.toml").read_text()
+    assert 'ignore = ["bottled", ""]' in text and "test_fraction = 0.2" in text
+    task = load_task("w")
+    # 178 examples: a fifth held out for testing, stratified (59/71/48 per class)
+    assert len(task.test) == 36 and len(task.train) + len(task.val) == 142
+    assert torch.bincount(task.test.y).tolist() == [12, 14, 10]
+    # the held-out rows do not move with the search's seed
+    reseeded_file = tmp_path / "w5.toml"
+    reseeded_file.write_text(text.replace("seed = 0", "seed = 5").replace("../", ""))
+    reseeded = load_task(reseeded_file)
+    def raw(t, split):  # inputs are standardized with the fitted split's statistics
+        norm = t.normalization
+        return split.x * torch.tensor(norm.std) + torch.tensor(norm.mean)
+
+    assert torch.allclose(raw(reseeded, reseeded.test), raw(task, task.test), atol=1e-4)
+    assert raw(reseeded, reseeded.val).shape == raw(task, task.val).shape
+    assert not torch.allclose(raw(reseeded, reseeded.val), raw(task, task.val), atol=1e-4)
+    found = synthesize(task, **SMALL)
+    found.save(tmp_path / "m")
+    # new data: ignored columns skipped where present, and not needed where absent
+    with (tmp_path / "wine.csv").open() as f:
+        rows = list(csv.reader(f))
+    _write_csv(tmp_path / "new.csv", rows[0][2:-1], [r[2:-1] for r in rows[1:6]])
+    for new in ("wine.csv", "new.csv"):
+        out = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), new])
+        assert out.exit_code == 0, out.output
+        assert out.output.splitlines()[1:6] == _predictions(tmp_path / "m", "new.csv")
+
+
+def _predictions(model: Path, data: str) -> list[str]:
+    out = CliRunner().invoke(main, ["predict", str(model), data])
+    return out.output.splitlines()[1:6]
+
+
+@pytest.mark.parametrize("extra, match", [
+    ('ignore = ["a", 1]\n', r"\[data\]: ignore must be a list of text"),
+    ("ignore = \"a\"\n", r"\[data\]: ignore must be a list"),
+    ("test_fraction = 0.95\n", r"\[data\]: test_fraction must be > 0 and <= 0.9"),
+    ('test = "test.csv"\ntest_fraction = 0.2\n', "either 'test'"),
+    ("", "either 'test' \\(a data file\\) or 'test_fraction'"),
+])
+def test_bad_ignore_and_test_fraction_settings_are_refused(tmp_path, extra, match):
+    _rows(tmp_path, "train.csv", GOOD)
+    _rows(tmp_path, "test.csv", GOOD)
+    path = tmp_path / "t.toml"
+    path.write_text(f'[data]\nsource = "files"\ntrain = "train.csv"\n{extra}'
+                    '[types]\ninput = "Vec[2]"\noutput = "Vec[2]"\n')
+    with pytest.raises(NeurosymError, match=match):
+        load_task(path)
+
+
+def test_too_few_examples_to_hold_out_a_test_share(tmp_path):
+    _rows(tmp_path, "train.csv", GOOD[:2])
+    path = tmp_path / "t.toml"
+    path.write_text('[data]\nsource = "files"\ntrain = "train.csv"\ntest_fraction = 0.2\n'
+                    '[types]\ninput = "Vec[2]"\noutput = "Vec[2]"\n')
+    with pytest.raises(DataError, match="too few to hold out a test share of 0.2"):
+        load_task(path)

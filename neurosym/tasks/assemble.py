@@ -110,6 +110,33 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
     return SourceData(splits["train"], splits["val"], splits["test"], classes, norm)
 
 
+TEST_SPLIT_SEED = 0  # a held-out test share is the same rows whatever the search's seed
+
+
+def hold_out(examples: Examples, fraction: float, regression: bool
+             ) -> tuple[Examples, Examples]:
+    """The examples split into the rest and a test share (`[data] test_fraction`, for data
+    that comes as one file): stratified by class, and fixed, so that runs with different
+    seeds are scored on the same test examples."""
+    labels = None
+    if not regression:
+        codes = {c: i for i, c in enumerate(sorted({class_name(v) for v in examples.y}))}
+        labels = torch.tensor([codes[class_name(v)] for v in examples.y])
+    rest, held = stratified_partition(labels, len(examples), (1 - fraction, fraction),
+                                      TEST_SPLIT_SEED)
+    if len(held) == 0 or len(rest) == 0:
+        raise DataError(f"{examples.origin}: {len(examples)} examples are too few to hold "
+                        f"out a test share of {fraction:g}; give a test file")
+
+    def part(rows: torch.Tensor, name: str) -> Examples:
+        keep = rows.tolist()
+        ids = None if examples.ids is None else tuple(examples.ids[i] for i in keep)
+        return Examples([examples.x[i] for i in keep], examples.y[keep],
+                        f"{examples.origin} ({name})", ids)
+
+    return part(rest, "all but the test share"), part(held, f"test share {fraction:g}")
+
+
 def _check_targets(examples: Examples) -> None:
     """Numeric targets a 32-bit float holds (NaN is a missing label, not a class)."""
     if examples.y.dtype.kind != "f":

@@ -7,6 +7,7 @@ Formats, by extension:
   the features, or, for series, the time steps, trailing empty cells ending a shorter
   series), or one row per time step (`layout = "long"`: an `id_column` naming the series,
   an optional `time_column` ordering its steps, the target, and one column per channel);
+  columns named in `ignore` (dates, names, row numbers) are not read;
 - `.ts` and `.arff` (the UCR/UEA archive formats), through aeon's own readers.
 
 Nothing here knows the task's types: `tasks.assemble` turns examples into splits.
@@ -16,7 +17,9 @@ Every error names the file, and in a CSV the row and the column.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import shlex
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from neurosym.lang.errors import DataError
+from neurosym.settings import did_you_mean
 
 FORMATS = (".npz", ".npy", ".csv", ".ts", ".arff")
 
@@ -158,8 +162,10 @@ def _no_examples(path: Path) -> DataError:
 
 def _column(path: Path, header: list[str], name: Any, what: str) -> int:
     if name not in header:
-        raise DataError(f"{path}: no {what} column {name!r}; the columns are "
-                        + ", ".join(header))
+        raise DataError(f"{path}: no {what} column {name!r}"
+                        f"{did_you_mean(str(name), header) or ';'} the columns are "
+                        + ", ".join(map(repr, header[:20]))
+                        + (f", ... ({len(header)} in all)" if len(header) > 20 else ""))
     return header.index(name)
 
 
@@ -179,17 +185,48 @@ def csv_target(spec: Any, folder: Path, params: Mapping[str, Any]) -> str | None
     return target_column(header, params)
 
 
-def _number(path: Path, row: int, column: str, cell: str) -> float:
+def _inputs(path: Path, header: list[str], params: Mapping[str, Any], taken: tuple[int, ...],
+            targets: bool) -> list[int]:
+    """The columns read as inputs: all but the `taken` ones (target, id, time) and those
+    `[data] ignore` names. Each ignored column must be in a file with targets (a typo
+    would otherwise read a column the user meant to leave out); new data to predict on
+    may lack it."""
+    ignore = params.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(n, str) for n in ignore):
+        raise DataError(f"{path}: ignore must be a list of column names, got {ignore!r}")
+    for name in ignore if targets else ():
+        _column(path, header, name, "ignored")
+    return [c for c in range(len(header)) if c not in taken and header[c] not in ignore]
+
+
+def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[str] | None:
+    """The names of the columns a CSV file's inputs are read from (for `task init` to show
+    what it read); None for other formats."""
+    if not (isinstance(spec, str) and spec.lower().endswith(".csv")):
+        return None
+    path = _existing(folder, spec)
+    header, rows = _csv_table(path)
+    rows.close()
+    taken = [params.get(k) for k in ("id_column", "time_column")]
+    taken = tuple(header.index(n) for n in [target_column(header, params), *taken]
+                  if n in header)
+    return [header[c] for c in _inputs(path, header, params, taken, True)]
+
+
+def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True) -> float:
     """A numeric cell; empty is NaN (a missing value). Rows count from 1 at the header,
-    as a spreadsheet shows them."""
+    as a spreadsheet shows them. `ignorable`: an input column, which `ignore` can leave
+    out (the error says how)."""
     text = cell.strip()
     if not text:
         return math.nan
     try:
         value = float(text)
     except ValueError:
+        hint = (f" (if it is not an input, leave it out: [data] ignore = [{json.dumps(column)}]"
+                f", or `task init --ignore {shlex.quote(column)}`)") if ignorable else ""
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
-                        ) from None
+                        + hint) from None
     if unstorable(value):
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} "
                         f"{not_storable(value)}")
@@ -203,16 +240,16 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
     if not targets and name not in header:  # new data: every column is an input
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     target = _column(path, header, name, "target")
+    columns = _inputs(path, header, params, (target,), targets)
     xs, ys, at = [], [], []
     for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
         if len(row) > len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
-        values = [_number(path, r, header[c], cells[c])
-                  for c in range(len(header)) if c != target]
+        values = [_number(path, r, header[c], cells[c]) for c in columns]
         while series and values and math.isnan(values[-1]):  # a shorter series ends early
             values.pop()
-        for c, v in zip((c for c in range(len(header)) if c != target), values, strict=False):
+        for c, v in zip(columns, values, strict=False):
             if math.isnan(v):
                 raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell "
                                 "(missing values are not supported)")
@@ -239,9 +276,9 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     target = _column(path, header, target_column(header, params), "target")
     time_col = (_column(path, header, params["time_column"], "time")
                 if "time_column" in params else None)
-    channels = [c for c in range(len(header)) if c not in (ident, target, time_col)]
+    channels = _inputs(path, header, params, (ident, target, time_col), targets)
     if not channels:
-        raise DataError(f"{path}: no value columns besides the id, target and time")
+        raise DataError(f"{path}: no value columns besides the id, target, time and ignored")
     series: dict[str, list[tuple[float, list[float]]]] = {}
     labels: dict[str, tuple[str, int]] = {}
     for r, row in rows:
@@ -257,8 +294,8 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         for c, v in zip(channels, step, strict=True):
             if math.isnan(v):
                 raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell")
-        order = _number(path, r, header[time_col], row[time_col]) if time_col is not None \
-            else len(series.get(key, ()))
+        order = (_number(path, r, header[time_col], row[time_col], False)
+                 if time_col is not None else len(series.get(key, ())))
         series.setdefault(key, []).append((order, step))
     xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
           series.values()]

@@ -18,11 +18,13 @@ from neurosym.tasks.spec import Task, load_task
 @dataclass(frozen=True, slots=True)
 class DataFiles:
     train: str
-    test: str
+    test: str | None  # None: `test_fraction` of train is held out
     val: str | None = None
     target: str | None = None  # CSV: the target column (default: the last)
     id_column: str | None = None  # CSV: one row per time step, this column names the series
     time_column: str | None = None
+    ignore: tuple[str, ...] = ()  # CSV: columns that are not inputs
+    test_fraction: float | None = None
 
 
 def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = None,
@@ -33,9 +35,11 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     data = {"source": "files", **_data_paths(files, out.parent)}
     if files.id_column:
         data.update(layout="long", id_column=files.id_column)
-    for key in ("target", "time_column"):
+    for key in ("target", "time_column", "test_fraction"):
         if getattr(files, key):
             data[key] = getattr(files, key)
+    if files.ignore:
+        data["ignore"] = list(files.ignore)
     train = read_examples(files.train, Path(), data)  # errors name the file as given
     in_type = parse_type(input_type) if input_type else infer_input_type(train)
     if regression is None:

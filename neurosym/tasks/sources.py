@@ -23,7 +23,7 @@ import torch
 from neurosym.interp.values import Seq
 from neurosym.lang.errors import DataError, TaskError
 from neurosym.lang.types import ListT, Type
-from neurosym.tasks.assemble import SourceData, assemble
+from neurosym.tasks.assemble import SourceData, assemble, hold_out
 from neurosym.tasks.files import Examples, read_examples
 from neurosym.tasks.spec import Split, stratified_partition
 
@@ -52,15 +52,21 @@ def _param(params: Mapping[str, Any], key: str, kind: type | tuple, default: Any
 # -------------------------------------------------------------------------- files
 
 def files_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
-    """The user's own files (`tasks/files.py` lists the formats): `train` and `test`,
-    optionally `val` (else a stratified share of train), relative to the task file. Its
-    keys are checked by `settings.DATA["files"]`."""
+    """The user's own files (`tasks/files.py` lists the formats): `train`, and `test` or a
+    `test_fraction` of train held out; optionally `val` (else a stratified share of
+    train); paths relative to the task file. Its keys are checked by
+    `settings.DATA["files"]`."""
     series = isinstance(context.input_type, ListT)
+    if "train" not in params:
+        raise TaskError("[data] needs 'train' (a data file)")
+    if ("test" in params) == ("test_fraction" in params):
+        raise TaskError("[data] needs either 'test' (a data file) or 'test_fraction' (a "
+                        "share of train held out for testing, e.g. 0.2)")
     read = {split: read_examples(params[split], context.folder, params, series)
             for split in ("train", "test", "val") if split in params}
-    for split in ("train", "test"):
-        if split not in read:
-            raise TaskError(f"[data] needs {split!r} (a data file)")
+    if "test_fraction" in params:
+        read["train"], read["test"] = hold_out(read["train"], params["test_fraction"],
+                                               context.regression)
     return assemble(read["train"], read["test"], read.get("val"), context.input_type,
                     context.regression, context.seed, context.val_fraction,
                     _param(params, "normalize", bool, True))
