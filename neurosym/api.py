@@ -53,12 +53,12 @@ def entry_point(checked: Checked, task: Task, entry: str | None) -> str:
     return name
 
 
-def run_file(path: str | Path, task: str | Task, entry: str | None = None,
+def run_file(path: str | Path, task: str | Path | Task, entry: str | None = None,
              epochs: int | None = None, lr: float | None = None, seed: int | None = None,
              library=None, device: str = "cpu") -> RunResult:
     """Check `path`, train its entry definition on `task` (on `device`), score it on
     every split."""
-    task = (load_task(task) if isinstance(task, str) else task).to(device)
+    task = (load_task(task) if isinstance(task, str | Path) else task).to(device)
     checked = check_file(path, library)
     try:
         name = entry_point(checked, task, entry)

@@ -35,11 +35,13 @@ class Evaluation:
     def in_units(self) -> str | None:
         """The test score and baseline in the target's own units, if the task standardized
         its targets."""
-        if self.units is None:
-            return None
-        return (f"{self.metric} in the target's units: test {self.test * self.units:.5g} "
-                f"({metrics.baseline_name(self.metric)} baseline "
-                f"{self.baseline * self.units:.5g})")
+        return None if self.units is None else in_units(self.metric, self.test,
+                                                        self.baseline, self.units)
+
+
+def in_units(metric: str, test: float, baseline: float, units: float) -> str:
+    return (f"{metric} in the target's units: test {test * units:.5g} "
+            f"({metrics.baseline_name(metric)} baseline {baseline * units:.5g})")
 
 
 def train_config(task: Task, **overrides) -> TrainConfig:

@@ -5,6 +5,8 @@ of bad data."""
 from __future__ import annotations
 
 import csv
+import math
+import re
 import shutil
 from pathlib import Path
 
@@ -360,3 +362,48 @@ def test_too_few_examples_to_hold_out_a_test_share(tmp_path):
                     '[types]\ninput = "Vec[2]"\noutput = "Vec[2]"\n')
     with pytest.raises(DataError, match="too few to hold out a test share of 0.2"):
         load_task(path)
+
+
+def test_show_names_the_csv_columns_a_model_reads(tmp_path, monkeypatch):
+    """Explanations read `'Savings' above -2.5`, not `feature 2 above -2.5`."""
+    from neurosym.models.explain import describe
+
+    monkeypatch.chdir(tmp_path)
+    _one_file_wine(tmp_path)
+    assert _init(tmp_path, "w", "--train", "wine.csv", "--ignore", "bottled",
+                 "--ignore", "").exit_code == 0
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[13] -> Vec[3] = \\x -> add (affine x) (ite (above "
+                       "(select[2] x)) (affine (select[0] x)) (affine (select[3:5] x)))\n")
+    model = neurosym.run_file(program, "tasks/w.toml", epochs=2).save(tmp_path / "m")
+    assert model.record["input_names"] == [f"f{i}" for i in range(13)]
+    reads = {p["part"]: p["reads"] for p in describe(neurosym.load(tmp_path / "m"))}
+    assert reads["affine (x)"].startswith("weighs most 'f")
+    assert reads["affine (select[0] x)"].startswith("'f0' scaled per output")
+    assert re.fullmatch(r"weighs most 'f[34]' \(\d+%\), 'f[34]' \(\d+%\)",
+                        reads["affine (select[3:5] x)"])
+    (above,) = [r for part, r in reads.items() if part.startswith("above")]
+    assert "in the data's units: 'f2' above " in above
+    # channels of a long-format CSV name what a per-channel summary reads
+    rows = [[f"s{i}", t, math.sin(t + i), math.cos(t * i), i % 2] for i in range(12)
+            for t in range(6)]
+    _write_csv(tmp_path / "long.csv", ["id", "t", "accel", "gyro", "label"], rows)
+    (tmp_path / "l.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "long.csv"\ntest = "long.csv"\nlayout = "long"\n'
+        'id_column = "id"\ntime_column = "t"\n'
+        '[types]\ninput = "List[Vec[2]]"\noutput = "Vec[2]"\n')
+    program.write_text("def main : List[Vec[2]] -> Vec[2] = \\xs -> add (affine (mean xs)) "
+                       "(affine (std (interval xs)))\n")
+    model = neurosym.run_file(program, tmp_path / "l.toml", epochs=2).save(tmp_path / "s")
+    reads = {p["part"]: p["reads"] for p in describe(model)}
+    assert re.fullmatch(r"weighs most mean of '(accel|gyro)' \(\d+%\), mean of '(accel|gyro)'"
+                        r" \(\d+%\)", reads["affine (mean xs)"]), reads
+    (std,) = [r for part, r in reads.items() if part.startswith("affine (std")]
+    assert "std of 'accel'" in std and "std of 'gyro'" in std
+    # a series given as one row of time steps has no channel names
+    _write_csv(tmp_path / "wide.csv", ["t0", "t1", "t2", "y"],
+               [[i, i + 1, i * 2, i % 2] for i in range(12)])
+    (tmp_path / "wide.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "wide.csv"\ntest = "wide.csv"\n'
+        '[types]\ninput = "List[Vec[1]]"\noutput = "Vec[2]"\n')
+    assert load_task(tmp_path / "wide.toml").input_names is None

@@ -173,6 +173,7 @@ def from_trained(module: CompiledTerm, task, evaluation=None, entry: str = "main
             "mean": list(norm.mean), "std": list(norm.std),
             "target": None if norm.target is None else list(norm.target)},
         "task": task.name, "data": _data_layout(task),
+        "input_names": None if task.input_names is None else list(task.input_names),
         "scores": None if evaluation is None else evaluation.as_dict(),
         "series_length": _longest(task.train.x),
         "seed": task.seed, "versions": _versions(),
@@ -342,6 +343,10 @@ def _read_record(file: Path) -> dict:
     classes = record["classes"]
     if classes is not None and not all(isinstance(c, str) for c in classes):
         raise ModelError(f"{file}: 'classes' must be a list of names")
+    names = record.get("input_names")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise ModelError(f"{file}: 'input_names' must be a list of names or null")
     if record["loss"] not in ("cross_entropy", "bce", "mse"):
         raise ModelError(f"{file}: unknown loss {record['loss']!r}")
     if not isinstance(record.get("data", {}), dict):

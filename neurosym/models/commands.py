@@ -61,6 +61,7 @@ def predict(model_dir: str, data: str, out_file: str | None, proba: bool) -> Non
 @friendly_errors
 def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> None:
     """A saved model: its program, scores, and what each learned part reads."""
+    from neurosym.evaluate import in_units
     from neurosym.metrics import baseline_name
     from neurosym.models import load
     from neurosym.models.explain import describe
@@ -88,6 +89,9 @@ def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> N
         console.print(f"scores   {scores.get('metric')}: train {scores['train']:.4f}  "
                       f"val {scores['val']:.4f}  test {scores['test']:.4f}  ({baseline} "
                       f"baseline {scores['baseline']:.4f})")
+        if isinstance(scores.get("units"), int | float):
+            console.print("         " + in_units(scores.get("metric", ""), scores["test"],
+                                                 scores["baseline"], scores["units"]))
     if r.get("classes"):
         console.print(f"classes  {escape(', '.join(r['classes']))}")
     for part in parts:

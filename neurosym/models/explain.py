@@ -15,6 +15,7 @@ def describe(model) -> list[dict[str, Any]]:
     `part` (the primitive as printed), `reads` (a sentence), and for shapelets `sketch`."""
     module = model.module
     norm = model.record.get("normalization")
+    inputs = _Inputs(model.record.get("input_names"), module.term)
     applied = applications(module.term)
     found = []
     for node in ast.walk(module.term):
@@ -25,11 +26,11 @@ def describe(model) -> list[dict[str, Any]]:
         arg = show(args[0]) if args else "the input"
         name = node.name
         if name == "affine" and site.module is not None:
-            parts = _part_names(args[0]) if args else None
+            parts = (_part_names(args[0]) if args else None) or inputs.named(args)
             found.append({"part": f"affine ({arg})",
                           "reads": _weights(site.module, arg, names=parts)})
         elif name == "above":
-            found.append({"part": show(node), "reads": _threshold(site, args, norm)})
+            found.append({"part": show(node), "reads": _threshold(site, args, norm, inputs)})
         elif name == "interval" and site.params:
             p = site.params[0]
             found.append({"part": show(node), "reads": f"the part of each series from "
@@ -45,9 +46,12 @@ def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> 
     """The inputs with the largest weights (summed over outputs, by magnitude, on inputs
     standardized as the map reads them, so that they compare), by index or by `names`;
     one input's scale per output is given in its own units."""
+    if names is not None and len(names) != affine.linear.weight.shape[1]:
+        names = None
     if affine.linear.weight.shape[1] == 1:
-        return f"{arg} scaled per output: " + ", ".join(f"{w:+.3g}" for w in
-                                                         affine.effective()[0][:, 0].tolist())
+        scales = affine.effective()[0][:, 0].tolist()
+        return f"{names[0] if names else arg} scaled per output: " + ", ".join(
+            f"{w:+.3g}" for w in scales)
     strength = affine.linear.weight.detach().abs().sum(0)
     order = strength.argsort(descending=True)[:top].tolist()
     share = strength / strength.sum().clamp_min(1e-12)
@@ -69,7 +73,51 @@ def _part_names(arg) -> list[str] | None:
             "per step" for i in range(k)]
 
 
-def _threshold(site, args: tuple, norm: dict | None) -> str:
+class _Inputs:
+    """The names of the input's features (a CSV's columns) or of a series' channels, and
+    which arguments read them one to one: the input itself, `select[...]` of it, and, for
+    series, a per-channel summary (`mean xs`, `std (interval[0.2:0.5] xs)`)."""
+
+    SUMMARIES = frozenset({"argmax", "last", "max", "mean", "min", "slope", "std", "sum"})
+    KEEP_CHANNELS = frozenset({"interval", "diff"})
+
+    def __init__(self, names: list[str] | None, term: ast.Term) -> None:
+        self.names = names
+        self.var = term.param if isinstance(term, ast.Lam) else None
+
+    def named(self, args: tuple) -> list[str] | None:
+        if not self.names:
+            return None
+        if not args or self._is_input(args[0]):  # (no args: the entry is `affine`)
+            return [repr(n) for n in self.names]
+        arg = args[0]
+        if not (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var) and arg.args):
+            return None
+        name, params, inner = arg.fn.name, arg.fn.params, arg.args[-1]
+        if name == "select" and params and self._is_input(inner):
+            p = params[0]
+            picked = self.names[p.start:p.stop] if isinstance(p, ast.Slice) else [
+                self.names[p]] if isinstance(p, int) and p < len(self.names) else None
+            return [repr(n) for n in picked] if picked else None
+        if name in self.SUMMARIES and self._channels(inner):
+            return [f"{name} of {n!r}" for n in self.names]
+        return None
+
+    def _is_input(self, t: ast.Term) -> bool:
+        return isinstance(t, ast.Var) and t.name == self.var and self.var is not None
+
+    def _channels(self, t: ast.Term) -> bool:
+        """Whether `t` is the input series, or a part or difference of it."""
+        while (isinstance(t, ast.App) and isinstance(t.fn, ast.Var)
+               and t.fn.name in self.KEEP_CHANNELS and len(t.args) == 1):
+            t = t.args[0]
+        return self._is_input(t)
+
+    def feature(self, i: int) -> str:
+        return repr(self.names[i]) if self.names and i < len(self.names) else f"feature {i}"
+
+
+def _threshold(site, args: tuple, norm: dict | None, inputs: _Inputs) -> str:
     threshold, sharpness = (list(site.params) + [4.0])[:2] if site.params else \
         site.module.values()
     text = f"true when the value is above {threshold:g} (sharpness {sharpness:g})"
@@ -77,7 +125,7 @@ def _threshold(site, args: tuple, norm: dict | None) -> str:
     feature = selected_feature(arg)
     if feature is not None and norm and feature < len(norm["mean"]):
         raw = threshold * norm["std"][feature] + norm["mean"][feature]
-        text += f"; in the data's units: feature {feature} above {raw:.4g}"
+        text += f"; in the data's units: {inputs.feature(feature)} above {raw:.4g}"
     return text
 
 

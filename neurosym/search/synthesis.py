@@ -223,9 +223,9 @@ def _validate(c: SearchConfig) -> None:
                 SEARCH, "search options", SearchError)
 
 
-def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float | None = None,
-               max_depth: int | None = None, workers: int | None = None,
-               top_k: int | None = None, seed: int | None = None,
+def synthesize(task: Task | str | Path, algorithm: str | None = None,
+               time_limit: float | None = None, max_depth: int | None = None,
+               workers: int | None = None, top_k: int | None = None, seed: int | None = None,
                epochs_per_node: int | None = None, final_epochs: int | None = None,
                productions: ProductionSet | str | None = None, library=None,
                on_progress: Callable[[Progress], None] | None = None,
@@ -250,8 +250,8 @@ def synthesize(task: Task | str, algorithm: str | None = None, time_limit: float
     depend on it.
     """
     start = time.perf_counter()
-    task_ref = task if isinstance(task, str) else None
-    task = load_task(task) if isinstance(task, str) else task
+    task_ref = str(task) if isinstance(task, str | Path) else None  # a name or a file
+    task = load_task(task) if task_ref else task
     unknown = set(options) - set(_CASTS)
     if unknown:
         raise SearchError(f"unknown search option(s): {', '.join(sorted(unknown))}")

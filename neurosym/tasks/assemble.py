@@ -45,6 +45,7 @@ class SourceData:
     test: Split
     classes: tuple[str, ...] | None = None
     normalization: Normalization | None = None
+    input_names: tuple[str, ...] | None = None  # a feature's or channel's name, by index
 
 
 def infer_input_type(examples: Examples) -> Type:
@@ -107,7 +108,21 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
         ys = {name: (y - mean) / spread for name, y in ys.items()}
         norm = replace(norm or Normalization((), ()), target=(mean, spread))
     splits = {name: Split(_batched(xs[name], input_type, norm), ys[name]) for name in xs}
-    return SourceData(splits["train"], splits["val"], splits["test"], classes, norm)
+    return SourceData(splits["train"], splits["val"], splits["test"], classes, norm,
+                      _input_names(train, input_type))
+
+
+def _input_names(examples: Examples, input_type: Type) -> tuple[str, ...] | None:
+    """The CSV columns that are the features of a `Vec[d]` input, or the channels of a
+    `List[Vec[C]]` one (not a series' time steps, which have no names worth showing)."""
+    if examples.columns is None:
+        return None
+    features = input_type.elem if isinstance(input_type, ListT) else input_type
+    if not isinstance(features, Vec) or features.n != len(examples.columns):
+        return None
+    if isinstance(input_type, ListT) and examples.ids is None:  # steps as columns
+        return None
+    return examples.columns
 
 
 TEST_SPLIT_SEED = 0  # a held-out test share is the same rows whatever the search's seed
@@ -132,7 +147,7 @@ def hold_out(examples: Examples, fraction: float, regression: bool
         keep = rows.tolist()
         ids = None if examples.ids is None else tuple(examples.ids[i] for i in keep)
         return Examples([examples.x[i] for i in keep], examples.y[keep],
-                        f"{examples.origin} ({name})", ids)
+                        f"{examples.origin} ({name})", ids, examples.columns)
 
     return part(rest, "all but the test share"), part(held, f"test share {fraction:g}")
 

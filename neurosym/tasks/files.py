@@ -39,12 +39,14 @@ class Examples:
     """Examples read from one file: `x[i]` is example i's array ((d,) for a feature row,
     (T, C) for a series of C channels, (h, w) for an image); `y` holds the raw targets
     (class names or numbers, or real values); `origin` names the file in errors; `ids`
-    names each example where the file does (a long-format CSV's id column)."""
+    names each example where the file does (a long-format CSV's id column); `columns`
+    names the CSV columns the input's features (or a series' channels) were read from."""
 
     x: list[np.ndarray]
     y: np.ndarray
     origin: str
     ids: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -260,7 +262,8 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
         at.append(r)
     if not xs:
         raise _no_examples(path)
-    return Examples(xs, _targets(path, ys, header[target], at), str(path))
+    return Examples(xs, _targets(path, ys, header[target], at), str(path),
+                    columns=tuple(header[c] for c in columns))
 
 
 def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
@@ -302,7 +305,8 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     if not xs:
         raise _no_examples(path)
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target],
-                                 [labels[k][1] for k in series]), str(path), tuple(series))
+                                 [labels[k][1] for k in series]), str(path), tuple(series),
+                    tuple(header[c] for c in channels))
 
 
 def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:

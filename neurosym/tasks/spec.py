@@ -100,6 +100,7 @@ class Task:
     class_weights: torch.Tensor | None
     options: dict[str, Any] = field(default_factory=dict)
     normalization: Any = None  # assemble.Normalization of the inputs, when the source made one
+    input_names: tuple[str, ...] | None = None  # a feature's or channel's name, by index
 
     @property
     def num_classes(self) -> int | None:
@@ -216,7 +217,7 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
     """A task from the parsed TOML of `path` (which names it in errors, and whose folder
     data paths are relative to); `raw`, a `SourceData`, stands in for the `[data]` table."""
     header = _parse_header(spec, path)
-    splits, classes, normalization = _load_splits(header, spec["data"], raw)
+    splits, classes, raw = _load_splits(header, spec["data"], raw)
     train = splits["train"]
     if data_fraction < 1.0:
         labels = None if header["loss"] == "mse" else train.y
@@ -240,7 +241,8 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
         options={**_relative_to(header["options"], path.parent),
                  "data_fraction": float(data_fraction),
                  "data_layout": _data_layout(spec["data"], path.parent)},
-        normalization=normalization,
+        normalization=getattr(raw, "normalization", None),
+        input_names=getattr(raw, "input_names", None),
     )
 
 
@@ -373,7 +375,8 @@ def _check_output(loss: str, output_type: Type, path: Path) -> None:
 
 
 def _load_splits(header: dict, data: dict, raw: Any = None):
-    """The validated splits, class names and input normalization of the task's data."""
+    """The validated splits and class names of the task's data, and what the source gave
+    (for its input normalization and names)."""
     name = f"{header['path']} (task {header['name']!r})"
     try:
         raw = raw or _read_source(header, data)
@@ -385,7 +388,7 @@ def _load_splits(header: dict, data: dict, raw: Any = None):
         split: _validated(name, split, s, header, n_classes)
         for split, s in (("train", raw.train), ("val", raw.val), ("test", raw.test))
     }
-    return splits, classes, getattr(raw, "normalization", None)
+    return splits, classes, raw
 
 
 def _read_source(header: dict, data: dict):
