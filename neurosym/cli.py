@@ -212,6 +212,9 @@ def task_group() -> None:
 @click.option("--id-column", default=None,
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
+@click.option("--missing", type=click.Choice(["error", "drop"]), default=None,
+              help="CSV: what a missing value (an empty cell, NA, NaN, ?) does: stop with "
+                   "its place (the default), or leave its row out.")
 @click.option("--ignore", multiple=True, metavar="COLUMN",
               help="CSV: a column that is not an input (a date, a name, a row number); "
                    "repeat for several.")
@@ -225,10 +228,11 @@ def task_group() -> None:
 @friendly_errors
 def task_init(name: str, train_file: str, test_file: str | None, test_fraction: float | None,
               val_file: str | None, target: str | None, id_column: str | None,
-              time_column: str | None, ignore: tuple[str, ...], input_type: str | None,
-              regression: bool | None, out_file: str | None, force: bool) -> None:
+              time_column: str | None, missing: str | None, ignore: tuple[str, ...],
+              input_type: str | None, regression: bool | None, out_file: str | None,
+              force: bool) -> None:
     """Write tasks/NAME.toml for your data files, its types inferred from the data."""
-    from neurosym.tasks.files import input_columns
+    from neurosym.tasks.files import input_columns, read_examples
     from neurosym.tasks.init import DataFiles, init_task
 
     if test_file is not None and test_fraction is not None:
@@ -237,7 +241,7 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
         test_fraction = 0.2
     path = Path(out_file) if out_file else Path("tasks") / f"{name}.toml"
     files = DataFiles(train_file, test_file, val_file, target, id_column, time_column,
-                      ignore, test_fraction)
+                      ignore, test_fraction, missing)
     task = init_task(name, files, path, input_type, regression, force)
     what = (f"{len(task.classes)} classes" if task.classes else "a real-valued target")
     click.echo(f"wrote {path}: {task.input_type} -> {task.output_type} ({what}); "
@@ -247,6 +251,13 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
     if columns is not None:
         shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
         click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}")
+    for given in (train_file, test_file, val_file) if missing == "drop" else ():
+        left_out = given and read_examples(given, Path(), {**layout, "missing": "drop"}).dropped
+        if left_out:
+            click.echo(f"{given}: left out {left_out} rows with a missing value")
+    if categorical := layout.get("categorical"):
+        click.echo("categories, one 0/1 feature per name: " + ", ".join(
+            f"{column!r} ({len(names)} names)" for column, names in categorical.items()))
     click.echo(f"next: neurosym synthesize {path}")
 
 

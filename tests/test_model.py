@@ -212,7 +212,8 @@ def test_a_bad_cell_in_new_data_is_named_in_the_file_as_given(saved, tmp_path, m
     (tmp_path / "new.csv").write_text("a,b,c,d,e,f\n" + "1,2,3,4,5,6\n" * 3 + "1,2,nan,4,5,6\n")
     result = CliRunner().invoke(main, ["predict", str(saved), "new.csv"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "error: new.csv, row 5, column 'c': 'nan' is not a finite number" in result.output
+    assert ("error: new.csv, row 5, column 'c': a missing value ('nan'); a model cannot "
+            "predict without it") in result.output
 
 
 def test_show_plot_draws_series_and_feature_programs(saved, tmp_path):

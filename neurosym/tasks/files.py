@@ -7,7 +7,9 @@ Formats, by extension:
   the features, or, for series, the time steps, trailing empty cells ending a shorter
   series), or one row per time step (`layout = "long"`: an `id_column` naming the series,
   an optional `time_column` ordering its steps, the target, and one column per channel);
-  columns named in `ignore` (dates, names, row numbers) are not read;
+  columns named in `ignore` (dates, names, row numbers) are not read, and a column of
+  names listed in `categorical` (`{island = ["Biscoe", "Dream"]}`) becomes one 0/1
+  feature per name;
 - `.ts` and `.arff` (the UCR/UEA archive formats), through aeon's own readers.
 
 Nothing here knows the task's types: `tasks.assemble` turns examples into splits.
@@ -47,6 +49,7 @@ class Examples:
     origin: str
     ids: tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None
+    dropped: int = 0  # rows left out for a missing value (`[data] missing = "drop"`)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -56,7 +59,8 @@ def read_examples(spec: Any, folder: Path, params: Mapping[str, Any],
                   series: bool = True, targets: bool = True) -> Examples:
     """Read the examples a `[data]` entry names (`train = ...`), relative to `folder`.
     `series`: CSV rows may end early (trailing empty cells end a shorter series); when
-    the rows are feature vectors, an empty cell is an error. `targets=False` (new data
+    the rows are feature vectors, a missing value is an error, or its row is dropped
+    (`missing = "drop"`). `targets=False` (new data
     to predict): a file without targets is read too, its targets left empty."""
     if isinstance(spec, Mapping):
         return _npy_pair(spec, folder)
@@ -201,6 +205,69 @@ def _inputs(path: Path, header: list[str], params: Mapping[str, Any], taken: tup
     return [c for c in range(len(header)) if c not in taken and header[c] not in ignore]
 
 
+def _categories(path: Path, header: list[str], params: Mapping[str, Any], columns: list[int],
+                targets: bool) -> dict[int, list[str]]:
+    """`[data] categorical` ({column: [its names]}) by input column index."""
+    given = params.get("categorical", {})
+    if not isinstance(given, Mapping) or not all(
+            isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+            and len(set(names)) == len(names) for names in given.values()):
+        raise DataError(f"{path}: categorical must be a table of column = [its distinct "
+                        f"names], got {given!r}")
+    for name in given if targets else ():
+        _column(path, header, name, "categorical")
+    return {c: list(given[header[c]]) for c in columns if header[c] in given}
+
+
+def find_categories(spec: Any, folder: Path, params: Mapping[str, Any], most: int = 50
+                    ) -> dict[str, list[str]]:
+    """For `task init`: the CSV input columns in which no cell is a number and which repeat
+    their names (at most `most` distinct ones, each in two rows on average: else it is a
+    free text, a date or a name, not a category), with their names sorted."""
+    if not (isinstance(spec, str) and spec.lower().endswith(".csv")) or \
+            params.get("layout", "rows") != "rows":
+        return {}
+    path = _existing(folder, spec)
+    header, rows = _csv_table(path)
+    target = _column(path, header, target_column(header, params), "target")
+    columns = _inputs(path, header, params, (target,), True)
+    seen: dict[int, set[str]] = {c: set() for c in columns}
+    count = 0
+    for _, row in rows:
+        count += 1
+        for c in list(seen):
+            cell = row[c].strip() if c < len(row) else ""
+            if cell in MISSING:
+                continue
+            if _is_number(cell) or len(seen[c]) >= most:
+                del seen[c]
+            else:
+                seen[c].add(cell)
+    return {header[c]: sorted(names) for c, names in seen.items()
+            if names and len(names) <= count / 2}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _one_hot(path: Path, row: int, column: str, cell: str, names: list[str]) -> list[float]:
+    """One 0/1 value per category name; all NaN where the cell is missing."""
+    text = cell.strip()
+    if text in MISSING:
+        return [math.nan] * len(names)
+    if text not in names:
+        raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not one of its "
+                        "categories ("
+                        + ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+                        + ")")
+    return [float(text == name) for name in names]
+
+
 def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[str] | None:
     """The names of the columns a CSV file's inputs are read from (for `task init` to show
     what it read); None for other formats."""
@@ -215,18 +282,27 @@ def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[st
     return [header[c] for c in _inputs(path, header, params, taken, True)]
 
 
+# what marks a missing value in a CSV cell: an empty cell, and pandas' default markers
+# (which is what people who write CSVs with pandas or R expect), and "?" (UCI's)
+MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                     "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                     "nan", "null", "?"})
+
+
 def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True) -> float:
-    """A numeric cell; empty is NaN (a missing value). Rows count from 1 at the header,
-    as a spreadsheet shows them. `ignorable`: an input column, which `ignore` can leave
-    out (the error says how)."""
+    """A numeric cell; a missing one is NaN. Rows count from 1 at the header, as a
+    spreadsheet shows them. `ignorable`: an input column, which `ignore` can leave out
+    (the error says how)."""
     text = cell.strip()
-    if not text:
+    if text in MISSING:
         return math.nan
     try:
         value = float(text)
     except ValueError:
         hint = (f" (if it is not an input, leave it out: [data] ignore = [{json.dumps(column)}]"
-                f", or `task init --ignore {shlex.quote(column)}`)") if ignorable else ""
+                f", or `task init --ignore {shlex.quote(column)}`; if it names categories, "
+                f"list them: [data.categorical] {json.dumps(column)} = [...])"
+                ) if ignorable else ""
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
                         + hint) from None
     if unstorable(value):
@@ -243,27 +319,52 @@ def _csv_rows(path: Path, params: Mapping[str, Any], series: bool,
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     target = _column(path, header, name, "target")
     columns = _inputs(path, header, params, (target,), targets)
-    xs, ys, at = [], [], []
+    categories = _categories(path, header, params, columns, targets)
+    drop = targets and params.get("missing", "error") == "drop"
+    xs, ys, at, dropped = [], [], [], 0
     for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
         if len(row) > len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
-        values = [_number(path, r, header[c], cells[c]) for c in columns]
-        while series and values and math.isnan(values[-1]):  # a shorter series ends early
-            values.pop()
-        for c, v in zip(columns, values, strict=False):
-            if math.isnan(v):
-                raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell "
-                                "(missing values are not supported)")
+        values, where = [], []  # where: each value's column
+        for c in columns:
+            read = (_one_hot(path, r, header[c], cells[c], categories[c]) if c in categories
+                    else [_number(path, r, header[c], cells[c])])
+            values += read
+            where += [c] * len(read)
+        while series and values and not cells[where[-1]].strip() and not categories:
+            values.pop()  # a shorter series ends early (an empty cell, not an NA)
+            where.pop()
+        gap = next((c for c, v in zip(where, values, strict=False) if math.isnan(v)), None)
+        if gap is None and cells[target].strip() in MISSING and targets:
+            gap = target
+        if gap is not None and drop:
+            dropped += 1
+            continue
+        if gap is not None:
+            raise DataError(_missing(path, r, header[gap], cells[gap], targets,
+                                     "target" if gap == target else "value"))
         if not values:
             raise DataError(f"{path}, row {r}: no values")
         xs.append(np.asarray(values))
         ys.append(cells[target].strip())
         at.append(r)
+    if not xs and dropped:
+        raise DataError(f"{path}: every row has a missing value ({dropped} left out)")
     if not xs:
         raise _no_examples(path)
+    names = [[f"{header[c]}={n}" for n in categories[c]] if c in categories else [header[c]]
+             for c in columns]
     return Examples(xs, _targets(path, ys, header[target], at), str(path),
-                    columns=tuple(header[c] for c in columns))
+                    columns=tuple(n for each in names for n in each), dropped=dropped)
+
+
+def _missing(path: Path, row: int, column: str, cell: str, targets: bool, what: str) -> str:
+    found = f"{path}, row {row}, column {column!r}: a missing {what} ({cell.strip()!r})"
+    if not targets:
+        return f"{found}; a model cannot predict without it"
+    return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\", or "
+            "`task init --missing drop`")
 
 
 def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
@@ -296,7 +397,8 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         step = [_number(path, r, header[c], row[c]) for c in channels]
         for c, v in zip(channels, step, strict=True):
             if math.isnan(v):
-                raise DataError(f"{path}, row {r}, column {header[c]!r}: empty cell")
+                raise DataError(f"{path}, row {r}, column {header[c]!r}: a missing value "
+                                f"({row[c].strip()!r})")
         order = (_number(path, r, header[time_col], row[time_col], False)
                  if time_col is not None else len(series.get(key, ())))
         series.setdefault(key, []).append((order, step))
@@ -311,9 +413,10 @@ def _csv_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
 
 def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:
     """Numbers where every label is one, else class names. `rows`: each label's CSV row."""
-    if any(not label for label in labels):
-        row = rows[labels.index("")]
-        raise DataError(f"{path}, row {row}, column {column!r}: empty target")
+    gap = next((i for i, label in enumerate(labels) if label in MISSING), None)
+    if gap is not None:
+        raise DataError(f"{path}, row {rows[gap]}, column {column!r}: a missing target "
+                        f"({labels[gap]!r})")
     try:
         values = np.asarray([float(label) for label in labels])
     except ValueError:

@@ -11,7 +11,7 @@ from pathlib import Path
 from neurosym.lang.errors import NeurosymError, TaskError
 from neurosym.lang.parser import parse_type
 from neurosym.tasks.assemble import class_name, infer_input_type, is_regression
-from neurosym.tasks.files import read_examples
+from neurosym.tasks.files import find_categories, read_examples
 from neurosym.tasks.spec import Task, load_task
 
 
@@ -25,6 +25,7 @@ class DataFiles:
     time_column: str | None = None
     ignore: tuple[str, ...] = ()  # CSV: columns that are not inputs
     test_fraction: float | None = None
+    missing: str | None = None  # CSV: "drop" leaves out rows with a missing value
 
 
 def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = None,
@@ -35,11 +36,14 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     data = {"source": "files", **_data_paths(files, out.parent)}
     if files.id_column:
         data.update(layout="long", id_column=files.id_column)
-    for key in ("target", "time_column", "test_fraction"):
+    for key in ("target", "time_column", "test_fraction", "missing"):
         if getattr(files, key):
             data[key] = getattr(files, key)
     if files.ignore:
         data["ignore"] = list(files.ignore)
+    categories = find_categories(files.train, Path(), data)
+    if categories:
+        data["categorical"] = categories
     train = read_examples(files.train, Path(), data)  # errors name the file as given
     in_type = parse_type(input_type) if input_type else infer_input_type(train)
     if regression is None:
@@ -98,7 +102,10 @@ def _toml(name: str, files: DataFiles, data: dict, input_type: str, output: str,
              f"name = {value(name)}",
              f"description = {value('from ' + Path(files.train).name)}",
              "", "[data]"]
-    lines += [f"{k} = {value(v)}" for k, v in data.items()]
+    lines += [f"{k} = {value(v)}" for k, v in data.items() if k != "categorical"]
+    if "categorical" in data:  # one 0/1 feature per name, in this order
+        lines += ["", "[data.categorical]"]
+        lines += [f"{value(k)} = {value(v)}" for k, v in data["categorical"].items()]
     lines += ["", "[types]", f"input = {value(input_type)}", f"output = {value(output)}",
               "", "[train]", f"loss = {value('mse' if regression else 'cross_entropy')}",
               "seed = 0", "", "[search]", "time_limit = 300", ""]
