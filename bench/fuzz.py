@@ -137,6 +137,20 @@ def _csv(path: Path) -> object:
     return load_task(path.parent / "t.toml")
 
 
+TABLE = "when,island,mass,sex,species\n" + "".join(
+    f"{2000 + i},{['Biscoe', 'Dream'][i % 2]},{'NA' if i == 5 else 3000 + 37 * i},"
+    f"{['female', 'male', '?'][i % 3]},{'ab'[i % 3 == 1]}\n" for i in range(30))
+
+
+def _init(path: Path) -> object:
+    """`task init` on a table as people write them: a column to ignore, columns of names,
+    missing values; then the task it wrote, loaded."""
+    from neurosym.tasks.init import DataFiles, init_task
+
+    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing="drop")
+    return init_task("t", files, path.parent / "init.toml", force=True)
+
+
 def _npz_setup(folder: Path) -> None:
     x = np.random.default_rng(0).normal(size=(30, 3))
     np.savez(folder / "test.npz", x=x, y=np.arange(30) % 2)
@@ -308,6 +322,7 @@ def surfaces(folder: Path) -> list[Surface]:
         Surface("productions", texts(sorted((ROOT / "dsl/search").glob("*.toml"))),
                 "fuzz_set.toml", _productions),
         Surface("csv", ["\n".join(csv_rows) + "\n"], "train.csv", _csv, _csv_setup),
+        Surface("csv table", [TABLE], "table.csv", _init),
         Surface("npz", [buffer.getvalue().decode("latin-1")], "train.npz", _csv, _npz_setup,
                 binary=True),
         Surface("ts", [ts], "train.ts", _csv, _ts_setup),

@@ -184,3 +184,21 @@ def test_a_damaged_library_index_is_reported_with_its_path(tmp_path):
             Library(tmp_path / "lib").module(entry.name)
     except NeurosymError as err:
         assert "lib" in err.format()
+
+
+TABLE = "when,island,mass,sex,species\n" + "".join(
+    f"{2000 + i},{['Biscoe', 'Dream'][i % 2]},{'NA' if i == 5 else 3000 + 37 * i},"
+    f"{['female', 'male', '?'][i % 3]},{'ab'[i % 3 == 1]}\n" for i in range(30))
+
+
+@FAST
+@given(text=mutants([TABLE]))
+def test_tables_as_task_init_reads_them(tmp_path, text):
+    """A column to ignore, columns of names, missing values: `task init` writes a task that
+    loads, or names the file."""
+    from neurosym.tasks.init import DataFiles, init_task
+
+    path = tmp_path / "table.csv"
+    path.write_text(text)
+    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing="drop")
+    loads_or_names(path, lambda p: init_task("t", files, tmp_path / "t.toml", force=True))
