@@ -64,9 +64,11 @@ class _ProgramEstimator(BaseEstimator):
         # too few to carve a validation split: the fitted data validates itself
         held_out = {} if len(X) >= 10 else {"x_val": X, "y_val": targets}
         try:
+            names = getattr(self, "feature_names_in_", None)
             task = task_from_arrays(X, targets, X, targets, regression=self._regression,
                                     seed=self.random_state, val_fraction=self.val_fraction,
-                                    name=type(self).__name__, **held_out)
+                                    name=type(self).__name__, **held_out,
+                                    input_names=None if names is None else list(names))
             options = {k: getattr(self, k) for k in _SEARCH if getattr(self, k) is not None}
             options["algorithm"] = options.pop("search")
             result = synthesize(task, time_limit=self.time_limit, seed=self.random_state,

@@ -7,13 +7,15 @@ import pickle
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_iris, load_wine
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from neurosym import Task
 from neurosym.estimators import ProgramClassifier, ProgramRegressor
+from neurosym.lang.errors import DataError
 
 # a search small enough for the checks' many fits; max_nodes, not time, ends it, so that
 # two fits agree (check_fit_idempotent). Three nodes: the root's cheapest completion (one
@@ -52,3 +54,19 @@ def test_bad_data_is_a_value_error():
         ProgramClassifier(**TINY).fit(np.ones((20, 3)), np.zeros(20))
     with pytest.raises(ValueError):
         ProgramClassifier(**TINY).fit(np.full((20, 3), np.nan), np.arange(20) % 2)
+
+
+def test_a_dataframe_s_column_names_explain_the_fitted_program():
+    from neurosym.models.explain import describe
+
+    x, y = load_wine(return_X_y=True, as_frame=True)
+    fitted = ProgramClassifier(**TINY).fit(x, y)
+    assert list(fitted.feature_names_in_) == list(x.columns)
+    assert fitted.model_.record["input_names"] == list(x.columns)
+    reads = " ".join(part["reads"] for part in describe(fitted.model_))
+    assert any(f"'{name}'" in reads for name in x.columns), reads
+    # arrays have no names; a DataFrame's are taken, or the ones given, checked
+    assert Task.from_arrays(x.values, y, x.values, y).input_names is None
+    assert Task.from_arrays(x, y, x, y).input_names == tuple(x.columns)
+    with pytest.raises(DataError, match=r"input_names: 2 names, but the input type Vec\[13\]"):
+        Task.from_arrays(x.values, y, x.values, y, input_names=["a", "b"])

@@ -3,23 +3,27 @@ splits and normalization as tasks read from files."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
-from neurosym.lang.types import Type
+from neurosym.lang.types import ListT, Type, Vec
 from neurosym.tasks.assemble import assemble, infer_input_type, is_regression
 from neurosym.tasks.files import Examples
 from neurosym.tasks.spec import Task, task_from_spec
 
 
 def examples(x: Any, y: Any, what: str) -> Examples:
-    """Arrays as `Examples`: `x` is an array with one row per example, or a list of
-    per-example arrays (series of different lengths); `y` one target per example."""
+    """Arrays as `Examples`: `x` is an array (or a pandas DataFrame) with one row per
+    example, or a list of per-example arrays (series of different lengths); `y` one target
+    per example."""
     if x is None or y is None:
         raise DataError(f"{what}: needs both inputs and targets")
+    if hasattr(x, "to_numpy"):  # a DataFrame iterates over its column names, not its rows
+        x = x.to_numpy()
     try:
         given = [np.asarray(a) for a in x]
         if any(np.iscomplexobj(a) for a in given):
@@ -41,11 +45,19 @@ def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
                      x_val: Any = None, y_val: Any = None, input_type: str | None = None,
                      regression: bool | None = None, name: str = "arrays", seed: int = 0,
                      val_fraction: float = 0.2, normalize: bool = True,
-                     train: dict | None = None, search: dict | None = None) -> Task:
+                     train: dict | None = None, search: dict | None = None,
+                     input_names: Any = None) -> Task:
+    """`input_names`: a name per feature (or per channel of a series), which saved models
+    explain their parts by; by default a pandas DataFrame's column names."""
+    columns = getattr(x_train, "columns", None)  # a pandas DataFrame's
+    if input_names is None and columns is not None and all(isinstance(c, str) for c in columns):
+        input_names = list(columns)
     train_ex = examples(x_train, y_train, "x_train")
     test_ex = examples(x_test, y_test, "x_test")
     val_ex = examples(x_val, y_val, "x_val") if x_val is not None or y_val is not None else None
     in_type = _input_type(input_type, train_ex)
+    if input_names is not None:
+        train_ex = replace(train_ex, columns=_names(input_names, in_type))
     if regression is None:
         regression = is_regression(train_ex.y)
     raw = assemble(train_ex, test_ex, val_ex, in_type, regression, seed, val_fraction,
@@ -57,6 +69,17 @@ def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
     if search:
         spec["search"] = dict(search)
     return task_from_spec(spec, Path(f"<{name}>"), raw=raw)
+
+
+def _names(names: Any, input_type: Type) -> tuple[str, ...]:
+    features = input_type.elem if isinstance(input_type, ListT) else input_type
+    width = features.n if isinstance(features, Vec) else None
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"input_names must be a list of texts, got {names!r}")
+    if len(names) != width:
+        raise DataError(f"input_names: {len(names)} names, but the input type {input_type} "
+                        f"has {width or 'no named'} features")
+    return tuple(names)
 
 
 def _input_type(text: str | None, train: Examples) -> Type:

@@ -119,9 +119,7 @@ def _input_names(examples: Examples, input_type: Type) -> tuple[str, ...] | None
         return None
     features = input_type.elem if isinstance(input_type, ListT) else input_type
     if not isinstance(features, Vec) or features.n != len(examples.columns):
-        return None
-    if isinstance(input_type, ListT) and examples.ids is None:  # steps as columns
-        return None
+        return None  # (a series given as one row of time steps: its steps' columns)
     return examples.columns
 
 
