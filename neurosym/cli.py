@@ -232,8 +232,9 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
               input_type: str | None, regression: bool | None, out_file: str | None,
               force: bool) -> None:
     """Write tasks/NAME.toml for your data files, its types inferred from the data."""
-    from neurosym.tasks.files import input_columns, read_examples
+    from neurosym.tasks.files import read_examples
     from neurosym.tasks.init import DataFiles, init_task
+    from neurosym.tasks.tables import input_columns
 
     if test_file is not None and test_fraction is not None:
         raise click.UsageError("give --test or --test-fraction, not both")

@@ -83,7 +83,8 @@ class Model:
         """New data as `Examples`: a data file (any format a task reads, its targets, if
         any, ignored), or arrays (one row per example, or a list of series)."""
         from neurosym.tasks.arrays import examples
-        from neurosym.tasks.files import Examples, read_examples
+        from neurosym.tasks.examples import Examples
+        from neurosym.tasks.files import read_examples
 
         if isinstance(data, Examples):
             return data

@@ -12,7 +12,7 @@ import numpy as np
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
 from neurosym.lang.types import ListT, Type, Vec
 from neurosym.tasks.assemble import assemble, infer_input_type, is_regression
-from neurosym.tasks.files import Examples
+from neurosym.tasks.examples import Examples
 from neurosym.tasks.spec import Task, task_from_spec
 
 

@@ -14,7 +14,7 @@ import torch
 from neurosym.interp.values import pad_sequences
 from neurosym.lang.errors import DataError
 from neurosym.lang.types import Image, ListT, Type, Vec
-from neurosym.tasks.files import Examples, not_storable, unstorable
+from neurosym.tasks.examples import Examples, not_storable, unstorable
 from neurosym.tasks.spec import Split, stratified_partition
 
 

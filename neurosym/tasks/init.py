@@ -11,8 +11,9 @@ from pathlib import Path
 from neurosym.lang.errors import NeurosymError, TaskError
 from neurosym.lang.parser import parse_type
 from neurosym.tasks.assemble import class_name, infer_input_type, is_regression
-from neurosym.tasks.files import find_categories, read_examples
+from neurosym.tasks.files import read_examples
 from neurosym.tasks.spec import Task, load_task
+from neurosym.tasks.tables import find_categories
 
 
 @dataclass(frozen=True, slots=True)

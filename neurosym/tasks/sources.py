@@ -24,7 +24,8 @@ from neurosym.interp.values import Seq
 from neurosym.lang.errors import DataError, TaskError
 from neurosym.lang.types import ListT, Type
 from neurosym.tasks.assemble import SourceData, assemble, hold_out
-from neurosym.tasks.files import Examples, read_examples
+from neurosym.tasks.examples import Examples
+from neurosym.tasks.files import read_examples
 from neurosym.tasks.spec import Split, stratified_partition
 
 

@@ -250,7 +250,7 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
 def _data_layout(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """How the task's files are read (`DATA_LAYOUT` keys, the CSV target column resolved),
     so that a saved model reads new data the same way."""
-    from neurosym.tasks.files import csv_target
+    from neurosym.tasks.tables import csv_target
 
     layout = {k: v for k, v in data.items() if k in DATA_LAYOUT}
     if data.get("source") == "files" and "target" not in layout:
