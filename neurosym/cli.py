@@ -212,9 +212,10 @@ def task_group() -> None:
 @click.option("--id-column", default=None,
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
-@click.option("--missing", type=click.Choice(["error", "drop"]), default=None,
+@click.option("--missing", type=click.Choice(["error", "drop", "mean"]), default=None,
               help="CSV: what a missing value (an empty cell, NA, NaN, ?) does: stop with "
-                   "its place (the default), or leave its row out.")
+                   "its place (the default), leave its row out, or take its column's mean "
+                   "(in new data too).")
 @click.option("--ignore", multiple=True, metavar="COLUMN",
               help="CSV: a column that is not an input (a date, a name, a row number); "
                    "repeat for several.")
@@ -252,8 +253,8 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
     if columns is not None:
         shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
         click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}")
-    for given in (train_file, test_file, val_file) if missing == "drop" else ():
-        left_out = given and read_examples(given, Path(), {**layout, "missing": "drop"}).dropped
+    for given in (train_file, test_file, val_file) if missing in ("drop", "mean") else ():
+        left_out = given and read_examples(given, Path(), layout).dropped
         if left_out:
             click.echo(f"{given}: left out {left_out} rows with a missing value")
     if categorical := layout.get("categorical"):

@@ -136,7 +136,7 @@ DATA = {
               "layout": Key(str, choices=("rows", "long")), "target": Key(str),
               "id_column": Key(str), "time_column": Key(str), "x_key": Key(str),
               "y_key": Key(str), "ignore": Key(list, items=str),
-              "categorical": Key(dict), "missing": Key(str, choices=("error", "drop")),
+              "categorical": Key(dict), "missing": Key(str, choices=("error", "drop", "mean")),
               "test_fraction": Key(float, 0, 0.9, open_low=True)},
 }
 

@@ -432,8 +432,9 @@ def test_category_names_and_missing_values_in_a_csv(tmp_path, monkeypatch):
     refused = CliRunner().invoke(main, ["task", "init", "p", "--train", "penguins.csv"])
     assert refused.exit_code != 0 and "Traceback" not in refused.output
     assert ("penguins.csv, row 5, column 'bill_length_mm': a missing value ('NA'); to leave "
-            'out the rows that have one: [data] missing = "drop", or `task init --missing '
-            "drop`") in refused.output
+            'out the rows that have one: [data] missing = "drop"; to fill it with its '
+            "column's mean: missing = \"mean\" (or `task init --missing drop|mean`)"
+            ) in refused.output
     result = _init(tmp_path, "p", "--train", "penguins.csv", "--missing", "drop")
     assert result.exit_code == 0, result.output
     assert "penguins.csv: left out 4 rows with a missing value" in result.output
@@ -494,3 +495,34 @@ def test_a_file_whose_every_row_misses_a_value(tmp_path):
                     'missing = "drop"\n[types]\ninput = "Vec[2]"\noutput = "Vec[2]"\n')
     with pytest.raises(DataError, match=r"train\.csv: every row has a missing value \(2 left"):
         load_task(path)
+
+
+def test_missing_values_filled_with_the_column_mean_in_training_and_new_data(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _penguins(tmp_path)
+    result = _init(tmp_path, "p", "--train", "penguins.csv", "--missing", "mean")
+    assert result.exit_code == 0, result.output
+    task = load_task("p")
+    splits = (task.train, task.val, task.test)
+    assert sum(len(s) for s in splits) == 119  # only the row whose target is NA is refused
+    assert not any(bool(s.x.isnan().any()) for s in splits)
+    # the NA bill length (row 5 of the file) is the fitted split's mean: 0 once standardized
+    raw = _write_csv(tmp_path / "one.csv", ["island", "bill_length_mm", "flipper_mm", "sex"],
+                     [["Torgersen", "NA", "?", ""], ["Torgersen", 40.0, 200, "female"]])
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[7] -> Vec[3] = affine\n")
+    model = neurosym.run_file(program, "tasks/p.toml", epochs=2).save(tmp_path / "m")
+    assert model.record["data"]["missing"] == "mean"
+    inputs = model.inputs(str(raw))
+    assert torch.equal(inputs[0, 3:], torch.zeros(4))  # every missing value: its mean
+    assert torch.equal(inputs[0, :3], inputs[1, :3]) and not torch.equal(inputs[0], inputs[1])
+    out = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), "one.csv"])
+    assert out.exit_code == 0 and len(out.output.splitlines()) == 3, out.output
+    # the mean needs the statistics that standardization keeps
+    text = (tmp_path / "tasks" / "p.toml").read_text()
+    (tmp_path / "tasks" / "p.toml").write_text(text.replace("[data]\n",
+                                                            "[data]\nnormalize = false\n"))
+    with pytest.raises(DataError, match='missing = "mean" fills a missing value with its '
+                                        "column's mean, which needs normalize = true"):
+        load_task("p")

@@ -101,6 +101,9 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
         xs["val"], ys["val"] = [xs["train"][i] for i in held], ys["train"][held]
         xs["train"], ys["train"] = [xs["train"][i] for i in fit], ys["train"][fit]
     norm = _normalization(xs["train"], input_type) if normalize else None
+    if norm is None and any(e is not None and e.gaps for e in (train, test, val)):
+        raise DataError(f'{train.origin}: missing = "mean" fills a missing value with its '
+                        "column's mean, which needs normalize = true")
     if normalize and regression:  # a bias of 150 takes Adam thousands of steps to reach
         fitted = ys["train"].double()  # in float32 the spread of large values overflows
         mean, spread = float(fitted.mean()), float(fitted.std(unbiased=False))
@@ -144,8 +147,8 @@ def hold_out(examples: Examples, fraction: float, regression: bool
     def part(rows: torch.Tensor, name: str) -> Examples:
         keep = rows.tolist()
         ids = None if examples.ids is None else tuple(examples.ids[i] for i in keep)
-        return Examples([examples.x[i] for i in keep], examples.y[keep],
-                        f"{examples.origin} ({name})", ids, examples.columns)
+        return replace(examples, x=[examples.x[i] for i in keep], y=examples.y[keep],
+                       origin=f"{examples.origin} ({name})", ids=ids)
 
     return part(rest, "all but the test share"), part(held, f"test share {fraction:g}")
 
@@ -213,7 +216,7 @@ def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:
         a = np.asarray(a, dtype=np.float64)
         if isinstance(input_type, ListT) and a.ndim == 1:
             a = a[:, None]  # a univariate series
-        bad = unstorable(a)
+        bad = unstorable(a) & ~(np.isnan(a) if examples.gaps else False)
         if bad.any():
             where = tuple(int(v) for v in np.argwhere(bad)[0])
             raise DataError(f"{examples.origin}: example {i}, position {where}: "
@@ -239,7 +242,10 @@ def _shape_problem(shape: tuple[int, ...], t: Type) -> str | None:
 
 def batched_inputs(examples: Examples, input_type: Type, norm: Normalization | None):
     """New inputs (no targets needed) as one batched value of `input_type`, normalized with
-    the training data's statistics."""
+    the training data's statistics (which also fill missing values)."""
+    if examples.gaps and norm is None:
+        raise DataError(f"{examples.origin}: a missing value cannot be filled: the model "
+                        "keeps no column means")
     return _batched(_inputs(examples, input_type), input_type, norm)
 
 
@@ -249,12 +255,15 @@ def _normalization(xs: list[torch.Tensor], input_type: Type) -> Normalization | 
     if isinstance(input_type, Image):
         return None
     steps = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs]).double()  # no overflow
-    mean, std = steps.mean(0), steps.std(0, unbiased=False)
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    mean = steps.nanmean(0)  # over the values present (`missing = "mean"`)
+    std = (steps - mean).square().nanmean(0).sqrt()
+    mean = mean.nan_to_num(0.0)  # a column with no value at all
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # (NaN > 1e-8 is false)
     return Normalization(tuple(mean.tolist()), tuple(std.tolist()))
 
 
 def _batched(xs: list[torch.Tensor], input_type: Type, norm: Normalization | None):
+    """Normalized (a missing value, NaN, becomes 0: its column's mean) and batched."""
     if norm is not None:
-        xs = [norm.apply(x) for x in xs]
+        xs = [norm.apply(x).nan_to_num(0.0) for x in xs]
     return pad_sequences(xs) if isinstance(input_type, ListT) else torch.stack(xs)

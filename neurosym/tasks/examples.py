@@ -26,6 +26,7 @@ class Examples:
     ids: tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None
     dropped: int = 0  # rows left out for a missing value (`[data] missing = "drop"`)
+    gaps: bool = False  # NaN in `x` is a missing value, filled with its column's mean
 
     def __len__(self) -> int:
         return len(self.x)

@@ -43,7 +43,7 @@ _TABLES = ("data", "types", "train", "search")
 _OPTION_TABLES = ("search",)  # kept in Task.options by name
 # how a task's files are read: kept with a saved model, to read new data the same way
 DATA_LAYOUT = ("layout", "target", "id_column", "time_column", "x_key", "y_key", "ignore",
-               "categorical")
+               "categorical", "missing")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -4,8 +4,10 @@ ending a shorter series), or one time step per row (`layout = "long"`: an `id_co
 naming the series, an optional `time_column` ordering its steps, the target, and one
 column per channel). Columns named in `ignore` (dates, names, row numbers) are not read;
 a column of names listed in `categorical` (`{island = ["Biscoe", "Dream"]}`) becomes one
-0/1 feature per name; a missing value (`MISSING`) is refused with its place, or its row
-left out (`missing = "drop"`). Every error names the file, the row and the column."""
+0/1 feature per name; a missing value (`MISSING`) is refused with its place, its row left
+out (`missing = "drop"`), or kept as NaN for `tasks.assemble` to fill with the column's
+mean (`missing = "mean"`, which leaves out the rows whose target is missing). Every error
+names the file, the row and the column."""
 
 from __future__ import annotations
 
@@ -202,7 +204,8 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
     target = _column(path, header, name, "target")
     columns = _inputs(path, header, params, (target,), targets)
     categories = _categories(path, header, params, columns, targets)
-    drop = targets and params.get("missing", "error") == "drop"
+    policy = params.get("missing", "error")
+    drop, impute = targets and policy == "drop", policy == "mean"
     xs, ys, at, dropped = [], [], [], 0
     for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
@@ -217,10 +220,11 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
         while series and values and not cells[where[-1]].strip() and not categories:
             values.pop()  # a shorter series ends early (an empty cell, not an NA)
             where.pop()
-        gap = next((c for c, v in zip(where, values, strict=False) if math.isnan(v)), None)
+        gap = None if impute else next(
+            (c for c, v in zip(where, values, strict=False) if math.isnan(v)), None)
         if gap is None and cells[target].strip() in MISSING and targets:
             gap = target
-        if gap is not None and drop:
+        if gap is not None and (drop or impute):  # (for impute, a missing target)
             dropped += 1
             continue
         if gap is not None:
@@ -238,15 +242,20 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
     names = [[f"{header[c]}={n}" for n in categories[c]] if c in categories else [header[c]]
              for c in columns]
     return Examples(xs, _targets(path, ys, header[target], at), str(path),
-                    columns=tuple(n for each in names for n in each), dropped=dropped)
+                    columns=tuple(n for each in names for n in each), dropped=dropped,
+                    gaps=impute)
 
 
 def _missing(path: Path, row: int, column: str, cell: str, targets: bool, what: str) -> str:
     found = f"{path}, row {row}, column {column!r}: a missing {what} ({cell.strip()!r})"
     if not targets:
         return f"{found}; a model cannot predict without it"
-    return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\", or "
-            "`task init --missing drop`")
+    if what == "target":
+        return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\", "
+                "or `task init --missing drop`")
+    return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\"; to "
+            "fill it with its column's mean: missing = \"mean\" (or `task init --missing "
+            "drop|mean`)")
 
 
 def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
@@ -263,6 +272,7 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     time_col = (_column(path, header, params["time_column"], "time")
                 if "time_column" in params else None)
     channels = _inputs(path, header, params, (ident, target, time_col), targets)
+    impute = params.get("missing") == "mean"
     if not channels:
         raise DataError(f"{path}: no value columns besides the id, target, time and ignored")
     series: dict[str, list[tuple[float, list[float]]]] = {}
@@ -278,7 +288,7 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         labels.setdefault(key, (label, r))
         step = [_number(path, r, header[c], row[c]) for c in channels]
         for c, v in zip(channels, step, strict=True):
-            if math.isnan(v):
+            if math.isnan(v) and not impute:
                 raise DataError(f"{path}, row {r}, column {header[c]!r}: a missing value "
                                 f"({row[c].strip()!r})")
         order = (_number(path, r, header[time_col], row[time_col], False)
@@ -290,7 +300,7 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         raise _no_examples(path)
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target],
                                  [labels[k][1] for k in series]), str(path), tuple(series),
-                    tuple(header[c] for c in channels))
+                    tuple(header[c] for c in channels), gaps=impute)
 
 
 def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:
