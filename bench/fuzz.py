@@ -147,7 +147,8 @@ def _init(path: Path) -> object:
     missing values; then the task it wrote, loaded."""
     from neurosym.tasks.init import DataFiles, init_task
 
-    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing="drop")
+    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25,
+                      missing=("drop", "mean")[len(path.read_bytes()) % 2])
     return init_task("t", files, path.parent / "init.toml", force=True)
 
 

@@ -192,13 +192,13 @@ TABLE = "when,island,mass,sex,species\n" + "".join(
 
 
 @FAST
-@given(text=mutants([TABLE]))
-def test_tables_as_task_init_reads_them(tmp_path, text):
+@given(text=mutants([TABLE]), missing=st.sampled_from(["drop", "mean"]))
+def test_tables_as_task_init_reads_them(tmp_path, text, missing):
     """A column to ignore, columns of names, missing values: `task init` writes a task that
     loads, or names the file."""
     from neurosym.tasks.init import DataFiles, init_task
 
     path = tmp_path / "table.csv"
     path.write_text(text)
-    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing="drop")
+    files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing=missing)
     loads_or_names(path, lambda p: init_task("t", files, tmp_path / "t.toml", force=True))
