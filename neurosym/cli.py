@@ -198,7 +198,7 @@ def task_group() -> None:
 @task_group.command("init")
 @click.argument("name")
 @click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
-              help="Training data: .csv, .npz, .ts or .arff.")
+              help="Training data: .csv (or .tsv), .npz, .ts or .arff.")
 @click.option("--test", "test_file", default=None, type=click.Path(dir_okay=False),
               help="Test data, in the same format (default: a share of the training data "
                    "held out, see --test-fraction).")

@@ -526,3 +526,25 @@ def test_missing_values_filled_with_the_column_mean_in_training_and_new_data(tmp
     with pytest.raises(DataError, match='missing = "mean" fills a missing value with its '
                                         "column's mean, which needs normalize = true"):
         load_task("p")
+
+
+def test_tables_separated_by_semicolons_tabs_or_bars(tmp_path):
+    """As spreadsheets export them: semicolons with decimal commas, tabs, bars; a comma
+    file whose text cells hold semicolons is still read by commas."""
+    x, y = load_wine(return_X_y=True)
+    header = [f"f{i}" for i in range(4)] + ["cultivar"]
+    rows = [[*(f"{v:.3f}" for v in x[i, :4]), f"c{y[i]}"] for i in range(len(y))]
+    (tmp_path / "semi.csv").write_text("\n".join(";".join(r).replace(".", ",") if k else
+                                                 ";".join(r) for k, r in
+                                                 enumerate([header, *rows])) + "\n")
+    (tmp_path / "tabs.tsv").write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    (tmp_path / "bars.csv").write_text("\n".join("|".join(r) for r in [header, *rows]) + "\n")
+    _write_csv(tmp_path / "commas.csv", header, [[*r[:4], f"{r[4]}; dry"] for r in rows])
+    expected = torch.tensor(x[:, :4], dtype=torch.float32)
+    for name in ("semi.csv", "tabs.tsv", "bars.csv", "commas.csv"):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'[data]\nsource = "files"\ntrain = "{name}"\ntest_fraction = 0.2\n'
+                        'normalize = false\n[types]\ninput = "Vec[4]"\noutput = "Vec[3]"\n')
+        task = load_task(path)
+        every = torch.cat([task.train.x, task.val.x, task.test.x])
+        assert torch.allclose(every.sort(0).values, expected.sort(0).values, atol=1e-3), name

@@ -58,7 +58,7 @@ def infer_input_type(examples: Examples) -> Type:
         return Vec(shapes.pop()[0]) if len(shapes) == 1 else ListT(Vec(1))
     if ndims == {2}:
         channels = {s[1] for s in shapes}
-        series_file = examples.origin.endswith((".ts", ".arff", ".csv"))
+        series_file = examples.origin.endswith((".ts", ".arff", ".csv", ".tsv"))
         if len(channels) == 1 and (series_file or len(shapes) > 1):
             return ListT(Vec(channels.pop()))
         if len(shapes) == 1:

@@ -3,7 +3,7 @@
 Formats, by extension:
 - `.npz`: named arrays (`x` and `y` unless `x_key`/`y_key` say otherwise);
 - a pair of `.npy` files, given as `{x = "x.npy", y = "y.npy"}`;
-- `.csv`: a table (`tasks/tables.py` says how it is read);
+- `.csv` or `.tsv`: a table (`tasks/tables.py` says how it is read);
 - `.ts` and `.arff` (the UCR/UEA archive formats), through aeon's own readers.
 
 Nothing here knows the task's types: `tasks.assemble` turns examples into splits.
@@ -21,9 +21,9 @@ import numpy as np
 
 from neurosym.lang.errors import DataError
 from neurosym.tasks.examples import Examples, existing
-from neurosym.tasks.tables import read_long, read_rows
+from neurosym.tasks.tables import TABLES, read_long, read_rows
 
-FORMATS = (".npz", ".npy", ".csv", ".ts", ".arff")
+FORMATS = (".npz", ".npy", ".csv", ".tsv", ".ts", ".arff")
 
 
 def read_examples(spec: Any, folder: Path, params: Mapping[str, Any],
@@ -45,7 +45,7 @@ def read_examples(spec: Any, folder: Path, params: Mapping[str, Any],
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _npz(path, params, targets)
-    if suffix == ".csv":
+    if suffix in TABLES:
         layout = params.get("layout", "rows")
         if layout == "rows":
             return read_rows(path, params, series, targets)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,15 +43,45 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     return [h.strip() for h in first[1]], rows
 
 
+TABLES = (".csv", ".tsv")
+DELIMITERS = ",;\t|"
+# "3,5" in a table whose cells are separated by semicolons (as spreadsheets write them
+# where the comma is the decimal mark): the number 3.5
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
+
+
+def is_table(spec: Any) -> bool:
+    """Whether a `[data]` entry names a CSV (or tab-separated) file."""
+    return isinstance(spec, str) and spec.lower().endswith(TABLES)
+
+
 def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            delimiter = _delimiter(path, f.read(16384))
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter)
             for row in reader:
+                if delimiter == ";":
+                    row = [c.replace(",", ".") if _DECIMAL_COMMA.fullmatch(c) else c
+                           for c in row]
                 if any(cell.strip() for cell in row):
                     yield reader.line_num, row
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
+
+
+def _delimiter(path: Path, sample: str) -> str:
+    """Tab for .tsv; else what separates the cells of the first lines (comma, semicolon,
+    tab or bar: spreadsheets in many locales write semicolons), comma when unsure."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    lines = sample.splitlines()
+    head = "\n".join(lines[:20] if len(lines) > 20 else lines[:-1] or lines)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _no_examples(path: Path) -> DataError:
@@ -75,7 +106,7 @@ def csv_target(spec: Any, folder: Path, params: Mapping[str, Any]) -> str | None
     """The target column of a CSV training file (the one named, else its last), recorded
     so that new data without targets is read with that column missing, not with its own
     last column taken for the target; None for other formats."""
-    if not (isinstance(spec, str) and spec.lower().endswith(".csv")):
+    if not is_table(spec):
         return None
     header, rows = _csv_table(existing(folder, spec))
     rows.close()
@@ -115,8 +146,7 @@ def find_categories(spec: Any, folder: Path, params: Mapping[str, Any], most: in
     """For `task init`: the CSV input columns in which no cell is a number and which repeat
     their names (at most `most` distinct ones, each in two rows on average: else it is a
     free text, a date or a name, not a category), with their names sorted."""
-    if not (isinstance(spec, str) and spec.lower().endswith(".csv")) or \
-            params.get("layout", "rows") != "rows":
+    if not is_table(spec) or params.get("layout", "rows") != "rows":
         return {}
     path = existing(folder, spec)
     header, rows = _csv_table(path)
@@ -162,7 +192,7 @@ def _one_hot(path: Path, row: int, column: str, cell: str, names: list[str]) -> 
 def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[str] | None:
     """The names of the columns a CSV file's inputs are read from (for `task init` to show
     what it read); None for other formats."""
-    if not (isinstance(spec, str) and spec.lower().endswith(".csv")):
+    if not is_table(spec):
         return None
     path = existing(folder, spec)
     header, rows = _csv_table(path)
