@@ -67,7 +67,9 @@ def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
                            for c in row]
                 if any(cell.strip() for cell in row):
                     yield reader.line_num, row
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err}); save it as UTF-8") from err
+    except (OSError, csv.Error) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
 
 
