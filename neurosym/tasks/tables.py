@@ -31,6 +31,12 @@ from neurosym.tasks.examples import Examples, existing, not_storable, unstorable
 MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                      "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                      "nan", "null", "?"})
+TABLES = (".csv", ".tsv")
+DELIMITERS = ",;\t|"
+_SAMPLE = 16384  # characters read to tell the delimiter
+# "3,5" in a table whose cells are separated by semicolons (as spreadsheets write them
+# where the comma is the decimal mark): the number 3.5
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 
 
 def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
@@ -39,15 +45,8 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     rows = _csv_lines(path)
     first = next(rows, None)
     if first is None:
-        raise DataError(f"{path}: needs a header row and at least one example")
+        raise _no_examples(path)
     return [h.strip() for h in first[1]], rows
-
-
-TABLES = (".csv", ".tsv")
-DELIMITERS = ",;\t|"
-# "3,5" in a table whose cells are separated by semicolons (as spreadsheets write them
-# where the comma is the decimal mark): the number 3.5
-_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 
 
 def is_table(spec: Any) -> bool:
@@ -58,7 +57,7 @@ def is_table(spec: Any) -> bool:
 def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            delimiter = _delimiter(path, f.read(16384))
+            delimiter = _delimiter(path, f.read(_SAMPLE))
             f.seek(0)
             reader = csv.reader(f, delimiter=delimiter)
             for row in reader:
@@ -79,9 +78,10 @@ def _delimiter(path: Path, sample: str) -> str:
     if path.suffix.lower() == ".tsv":
         return "\t"
     lines = sample.splitlines()
-    head = "\n".join(lines[:20] if len(lines) > 20 else lines[:-1] or lines)
+    if len(sample) == _SAMPLE and len(lines) > 1:
+        lines.pop()  # cut off mid-line
     try:
-        return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
+        return csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=DELIMITERS).delimiter
     except csv.Error:
         return ","
 
@@ -325,6 +325,9 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
                                 f"({row[c].strip()!r})")
         order = (_number(path, r, header[time_col], row[time_col], False)
                  if time_col is not None else len(series.get(key, ())))
+        if math.isnan(order):
+            raise DataError(f"{path}, row {r}, column {header[time_col]!r}: a missing time "
+                            f"({row[time_col].strip()!r})")
         series.setdefault(key, []).append((order, step))
     xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
           series.values()]
