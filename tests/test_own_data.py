@@ -474,15 +474,17 @@ def test_category_names_and_missing_values_in_a_csv(tmp_path, monkeypatch):
      "mean 'island'"),
     ('[data.categorical]\n"island" = ["Biscoe", "Biscoe"]\n', "categorical must be a table"),
     ('[data.categorical]\n"island" = "Biscoe"\n', "categorical must be a table"),
-    ('missing = "impute"\n', r"missing must be one of error, drop"),
+    ('missing = "impute"\n', r"missing must be one of error, drop, mean"),
+    ('ignore = ["species"]\n', r"column 'species' is read as the target, id or time; it "
+                                "cannot be ignored"),
 ])
 def test_bad_categorical_and_missing_settings_are_refused(tmp_path, extra, match):
     _penguins(tmp_path)
     path = tmp_path / "t.toml"
-    data, _, table = extra.rpartition("[data.categorical]\n")
+    data, _, table = extra.partition("[data.categorical]\n")
     path.write_text('[data]\nsource = "files"\ntrain = "penguins.csv"\ntest_fraction = 0.2\n'
-                    + ('missing = "drop"\n' if "missing" not in extra else extra)
-                    + ("[data.categorical]\n" + table if "categorical" in extra else "")
+                    + ("" if "missing" in data else 'missing = "drop"\n') + data
+                    + (f"[data.categorical]\n{table}" if table else "")
                     + '[types]\ninput = "Vec[5]"\noutput = "Vec[3]"\n')
     with pytest.raises(NeurosymError, match=match):
         load_task(path)
@@ -548,3 +550,18 @@ def test_tables_separated_by_semicolons_tabs_or_bars(tmp_path):
         task = load_task(path)
         every = torch.cat([task.train.x, task.val.x, task.test.x])
         assert torch.allclose(every.sort(0).values, expected.sort(0).values, atol=1e-3), name
+
+
+def test_a_text_channel_in_a_long_csv_is_refused_without_the_category_hint(tmp_path):
+    """Categories are read from one-row-per-example tables only: the hint offers `ignore`."""
+    _write_csv(tmp_path / "long.csv", ["id", "t", "v", "kind", "y"],
+               [["a", 0, 1, "up", "x"], ["a", 1, 2, "up", "x"], ["b", 0, 3, "down", "z"]])
+    (tmp_path / "t.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "long.csv"\ntest = "long.csv"\nlayout = "long"\n'
+        'id_column = "id"\ntime_column = "t"\n[types]\ninput = "List[Vec[2]]"\n'
+        'output = "Vec[2]"\n')
+    with pytest.raises(DataError) as refused:
+        load_task(tmp_path / "t.toml")
+    assert refused.value.message.endswith(
+        "long.csv, row 2, column 'kind': 'up' is not a number (if it is not an input, leave "
+        "it out: [data] ignore = [\"kind\"], or `task init --ignore kind`)")

@@ -125,7 +125,9 @@ def _inputs(path: Path, header: list[str], params: Mapping[str, Any], taken: tup
     if not isinstance(ignore, list) or not all(isinstance(n, str) for n in ignore):
         raise DataError(f"{path}: ignore must be a list of column names, got {ignore!r}")
     for name in ignore if targets else ():
-        _column(path, header, name, "ignored")
+        if _column(path, header, name, "ignored") in taken:
+            raise DataError(f"{path}: column {name!r} is read as the target, id or time; "
+                            "it cannot be ignored")
     return [c for c in range(len(header)) if c not in taken and header[c] not in ignore]
 
 
@@ -205,10 +207,11 @@ def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[st
     return [header[c] for c in _inputs(path, header, params, taken, True)]
 
 
-def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True) -> float:
+def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True,
+            categorical: bool = True) -> float:
     """A numeric cell; a missing one is NaN. Rows count from 1 at the header, as a
-    spreadsheet shows them. `ignorable`: an input column, which `ignore` can leave out
-    (the error says how)."""
+    spreadsheet shows them. `ignorable`: an input column, which `ignore` can leave out;
+    `categorical`: which can be a category (the error says how)."""
     text = cell.strip()
     if text in MISSING:
         return math.nan
@@ -216,8 +219,9 @@ def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True
         value = float(text)
     except ValueError:
         hint = (f" (if it is not an input, leave it out: [data] ignore = [{json.dumps(column)}]"
-                f", or `task init --ignore {shlex.quote(column)}`; if it names categories, "
-                f"list them: [data.categorical] {json.dumps(column)} = [...])"
+                f", or `task init --ignore {shlex.quote(column)}`"
+                + (f"; if it names categories, list them: [data.categorical] "
+                   f"{json.dumps(column)} = [...]" if categorical else "") + ")"
                 ) if ignorable else ""
         raise DataError(f"{path}, row {row}, column {column!r}: {text!r} is not a number"
                         + hint) from None
@@ -318,7 +322,7 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
                             f"target {label!r} here but {labels[key][0]!r} at row "
                             f"{labels[key][1]}")
         labels.setdefault(key, (label, r))
-        step = [_number(path, r, header[c], row[c]) for c in channels]
+        step = [_number(path, r, header[c], row[c], categorical=False) for c in channels]
         for c, v in zip(channels, step, strict=True):
             if math.isnan(v) and not impute:
                 raise DataError(f"{path}, row {r}, column {header[c]!r}: a missing value "
