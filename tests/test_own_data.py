@@ -565,3 +565,19 @@ def test_a_text_channel_in_a_long_csv_is_refused_without_the_category_hint(tmp_p
     assert refused.value.message.endswith(
         "long.csv, row 2, column 'kind': 'up' is not a number (if it is not an input, leave "
         "it out: [data] ignore = [\"kind\"], or `task init --ignore kind`)")
+
+
+@pytest.mark.parametrize("missing, steps", [("drop", [2, 3]), ("mean", [3, 3])])
+def test_a_long_csv_drops_or_fills_a_missing_step(tmp_path, missing, steps):
+    _write_csv(tmp_path / "long.csv", ["id", "t", "v", "y"],
+               [["a", 0, 1, "x"], ["a", 1, "NA", "x"], ["a", 2, 3, "x"],
+                ["b", 0, 4, "z"], ["b", 1, 5, "z"], ["b", 2, 6, "NA"], ["b", 3, 7, "z"]])
+    (tmp_path / "t.toml").write_text(
+        '[data]\nsource = "files"\ntrain = "long.csv"\ntest = "long.csv"\nval = "long.csv"\n'
+        f'layout = "long"\nid_column = "id"\ntime_column = "t"\nmissing = "{missing}"\n'
+        '[types]\ninput = "List[Vec[1]]"\noutput = "Vec[2]"\n')
+    task = load_task(tmp_path / "t.toml")
+    assert task.train.x.weights.sum(1).tolist() == steps  # "b" loses its unlabelled step
+    present = task.train.x.data[0, :, 0][task.train.x.weights[0] > 0]
+    if missing == "mean":  # the mean of the 6 values present, 0 once standardized
+        assert present[1].item() == 0.0

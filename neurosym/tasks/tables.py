@@ -296,7 +296,8 @@ def _missing(path: Path, row: int, column: str, cell: str, targets: bool, what: 
 
 def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
     """One row per time step; the steps of a series are kept in file order unless a
-    `time_column` orders them."""
+    `time_column` orders them. `missing = "drop"` leaves out a step with a missing value
+    (its series keeps the others), and either policy a step whose target is missing."""
     header, rows = _csv_table(path)
     if "id_column" not in params:
         raise DataError(f'{path}: layout = "long" needs [data] id_column')
@@ -308,25 +309,33 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     time_col = (_column(path, header, params["time_column"], "time")
                 if "time_column" in params else None)
     channels = _inputs(path, header, params, (ident, target, time_col), targets)
-    impute = params.get("missing") == "mean"
+    policy = params.get("missing", "error")
+    drop, impute = targets and policy == "drop", policy == "mean"
     if not channels:
         raise DataError(f"{path}: no value columns besides the id, target, time and ignored")
     series: dict[str, list[tuple[float, list[float]]]] = {}
     labels: dict[str, tuple[str, int]] = {}
+    dropped = 0
     for r, row in rows:
         if len(row) != len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
         key, label = row[ident].strip(), row[target].strip()
+        step = [_number(path, r, header[c], row[c], categorical=False) for c in channels]
+        gap = None if impute else next(
+            (c for c, v in zip(channels, step, strict=True) if math.isnan(v)), None)
+        if gap is None and targets and label in MISSING:
+            gap = target
+        if gap is not None and (drop or impute):  # (for impute, a missing target)
+            dropped += 1
+            continue
+        if gap is not None:
+            raise DataError(_missing(path, r, header[gap], row[gap], targets,
+                                     "target" if gap == target else "value"))
         if key in labels and labels[key][0] != label:
             raise DataError(f"{path}, row {r}, column {header[target]!r}: series {key!r} has "
                             f"target {label!r} here but {labels[key][0]!r} at row "
                             f"{labels[key][1]}")
         labels.setdefault(key, (label, r))
-        step = [_number(path, r, header[c], row[c], categorical=False) for c in channels]
-        for c, v in zip(channels, step, strict=True):
-            if math.isnan(v) and not impute:
-                raise DataError(f"{path}, row {r}, column {header[c]!r}: a missing value "
-                                f"({row[c].strip()!r})")
         order = (_number(path, r, header[time_col], row[time_col], False)
                  if time_col is not None else len(series.get(key, ())))
         if math.isnan(order):
@@ -335,11 +344,13 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         series.setdefault(key, []).append((order, step))
     xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
           series.values()]
+    if not xs and dropped:
+        raise DataError(f"{path}: every row has a missing value ({dropped} left out)")
     if not xs:
         raise _no_examples(path)
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target],
                                  [labels[k][1] for k in series]), str(path), tuple(series),
-                    tuple(header[c] for c in channels), gaps=impute)
+                    tuple(header[c] for c in channels), dropped=dropped, gaps=impute)
 
 
 def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:
