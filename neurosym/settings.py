@@ -49,7 +49,8 @@ class Key:
             names = " or ".join(_KIND_NAMES.get(k.__name__, k.__name__) for k in kinds)
             return f"must be {names}, got {_short(value)}"
         if self.items and not all(isinstance(v, self.items) for v in value):
-            return f"must be a list of {_KIND_NAMES[self.items.__name__]}, got {_short(value)}"
+            kind = _KIND_NAMES.get(self.items.__name__, self.items.__name__)
+            return f"must be a list of {kind}, got {_short(value)}"
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(self.choices)}, got {_short(value)}" + \
                 did_you_mean(str(value), self.choices)
