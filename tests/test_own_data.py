@@ -581,3 +581,26 @@ def test_a_long_csv_drops_or_fills_a_missing_step(tmp_path, missing, steps):
     present = task.train.x.data[0, :, 0][task.train.x.weights[0] > 0]
     if missing == "mean":  # the mean of the 6 values present, 0 once standardized
         assert present[1].item() == 0.0
+
+
+def test_show_plot_draws_a_regression_model_by_thirds_of_its_target(tmp_path, monkeypatch):
+    """A regression model's plot crashed (its real targets were taken for class indices)."""
+    from neurosym.models.plot import _thirds
+
+    monkeypatch.chdir(tmp_path)
+    x, y = load_diabetes(return_X_y=True)
+    _write_csv(tmp_path / "d.csv", [f"x{i}" for i in range(10)] + ["y"],
+               [[*map(float, x[i]), float(y[i])] for i in range(len(y))])
+    assert _init(tmp_path, "d", "--train", "d.csv").exit_code == 0
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[10] -> Float = \\x -> add (affine x) "
+                       "(ite (above (select[2] x)) (affine x) (affine x))\n")
+    neurosym.run_file(program, "tasks/d.toml", epochs=2).save(tmp_path / "m")
+    for extra in ([], ["--data", "d.csv"]):
+        png = tmp_path / "m.png"
+        result = CliRunner().invoke(main, ["show", "m", "--plot", str(png), *extra])
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    groups = _thirds([float(v) for v in y])
+    assert sorted({g.split()[0] for g in groups}) == ["high", "low", "middle"]
+    assert all(abs(groups.count(g) - len(y) / 3) < 10 for g in set(groups))

@@ -19,6 +19,7 @@ from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import ListT, Vec
 from neurosym.models import Model
+from neurosym.tasks.assemble import class_name
 
 
 def plot_data(model: Model, data: str | None):
@@ -29,7 +30,9 @@ def plot_data(model: Model, data: str | None):
 
         found = read_examples(data, Path(), model.record.get("data", {}),
                               series=isinstance(model.input_type, ListT))
-        return model.inputs(found), [str(v) for v in found.y]
+        if model.record["loss"] == "mse":
+            return model.inputs(found), _thirds(found.y.astype(float).tolist())
+        return model.inputs(found), [f"class {class_name(v)}" for v in found.y]
     from neurosym.tasks.spec import load_task
 
     try:
@@ -38,9 +41,24 @@ def plot_data(model: Model, data: str | None):
         raise NeurosymError(f"--plot needs data to draw over: give --data FILE (the task "
                             f"{model.record.get('task')!r} cannot be loaded: {err.message})"
                             ) from None
-    names = task.classes or ()
-    labels = [names[i] if i < len(names) else str(i) for i in task.train.y.long().tolist()]
-    return task.train.x, labels
+    if task.classes is None:  # regression: targets back in the data's units
+        norm = task.normalization
+        y = norm.restore(task.train.y) if norm is not None else task.train.y
+        return task.train.x, _thirds(y.tolist())
+    names = task.classes
+    return task.train.x, [f"class {names[i]}" for i in task.train.y.long().tolist()]
+
+
+def _thirds(targets: list[float]) -> list[str]:
+    """Real-valued targets as three groups of about equal size (low, middle, high), so
+    that a regression model is drawn as a classifier is, group by group."""
+    low, high = torch.tensor(targets, dtype=torch.float64).quantile(
+        torch.tensor([1 / 3, 2 / 3], dtype=torch.float64)).tolist()
+    return [f"low target (< {low:.4g})" if v < low else f"high target (> {high:.4g})"
+            if v > high else f"middle target ({low:.4g} to {high:.4g})" for v in targets]
+
+
+_THIRDS = {"low": 0, "middle": 1, "high": 2}  # legend order of the target groups
 
 
 def plot_model(model: Model, x, labels: list[str], path: Path) -> Path:
@@ -67,8 +85,13 @@ def plot_model(model: Model, x, labels: list[str], path: Path) -> Path:
     return path
 
 
+def _feature_name(model: Model, i: int) -> str:
+    names = model.record.get("input_names")
+    return repr(names[i]) if names and i < len(names) else f"feature {i}"
+
+
 def _by_class(labels: list[str]) -> dict[str, torch.Tensor]:
-    names = sorted(set(labels))
+    names = sorted(set(labels), key=lambda c: (_THIRDS.get(c.split()[0], 3), c))
     return {c: torch.tensor([i for i, v in enumerate(labels) if v == c]) for c in names}
 
 
@@ -91,13 +114,14 @@ def _series(plt, model: Model, x: Seq, labels: list[str]):
     for ch in range(channels):
         ax = axes[ch][0]
         for c, mean in means.items():
-            ax.plot(mean[:, ch].numpy(), label=f"class {c}")
+            ax.plot(mean[:, ch].numpy(), label=c)
         for _, site in _parts(model, "interval"):
             if site.params:
                 p = site.params[0]
                 ax.axvspan(p.start * (steps - 1), p.stop * (steps - 1), alpha=0.15,
                            color="grey")
-        ax.set_ylabel(f"channel {ch}")
+        names = model.record.get("input_names")
+        ax.set_ylabel(names[ch] if names and ch < len(names) else f"channel {ch}")
     for _, site in _parts(model, "shapelet"):
         _shapelets(axes, site.module, means, channels)
     axes[0][0].legend(loc="upper right", fontsize="small")
@@ -134,9 +158,9 @@ def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
         fig, axes = plt.subplots(len(shown), 1, figsize=(7, 2.6 * len(shown)), squeeze=False)
         for ax, (feature, threshold) in zip((a[0] for a in axes), shown, strict=False):
             for c, idx in _by_class(labels).items():
-                ax.hist(x[idx, feature].numpy(), bins=20, alpha=0.5, label=f"class {c}")
+                ax.hist(x[idx, feature].numpy(), bins=20, alpha=0.5, label=c)
             ax.axvline(threshold, color="black", linestyle="--", label="threshold")
-            ax.set_xlabel(f"feature {feature} (standardized)")
+            ax.set_xlabel(f"{_feature_name(model, feature)} (standardized)")
         axes[0][0].legend(fontsize="small")
         return fig
     affine = next((s.module for _, s in _parts(model, "affine")), None)
@@ -144,11 +168,14 @@ def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
         raise NeurosymError("nothing to draw: the program has no threshold and no affine map")
     fig, ax = plt.subplots(figsize=(8, 3))
     weights = affine.linear.weight.detach()
-    names = model.classes if model.classes and len(model.classes) == len(weights) else None
+    classes = model.classes if model.classes and len(model.classes) == len(weights) else None
     for row, values in enumerate(weights):
         ax.bar([i + row / (len(weights) + 1) for i in range(len(values))], values.numpy(),
                width=1 / (len(weights) + 1),
-               label=f"class {names[row]}" if names else f"output {row}")
+               label=f"class {classes[row]}" if classes else f"output {row}")
+    names = model.record.get("input_names")
+    if names and len(names) == weights.shape[1]:  # the affine map reads the input itself
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
     ax.set_xlabel("input feature (standardized)")
     ax.set_ylabel("weight")
     ax.legend(fontsize="small")
