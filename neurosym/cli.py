@@ -233,6 +233,7 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
               input_type: str | None, regression: bool | None, out_file: str | None,
               force: bool) -> None:
     """Write tasks/NAME.toml for your data files, its types inferred from the data."""
+    from neurosym.tasks.examples import with_missing
     from neurosym.tasks.files import read_examples
     from neurosym.tasks.init import DataFiles, init_task
     from neurosym.tasks.tables import input_columns
@@ -254,7 +255,7 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
         shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
         click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}")
     for given in (train_file, test_file, val_file) if missing in ("drop", "mean") else ():
-        left_out = given and read_examples(given, Path(), layout).dropped
+        left_out = given and with_missing(read_examples(given, Path(), layout), missing).dropped
         if left_out:
             click.echo(f"{given}: left out {left_out} rows with a missing value")
     if categorical := layout.get("categorical"):

@@ -604,3 +604,33 @@ def test_show_plot_draws_a_regression_model_by_thirds_of_its_target(tmp_path, mo
     groups = _thirds([float(v) for v in y])
     assert sorted({g.split()[0] for g in groups}) == ["high", "low", "middle"]
     assert all(abs(groups.count(g) - len(y) / 3) < 10 for g in set(groups))
+
+
+def test_missing_values_in_arrays_and_npz_files(tmp_path):
+    x, y = load_wine(return_X_y=True)
+    x = x.copy()
+    x[::7, 3] = np.nan  # 26 of 178 examples
+    with pytest.raises(DataError, match=r'x_train: example 0, position \(3,\): nan is not a '
+                                        r'finite number \(a missing value\? missing = "drop"'):
+        Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2])
+    dropped = Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2], missing="drop")
+    filled = Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2], missing="mean")
+    assert len(dropped.train) + len(dropped.val) == 89 - 13 and len(dropped.test) == 89 - 13
+    assert len(filled.train) + len(filled.val) == 89 and len(filled.test) == 89
+    assert not filled.train.x.isnan().any() and not filled.test.x.isnan().any()
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[13] -> Vec[3] = affine\n")
+    model = neurosym.run_file(program, filled, epochs=3).save(tmp_path / "m")
+    assert len(neurosym.load(tmp_path / "m").predict(x[:8])) == 8  # NaN filled in new data
+    strict = neurosym.run_file(program, dropped, epochs=3).save(tmp_path / "d")
+    with pytest.raises(DataError, match="nan is not a finite number"):
+        strict.predict(x[:8])
+    assert model.record["data"]["missing"] == "mean"
+    # the same policies in a task file over .npz data
+    np.savez(tmp_path / "wine.npz", x=x, y=y)
+    for policy, count in (("drop", 178 - 26), ("mean", 178)):
+        path = tmp_path / f"{policy}.toml"
+        path.write_text(f'[data]\nsource = "files"\ntrain = "wine.npz"\ntest_fraction = 0.2\n'
+                        f'missing = "{policy}"\n[types]\ninput = "Vec[13]"\noutput = "Vec[3]"\n')
+        task = load_task(path)
+        assert len(task.train) + len(task.val) + len(task.test) == count

@@ -82,16 +82,23 @@ class Model:
     def read(self, data: Any):
         """New data as `Examples`: a data file (any format a task reads, its targets, if
         any, ignored), or arrays (one row per example, or a list of series)."""
+        from dataclasses import replace
+
         from neurosym.tasks.arrays import examples
         from neurosym.tasks.examples import Examples
         from neurosym.tasks.files import read_examples
 
         if isinstance(data, Examples):
             return data
+        layout = self.record.get("data", {})
         if isinstance(data, str | Path):
-            return read_examples(str(data), Path(), self.record.get("data", {}),
-                                 series=isinstance(self.input_type, ListT), targets=False)
-        return examples(data, np.zeros(len(data)), "the data")
+            found = read_examples(str(data), Path(), layout,
+                                  series=isinstance(self.input_type, ListT), targets=False)
+        else:
+            found = examples(data, np.zeros(len(data)), "the data")
+        # new data (its targets ignored): a missing value is filled where the model learned
+        # to, else refused
+        return replace(found, gaps=layout.get("missing") == "mean")
 
     def inputs(self, data: Any):
         """New data as the program's input value: read, checked against the input type

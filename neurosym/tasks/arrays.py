@@ -12,7 +12,7 @@ import numpy as np
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
 from neurosym.lang.types import ListT, Type, Vec
 from neurosym.tasks.assemble import assemble, infer_input_type, is_regression
-from neurosym.tasks.examples import Examples
+from neurosym.tasks.examples import MISSING_POLICIES, Examples, with_missing
 from neurosym.tasks.spec import Task, task_from_spec
 
 
@@ -46,15 +46,22 @@ def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
                      regression: bool | None = None, name: str = "arrays", seed: int = 0,
                      val_fraction: float = 0.2, normalize: bool = True,
                      train: dict | None = None, search: dict | None = None,
-                     input_names: Any = None) -> Task:
+                     input_names: Any = None, missing: str = "error") -> Task:
     """`input_names`: a name per feature (or per channel of a series), which saved models
-    explain their parts by; by default a pandas DataFrame's column names."""
+    explain their parts by; by default a pandas DataFrame's column names. `missing`: what
+    a NaN input does, as in a task file ("error", "drop" its example, or "mean" of its
+    column, which a saved model then fills in new data too); a NaN target is refused, or
+    its example left out under "drop" and "mean"."""
+    if missing not in MISSING_POLICIES:
+        raise TaskError(f"missing must be one of {', '.join(MISSING_POLICIES)}, got "
+                        f"{missing!r}")
     columns = getattr(x_train, "columns", None)  # a pandas DataFrame's
     if input_names is None and columns is not None and all(isinstance(c, str) for c in columns):
         input_names = list(columns)
-    train_ex = examples(x_train, y_train, "x_train")
-    test_ex = examples(x_test, y_test, "x_test")
-    val_ex = examples(x_val, y_val, "x_val") if x_val is not None or y_val is not None else None
+    train_ex = with_missing(examples(x_train, y_train, "x_train"), missing)
+    test_ex = with_missing(examples(x_test, y_test, "x_test"), missing)
+    val_ex = (with_missing(examples(x_val, y_val, "x_val"), missing)
+              if x_val is not None or y_val is not None else None)
     in_type = _input_type(input_type, train_ex)
     if input_names is not None:
         train_ex = replace(train_ex, columns=_names(input_names, in_type))
@@ -65,7 +72,7 @@ def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
     output = "Float" if regression else f"Vec[{len(raw.classes)}]"
     spec = {"name": name, "types": {"input": str(in_type), "output": output},
             "train": {"seed": seed, "val_fraction": val_fraction, **(train or {})},
-            "data": {"source": "arrays"}}
+            "data": {"source": "arrays", "missing": missing}}
     if search:
         spec["search"] = dict(search)
     return task_from_spec(spec, Path(f"<{name}>"), raw=raw)

@@ -219,8 +219,10 @@ def _inputs(examples: Examples, input_type: Type) -> list[torch.Tensor]:
         bad = unstorable(a) & ~(np.isnan(a) if examples.gaps else False)
         if bad.any():
             where = tuple(int(v) for v in np.argwhere(bad)[0])
+            hint = (' (a missing value? missing = "drop" leaves its example out, "mean" '
+                    "fills it)") if np.isnan(a[where]) else ""
             raise DataError(f"{examples.origin}: example {i}, position {where}: "
-                            f"{a[where]} {not_storable(a[where])}")
+                            f"{a[where]} {not_storable(a[where])}{hint}")
         problem = _shape_problem(a.shape, input_type)
         if problem:
             raise DataError(f"{examples.origin}: example {i} has shape {a.shape}, but the "

@@ -4,7 +4,7 @@ came from; and which numbers a 32-bit float can hold."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,25 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.x)
+
+
+MISSING_POLICIES = ("error", "drop", "mean")
+
+
+def with_missing(found: Examples, policy: str) -> Examples:
+    """`found` under a missing-value policy: "drop" leaves out the examples with a NaN
+    input or target, "mean" keeps NaN inputs for `assemble` to fill (and leaves out those
+    with a NaN target); "error" leaves NaN to be refused with its place."""
+    if policy == "error":
+        return found
+    nan_target = (np.isnan(found.y) if found.y.dtype.kind == "f"
+                  else np.zeros(len(found.y), dtype=bool))
+    keep = [i for i, a in enumerate(found.x) if not nan_target[i]
+            and not (policy == "drop" and np.isnan(a).any())]
+    if not keep:
+        raise DataError(f"{found.origin}: every example has a missing value")
+    return replace(found, x=[found.x[i] for i in keep], y=found.y[keep],
+                   dropped=found.dropped + len(found.x) - len(keep), gaps=policy == "mean")
 
 
 def existing(folder: Path, name: str) -> Path:

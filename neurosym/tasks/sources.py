@@ -24,7 +24,7 @@ from neurosym.interp.values import Seq
 from neurosym.lang.errors import DataError, TaskError
 from neurosym.lang.types import ListT, Type
 from neurosym.tasks.assemble import SourceData, assemble, hold_out
-from neurosym.tasks.examples import Examples
+from neurosym.tasks.examples import Examples, with_missing
 from neurosym.tasks.files import read_examples
 from neurosym.tasks.spec import Split, stratified_partition
 
@@ -63,7 +63,9 @@ def files_source(params: Mapping[str, Any], context: SourceContext) -> SourceDat
     if ("test" in params) == ("test_fraction" in params):
         raise TaskError("[data] needs either 'test' (a data file) or 'test_fraction' (a "
                         "share of train held out for testing, e.g. 0.2)")
-    read = {split: read_examples(params[split], context.folder, params, series)
+    policy = params.get("missing", "error")
+    read = {split: with_missing(read_examples(params[split], context.folder, params, series),
+                                policy)
             for split in ("train", "test", "val") if split in params}
     if "test_fraction" in params:
         read["train"], read["test"] = hold_out(read["train"], params["test_fraction"],
