@@ -213,7 +213,7 @@ def task_group() -> None:
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
 @click.option("--missing", type=click.Choice(["error", "drop", "mean"]), default=None,
-              help="CSV: what a missing value (an empty cell, NA, NaN, ?) does: stop with "
+              help="What a missing value (NaN; in a CSV also an empty cell, NA, ?) does: stop with "
                    "its place (the default), leave its row out, or take its column's mean "
                    "(in new data too).")
 @click.option("--ignore", multiple=True, metavar="COLUMN",

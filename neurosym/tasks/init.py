@@ -26,7 +26,7 @@ class DataFiles:
     time_column: str | None = None
     ignore: tuple[str, ...] = ()  # CSV: columns that are not inputs
     test_fraction: float | None = None
-    missing: str | None = None  # CSV: "drop" its rows, or "mean" fills a missing value
+    missing: str | None = None  # "drop" its examples, or "mean" fills a missing value
 
 
 def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = None,
