@@ -30,7 +30,9 @@ def examples(x: Any, y: Any, what: str) -> Examples:
             raise DataError(f"{what}: inputs must be real numbers, not complex")
         rows = [a.astype(np.float64) for a in given]
     except (TypeError, ValueError) as err:
-        raise DataError(f"{what}: inputs must be numbers ({err})") from err
+        raise DataError(f"{what}: inputs must be numbers ({err}); code categories as 0/1 "
+                        "columns first (pandas.get_dummies), or save the table as a CSV for "
+                        "`neurosym task init`, which does") from err
     targets = np.asarray(y)
     if targets.ndim != 1:
         raise DataError(f"{what}: targets must be one per example, got shape {targets.shape}")
