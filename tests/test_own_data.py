@@ -634,3 +634,16 @@ def test_missing_values_in_arrays_and_npz_files(tmp_path):
                         f'missing = "{policy}"\n[types]\ninput = "Vec[13]"\noutput = "Vec[3]"\n')
         task = load_task(path)
         assert len(task.train) + len(task.val) + len(task.test) == count
+
+
+def test_two_columns_of_one_name_are_refused(tmp_path):
+    """A column is chosen, ignored and explained by its name: two of one name are refused
+    (empty names, as a wide series file may have, are not names)."""
+    _rows(tmp_path, "train.csv", GOOD, header=("a", "a", "y"))
+    _rows(tmp_path, "test.csv", GOOD)
+    with pytest.raises(DataError, match=r"train\.csv: columns 1 and 2 are both named 'a'; "
+                                        "rename one"):
+        load_task(_task(tmp_path, "train.csv"))
+    _rows(tmp_path, "train.csv", GOOD, header=("", "", "y"))
+    _rows(tmp_path, "test.csv", GOOD, header=("", "", "y"))
+    assert len(load_task(_task(tmp_path, "train.csv")).test) == 20

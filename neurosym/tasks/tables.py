@@ -46,7 +46,15 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     first = next(rows, None)
     if first is None:
         raise _no_examples(path)
-    return [h.strip() for h in first[1]], rows
+    header = [h.strip() for h in first[1]]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name and name in seen:  # a column is chosen, ignored and explained by its name
+            rows.close()
+            raise DataError(f"{path}: columns {seen[name] + 1} and {i + 1} are both named "
+                            f"{name!r}; rename one")
+        seen[name] = i
+    return header, rows
 
 
 def is_table(spec: Any) -> bool:
