@@ -647,3 +647,14 @@ def test_two_columns_of_one_name_are_refused(tmp_path):
     _rows(tmp_path, "train.csv", GOOD, header=("", "", "y"))
     _rows(tmp_path, "test.csv", GOOD, header=("", "", "y"))
     assert len(load_task(_task(tmp_path, "train.csv")).test) == 20
+
+
+def test_a_separator_ending_every_line_is_not_a_column(tmp_path):
+    (tmp_path / "train.csv").write_text("a,b,y,\n" + "".join(f"{r[0]},{r[1]},{r[2]},\n"
+                                                            for r in GOOD))
+    _rows(tmp_path, "test.csv", GOOD)
+    task = load_task(_task(tmp_path, "train.csv"))
+    assert task.input_names == ("a", "b") and len(task.train) + len(task.val) == 20
+    (tmp_path / "train.csv").write_text("a,b,y,\n0.1,0.2,1,\n0.3,0.4,0,7\n")
+    with pytest.raises(DataError, match=r"train\.csv, row 3: 4 cells but 3 columns"):
+        load_task(_task(tmp_path, "train.csv"))

@@ -47,6 +47,10 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     if first is None:
         raise _no_examples(path)
     header = [h.strip() for h in first[1]]
+    named = [i for i, name in enumerate(header) if name]
+    if named and named[-1] < len(header) - 1:  # a separator ending every line
+        header = header[:named[-1] + 1]
+        rows = _trimmed(rows, len(header))
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
         if name and name in seen:  # a column is chosen, ignored and explained by its name
@@ -60,6 +64,13 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 def is_table(spec: Any) -> bool:
     """Whether a `[data]` entry names a CSV (or tab-separated) file."""
     return isinstance(spec, str) and spec.lower().endswith(TABLES)
+
+
+def _trimmed(rows: Iterator[tuple[int, list[str]]], width: int
+             ) -> Iterator[tuple[int, list[str]]]:
+    """Rows cut to `width` cells where the cells beyond it are empty."""
+    for r, row in rows:
+        yield r, row[:width] if not any(c.strip() for c in row[width:]) else row
 
 
 def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
