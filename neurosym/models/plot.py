@@ -172,7 +172,8 @@ def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
     for row, values in enumerate(weights):
         ax.bar([i + row / (len(weights) + 1) for i in range(len(values))], values.numpy(),
                width=1 / (len(weights) + 1),
-               label=f"class {classes[row]}" if classes else f"output {row}")
+               label=f"class {classes[row]}" if classes else
+               "the prediction" if len(weights) == 1 else f"output {row}")
     names = model.record.get("input_names")
     if names and len(names) == weights.shape[1]:  # the affine map reads the input itself
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
