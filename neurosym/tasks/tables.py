@@ -17,6 +17,7 @@ import math
 import re
 import shlex
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,9 +260,8 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
     target = _column(path, header, name, "target")
     columns = _inputs(path, header, params, (target,), targets)
     categories = _categories(path, header, params, columns, targets)
-    policy = params.get("missing", "error")
-    drop, impute = targets and policy == "drop", policy == "mean"
-    xs, ys, at, dropped = [], [], [], 0
+    gaps = _Gaps(path, header, target, targets, params.get("missing", "error"))
+    xs, ys, at = [], [], []
     for r, row in rows:
         cells = row + [""] * (len(header) - len(row))
         if len(row) > len(header):
@@ -275,42 +275,68 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
         while series and values and not cells[where[-1]].strip() and not categories:
             values.pop()  # a shorter series ends early (an empty cell, not an NA)
             where.pop()
-        gap = None if impute else next(
-            (c for c, v in zip(where, values, strict=False) if math.isnan(v)), None)
-        if gap is None and cells[target].strip() in MISSING and targets:
-            gap = target
-        if gap is not None and (drop or impute):  # (for impute, a missing target)
-            dropped += 1
+        if not gaps.keep(r, cells, where, values):
             continue
-        if gap is not None:
-            raise DataError(_missing(path, r, header[gap], cells[gap], targets,
-                                     "target" if gap == target else "value"))
         if not values:
             raise DataError(f"{path}, row {r}: no values")
         xs.append(np.asarray(values))
         ys.append(cells[target].strip())
         at.append(r)
-    if not xs and dropped:
-        raise DataError(f"{path}: every row has a missing value ({dropped} left out)")
-    if not xs:
-        raise _no_examples(path)
+    gaps.check_left(len(xs))
     names = [[f"{header[c]}={n}" for n in categories[c]] if c in categories else [header[c]]
              for c in columns]
     return Examples(xs, _targets(path, ys, header[target], at), str(path),
-                    columns=tuple(n for each in names for n in each), dropped=dropped,
-                    gaps=impute)
+                    columns=tuple(n for each in names for n in each), dropped=gaps.dropped,
+                    gaps=gaps.impute)
 
 
-def _missing(path: Path, row: int, column: str, cell: str, targets: bool, what: str) -> str:
-    found = f"{path}, row {row}, column {column!r}: a missing {what} ({cell.strip()!r})"
-    if not targets:
-        return f"{found}; a model cannot predict without it"
-    if what == "target":
-        return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\", "
-                "or `task init --missing drop`")
-    return (f"{found}; to leave out the rows that have one: [data] missing = \"drop\"; to "
-            "fill it with its column's mean: missing = \"mean\" (or `task init --missing "
-            "drop|mean`)")
+@dataclass
+class _Gaps:
+    """What a row with a missing value does under `[data] missing`: "error" refuses it
+    with its place; "drop" leaves it out; "mean" keeps its missing inputs (NaN, for
+    `tasks.assemble` to fill) and leaves it out only when its target is missing. New data
+    (`targets=False`) is never left out. Counts the rows left out."""
+
+    path: Path
+    header: list[str]
+    target: int
+    targets: bool
+    policy: str
+    dropped: int = 0
+
+    @property
+    def impute(self) -> bool:
+        return self.policy == "mean"
+
+    def keep(self, row: int, cells: list[str], where: list[int], values: list[float]) -> bool:
+        """Whether to read the row whose input `values` come from columns `where`."""
+        gap = None if self.impute else next(
+            (c for c, v in zip(where, values, strict=False) if math.isnan(v)), None)
+        if gap is None and self.targets and cells[self.target].strip() in MISSING:
+            gap = self.target
+        if gap is None:
+            return True
+        if self.targets and self.policy in ("drop", "mean"):
+            self.dropped += 1
+            return False
+        what = "target" if gap == self.target else "value"
+        found = (f"{self.path}, row {row}, column {self.header[gap]!r}: a missing {what} "
+                 f"({cells[gap].strip()!r})")
+        if not self.targets:
+            raise DataError(f"{found}; a model cannot predict without it")
+        if what == "target":
+            raise DataError(f"{found}; to leave out the rows that have one: [data] missing "
+                            '= "drop", or `task init --missing drop`')
+        raise DataError(f"{found}; to leave out the rows that have one: [data] missing = "
+                        "\"drop\"; to fill it with its column's mean: missing = \"mean\" (or "
+                        "`task init --missing drop|mean`)")
+
+    def check_left(self, count: int) -> None:
+        if not count and self.dropped:
+            raise DataError(f"{self.path}: every row has a missing value ({self.dropped} "
+                            "left out)")
+        if not count:
+            raise _no_examples(self.path)
 
 
 def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Examples:
@@ -328,28 +354,18 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     time_col = (_column(path, header, params["time_column"], "time")
                 if "time_column" in params else None)
     channels = _inputs(path, header, params, (ident, target, time_col), targets)
-    policy = params.get("missing", "error")
-    drop, impute = targets and policy == "drop", policy == "mean"
     if not channels:
         raise DataError(f"{path}: no value columns besides the id, target, time and ignored")
+    gaps = _Gaps(path, header, target, targets, params.get("missing", "error"))
     series: dict[str, list[tuple[float, list[float]]]] = {}
     labels: dict[str, tuple[str, int]] = {}
-    dropped = 0
     for r, row in rows:
         if len(row) != len(header):
             raise DataError(f"{path}, row {r}: {len(row)} cells but {len(header)} columns")
         key, label = row[ident].strip(), row[target].strip()
         step = [_number(path, r, header[c], row[c], categorical=False) for c in channels]
-        gap = None if impute else next(
-            (c for c, v in zip(channels, step, strict=True) if math.isnan(v)), None)
-        if gap is None and targets and label in MISSING:
-            gap = target
-        if gap is not None and (drop or impute):  # (for impute, a missing target)
-            dropped += 1
+        if not gaps.keep(r, row, channels, step):
             continue
-        if gap is not None:
-            raise DataError(_missing(path, r, header[gap], row[gap], targets,
-                                     "target" if gap == target else "value"))
         if key in labels and labels[key][0] != label:
             raise DataError(f"{path}, row {r}, column {header[target]!r}: series {key!r} has "
                             f"target {label!r} here but {labels[key][0]!r} at row "
@@ -363,13 +379,11 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
         series.setdefault(key, []).append((order, step))
     xs = [np.asarray([s for _, s in sorted(steps, key=lambda p: p[0])]) for steps in
           series.values()]
-    if not xs and dropped:
-        raise DataError(f"{path}: every row has a missing value ({dropped} left out)")
-    if not xs:
-        raise _no_examples(path)
+    gaps.check_left(len(xs))
     return Examples(xs, _targets(path, [labels[k][0] for k in series], header[target],
                                  [labels[k][1] for k in series]), str(path), tuple(series),
-                    tuple(header[c] for c in channels), dropped=dropped, gaps=impute)
+                    tuple(header[c] for c in channels), dropped=gaps.dropped,
+                    gaps=gaps.impute)
 
 
 def _targets(path: Path, labels: list[str], column: str, rows: list[int]) -> np.ndarray:
