@@ -27,7 +27,9 @@ class _ProgramEstimator(BaseEstimator):
     a stratified validation share carved from it), the search runs, and the best program
     is kept as `model_` (a `models.Model`, which predicts in the data's units), its text
     as `program_` (with what it learned written in) and `structure_` (as the search found
-    it)."""
+    it). `missing="mean"` takes NaN in `X` for a missing value, filled with its column's
+    mean over the fitted rows (in new data too); by default NaN is refused, as
+    scikit-learn's linear models refuse it."""
 
     _regression = False
 
@@ -35,7 +37,8 @@ class _ProgramEstimator(BaseEstimator):
                  productions: str | None = None, max_nodes: int | None = None,
                  top_k: int | None = None, epochs_per_node: int | None = None,
                  final_epochs: int | None = None, cv_folds: int | None = None,
-                 val_fraction: float = 0.2, random_state: int = 0) -> None:
+                 val_fraction: float = 0.2, random_state: int = 0,
+                 missing: str = "error") -> None:
         self.time_limit = time_limit
         self.search = search
         self.productions = productions
@@ -46,12 +49,24 @@ class _ProgramEstimator(BaseEstimator):
         self.cv_folds = cv_folds
         self.val_fraction = val_fraction
         self.random_state = random_state
+        self.missing = missing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "mean"
+        return tags
+
+    def _finite(self) -> bool | str:
+        if self.missing not in ("error", "mean"):
+            raise ValueError(f"missing must be 'error' or 'mean', got {self.missing!r}")
+        return "allow-nan" if self.missing == "mean" else True
 
     def fit(self, X: Any, y: Any) -> _ProgramEstimator:
         from neurosym.search import synthesize
         from neurosym.tasks.arrays import task_from_arrays
 
-        X, y = validate_data(self, X, y, y_numeric=self._regression)
+        X, y = validate_data(self, X, y, y_numeric=self._regression,
+                             ensure_all_finite=self._finite())
         if not self._regression:
             check_classification_targets(y)
             self.classes_ = np.unique(y)
@@ -68,7 +83,8 @@ class _ProgramEstimator(BaseEstimator):
             task = task_from_arrays(X, targets, X, targets, regression=self._regression,
                                     seed=self.random_state, val_fraction=self.val_fraction,
                                     name=type(self).__name__, **held_out,
-                                    input_names=None if names is None else list(names))
+                                    input_names=None if names is None else list(names),
+                                    missing=self.missing)
             options = {k: getattr(self, k) for k in _SEARCH if getattr(self, k) is not None}
             options["algorithm"] = options.pop("search")
             result = synthesize(task, time_limit=self.time_limit, seed=self.random_state,
@@ -92,7 +108,8 @@ class _ProgramEstimator(BaseEstimator):
 
     def _outputs(self, X: Any) -> torch.Tensor:
         check_is_fitted(self)
-        return self.model_.outputs(validate_data(self, X, reset=False))
+        return self.model_.outputs(validate_data(self, X, reset=False,
+                                                 ensure_all_finite=self._finite()))
 
 
 class ProgramClassifier(ClassifierMixin, _ProgramEstimator):
@@ -113,4 +130,5 @@ class ProgramRegressor(RegressorMixin, _ProgramEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        return self.model_.predict(validate_data(self, X, reset=False))
+        return self.model_.predict(validate_data(self, X, reset=False,
+                                                 ensure_all_finite=self._finite()))

@@ -70,3 +70,18 @@ def test_a_dataframe_s_column_names_explain_the_fitted_program():
     assert Task.from_arrays(x, y, x, y).input_names == tuple(x.columns)
     with pytest.raises(DataError, match=r"input_names: 2 names, but the input type Vec\[13\]"):
         Task.from_arrays(x.values, y, x.values, y, input_names=["a", "b"])
+
+
+def test_missing_mean_fills_nan_in_fitting_and_predicting():
+    x, y = load_iris(return_X_y=True)
+    x = x.copy()
+    x[::5, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ProgramClassifier(**TINY).fit(x, y)
+    fitted = ProgramClassifier(**TINY, missing="mean").fit(x, y)
+    assert fitted.__sklearn_tags__().input_tags.allow_nan
+    assert fitted.model_.record["data"]["missing"] == "mean"
+    assert fitted.score(x, y) > 0.6  # a fifth of the petal lengths are missing
+    assert fitted.predict(x[:5]).shape == (5,)
+    with pytest.raises(ValueError, match="missing must be 'error' or 'mean'"):
+        ProgramClassifier(**TINY, missing="zero").fit(x, y)
