@@ -658,3 +658,12 @@ def test_a_separator_ending_every_line_is_not_a_column(tmp_path):
     (tmp_path / "train.csv").write_text("a,b,y,\n0.1,0.2,1,\n0.3,0.4,0,7\n")
     with pytest.raises(DataError, match=r"train\.csv, row 3: 4 cells but 3 columns"):
         load_task(_task(tmp_path, "train.csv"))
+
+
+def test_a_csv_without_a_header_row_is_refused_not_misread(tmp_path):
+    """Before, its first example became the column names and its last step the target."""
+    (tmp_path / "train.csv").write_text("".join(f"{i % 2},{i * 0.1},{-i}\n" for i in range(20)))
+    _rows(tmp_path, "test.csv", GOOD)
+    with pytest.raises(DataError, match=r"train\.csv: the first row \(0,0\.0,0\) holds numbers, "
+                                        "not column names; add a header row"):
+        load_task(_task(tmp_path, "train.csv"))

@@ -48,6 +48,12 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     if first is None:
         raise _no_examples(path)
     header = [h.strip() for h in first[1]]
+    if all(_is_number(name) for name in header):
+        rows.close()
+        shown = ",".join(header[:4]) + (",..." if len(header) > 4 else "")
+        raise DataError(f"{path}: the first row ({shown}) holds numbers, not column names; "
+                        "add a header row naming the columns (a file with the label first, "
+                        "as the UCR archive writes them: label,t1,t2,... and --target label)")
     named = [i for i, name in enumerate(header) if name]
     if named and named[-1] < len(header) - 1:  # a separator ending every line
         header = header[:named[-1] + 1]
