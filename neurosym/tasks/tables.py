@@ -265,6 +265,9 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     target = _column(path, header, name, "target")
     columns = _inputs(path, header, params, (target,), targets)
+    if not columns:
+        raise DataError(f"{path}: no input column besides the target {header[target]!r}"
+                        + (" and the ignored ones" if params.get("ignore") else ""))
     categories = _categories(path, header, params, columns, targets)
     gaps = _Gaps(path, header, target, targets, params.get("missing", "error"))
     xs, ys, at = [], [], []
