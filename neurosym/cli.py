@@ -14,6 +14,7 @@ from rich.table import Table
 
 from neurosym.console import DEBUG_VAR, echo_json, friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError
+from neurosym.settings import MISSING_POLICIES
 
 DEVICE = click.option("--device", default="cpu", show_default=True,
                       help="Where programs train: cpu, cuda, cuda:N or mps.")
@@ -212,7 +213,7 @@ def task_group() -> None:
 @click.option("--id-column", default=None,
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
-@click.option("--missing", type=click.Choice(["error", "drop", "mean"]), default=None,
+@click.option("--missing", type=click.Choice(MISSING_POLICIES), default=None,
               help="What a missing value (NaN; in a CSV also an empty cell, NA, ?) does: stop with "
                    "its place (the default), leave its row out, or take its column's mean "
                    "(in new data too).")

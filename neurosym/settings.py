@@ -70,6 +70,7 @@ class Key:
         return None
 
 
+MISSING_POLICIES = ("error", "drop", "mean")  # `[data] missing`: see tasks.tables
 _KIND_NAMES = {"str": "text", "bool": "true or false", "list": "a list", "dict": "a table"}
 HEAD = {"name": Key(str), "description": Key(str)}
 COUNT = Key(int, 1, 10**9)
@@ -137,7 +138,7 @@ DATA = {
               "layout": Key(str, choices=("rows", "long")), "target": Key(str),
               "id_column": Key(str), "time_column": Key(str), "x_key": Key(str),
               "y_key": Key(str), "ignore": Key(list, items=str),
-              "categorical": Key(dict), "missing": Key(str, choices=("error", "drop", "mean")),
+              "categorical": Key(dict), "missing": Key(str, choices=MISSING_POLICIES),
               "test_fraction": Key(float, 0, 0.9, open_low=True)},
 }
 

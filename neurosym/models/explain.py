@@ -114,7 +114,12 @@ class _Inputs:
         return self._is_input(t)
 
     def feature(self, i: int) -> str:
-        return repr(self.names[i]) if self.names and i < len(self.names) else f"feature {i}"
+        return feature_name(self.names, i)
+
+
+def feature_name(names: list[str] | None, i: int) -> str:
+    """Input feature `i` by its name (a CSV's column), else by its index."""
+    return repr(names[i]) if names and i < len(names) else f"feature {i}"
 
 
 def _threshold(site, args: tuple, norm: dict | None, inputs: _Inputs) -> str:

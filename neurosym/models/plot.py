@@ -85,11 +85,6 @@ def plot_model(model: Model, x, labels: list[str], path: Path) -> Path:
     return path
 
 
-def _feature_name(model: Model, i: int) -> str:
-    names = model.record.get("input_names")
-    return repr(names[i]) if names and i < len(names) else f"feature {i}"
-
-
 def _by_class(labels: list[str]) -> dict[str, torch.Tensor]:
     names = sorted(set(labels), key=lambda c: (_THIRDS.get(c.split()[0], 3), c))
     return {c: torch.tensor([i for i, v in enumerate(labels) if v == c]) for c in names}
@@ -146,7 +141,7 @@ def _shapelets(axes, shapelet, means: dict, channels: int) -> None:
 
 
 def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
-    from neurosym.models.explain import applications, selected_feature
+    from neurosym.models.explain import applications, feature_name, selected_feature
 
     applied = applications(model.module.term)
     shown = []
@@ -160,7 +155,8 @@ def _features(plt, model: Model, x: torch.Tensor, labels: list[str]):
             for c, idx in _by_class(labels).items():
                 ax.hist(x[idx, feature].numpy(), bins=20, alpha=0.5, label=c)
             ax.axvline(threshold, color="black", linestyle="--", label="threshold")
-            ax.set_xlabel(f"{_feature_name(model, feature)} (standardized)")
+            ax.set_xlabel(f"{feature_name(model.record.get('input_names'), feature)} "
+                          "(standardized)")
         axes[0][0].legend(fontsize="small")
         return fig
     affine = next((s.module for _, s in _parts(model, "affine")), None)

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
-from neurosym.lang.types import ListT, Type, Vec
-from neurosym.tasks.assemble import assemble, infer_input_type, is_regression
-from neurosym.tasks.examples import MISSING_POLICIES, Examples, with_missing
+from neurosym.lang.types import Type
+from neurosym.settings import MISSING_POLICIES
+from neurosym.tasks.assemble import assemble, infer_input_type, is_regression, named_width
+from neurosym.tasks.examples import Examples, with_missing
 from neurosym.tasks.spec import Task, task_from_spec
 
 
@@ -81,8 +82,7 @@ def task_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
 
 
 def _names(names: Any, input_type: Type) -> tuple[str, ...]:
-    features = input_type.elem if isinstance(input_type, ListT) else input_type
-    width = features.n if isinstance(features, Vec) else None
+    width = named_width(input_type)
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise DataError(f"input_names must be a list of texts, got {names!r}")
     if len(names) != width:

@@ -118,12 +118,16 @@ def assemble(train: Examples, test: Examples, val: Examples | None, input_type: 
 def _input_names(examples: Examples, input_type: Type) -> tuple[str, ...] | None:
     """The CSV columns that are the features of a `Vec[d]` input, or the channels of a
     `List[Vec[C]]` one (not a series' time steps, which have no names worth showing)."""
-    if examples.columns is None:
-        return None
-    features = input_type.elem if isinstance(input_type, ListT) else input_type
-    if not isinstance(features, Vec) or features.n != len(examples.columns):
+    if examples.columns is None or named_width(input_type) != len(examples.columns):
         return None  # (a series given as one row of time steps: its steps' columns)
     return examples.columns
+
+
+def named_width(input_type: Type) -> int | None:
+    """How many names an input has: its features (`Vec[d]`), or the channels of its
+    series (`List[Vec[C]]`); None for other types."""
+    features = input_type.elem if isinstance(input_type, ListT) else input_type
+    return features.n if isinstance(features, Vec) else None
 
 
 TEST_SPLIT_SEED = 0  # a held-out test share is the same rows whatever the search's seed

@@ -32,9 +32,6 @@ class Examples:
         return len(self.x)
 
 
-MISSING_POLICIES = ("error", "drop", "mean")
-
-
 def with_missing(found: Examples, policy: str) -> Examples:
     """`found` under a missing-value policy: "drop" leaves out the examples with a NaN
     input or target, "mean" keeps NaN inputs for `assemble` to fill (and leaves out those
