@@ -667,3 +667,15 @@ def test_a_csv_without_a_header_row_is_refused_not_misread(tmp_path):
     with pytest.raises(DataError, match=r"train\.csv: the first row \(0,0\.0,0\) holds numbers, "
                                         "not column names; add a header row"):
         load_task(_task(tmp_path, "train.csv"))
+
+
+def test_integer_quantities_read_as_classes_say_how_to_regress():
+    """15 integer weights are taken for classes (the documented rule); the test split's
+    unseen values then say how to ask for regression instead."""
+    from sklearn.datasets import load_linnerud
+
+    x, y = load_linnerud(return_X_y=True)
+    with pytest.raises(DataError, match=r"labels never seen in training: .*; if the target "
+                                        r"is a quantity, not a class: `task init --regression`"):
+        Task.from_arrays(x[:15], y[:15, 0], x[15:], y[15:, 0])
+    assert Task.from_arrays(x[:15], y[:15, 0], x[15:], y[15:, 0], regression=True).loss == "mse"

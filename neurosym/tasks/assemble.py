@@ -176,8 +176,12 @@ def _classes(train: Examples, test: Examples, val: Examples | None) -> tuple[str
     for other in (test, val):
         unseen = sorted({class_name(v) for v in (other.y if other else ())} - set(names))
         if unseen:
+            numeric = train.y.dtype.kind in "fiu"
             raise DataError(f"{other.origin}: labels never seen in training: "
-                            + ", ".join(map(repr, unseen[:5])))
+                            + ", ".join(map(repr, unseen[:5]))
+                            + ("; if the target is a quantity, not a class: `task init "
+                               "--regression`, or regression=True in Python" if numeric
+                               else ""))
     return names
 
 
