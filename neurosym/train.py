@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosym.convex import affine_weights, fit_exactly
 from neurosym.interp.values import Value, batch_size, index
 from neurosym.lang.errors import TrainingError
 
@@ -29,6 +30,7 @@ class TrainConfig:
     max_seconds: float | None = None
     threads: int = 1  # small networks train fastest on one thread; parallelism is per process
     eval_every: int = 1  # epochs between validations (patience counts validations)
+    solve: bool = True  # a program whose fit is convex is solved to optimum (`convex`)
 
 
 class Adam:
@@ -101,6 +103,7 @@ class TrainResult:
     seconds: float
     best_epoch: int = 0  # the epoch whose weights were kept
     history: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    solved: bool = False  # fitted to optimum by `convex.fit_exactly` (epochs: its iterations)
 
 
 def loss_function(kind: str, class_weights: torch.Tensor | None = None):
@@ -149,9 +152,19 @@ def evaluate_loss(model: nn.Module, x: Value, y: torch.Tensor, loss) -> float:
 def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
         loss_kind: str, config: TrainConfig = TrainConfig(),
         class_weights: torch.Tensor | None = None) -> TrainResult:
-    """Train `model` in place; returns the best validation loss seen (its weights kept)."""
+    """Train `model` in place; returns the best validation loss seen (its weights kept).
+    A model whose fit is convex is solved to optimum instead (no epochs, no clock)."""
+    loss = loss_function(loss_kind, class_weights)
     with torch_threads(config.threads):
-        return _fit(model, train, val, loss_function(loss_kind, class_weights), config)
+        if config.solve and affine_weights(model) is not None:
+            start = time.perf_counter()
+            set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size))
+            iterations = fit_exactly(model, [train[0]], train[1], loss_kind, class_weights)
+            if iterations is not None:
+                _check_finite(evaluate_loss(model, *train, loss), "after solving")
+                return TrainResult(evaluate_loss(model, *val, loss), iterations,
+                                   time.perf_counter() - start, iterations, solved=True)
+        return _fit(model, train, val, loss, config)
 
 
 def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
@@ -196,10 +209,7 @@ def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, confi
     for i in range(0, len(y), config.batch_size):
         idx = order[i:i + config.batch_size]
         batch_loss = loss(model(index(x, idx)), index(y, idx))
-        if not torch.isfinite(batch_loss):
-            raise TrainingError(
-                f"non-finite loss ({batch_loss.item()}) at epoch {epoch}: the program "
-                "produced NaN or inf; check the data scale or lower the learning rate")
+        _check_finite(batch_loss.item(), f"at epoch {epoch}")
         opt.zero_grad()
         batch_loss.backward()
         opt.step()
@@ -207,6 +217,12 @@ def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, confi
         if time.perf_counter() > deadline:
             break
     return total, seen
+
+
+def _check_finite(loss: float, when: str) -> None:
+    if not math.isfinite(loss):
+        raise TrainingError(f"non-finite loss ({loss}) {when}: the program produced NaN or "
+                            "inf; check the data scale or lower the learning rate")
 
 
 def set_up(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:

@@ -113,8 +113,10 @@ def test_non_finite_loss_stops_training():
     term = parse_term(r"\x -> mul (affine x) 1e30")
     model = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
     x, y = torch.full((8, 2), 1e30), torch.zeros(8)
-    with pytest.raises(TrainingError, match="non-finite loss"):
-        fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=3))
+    with pytest.raises(TrainingError, match="non-finite loss"):  # descended: it overflows
+        fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=3, solve=False))
+    # solved (the fit is convex), the optimum is all zeros, and finite
+    assert fit(model, (x, y), (x, y), "mse", TrainConfig()).val_loss == 0.0
 
 
 def test_validation_every_k_epochs_and_patience_in_checks():
@@ -124,12 +126,13 @@ def test_validation_every_k_epochs_and_patience_in_checks():
     model = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
     x = torch.randn(64, 2)
     y = x @ torch.tensor([1.0, -2.0])
-    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=10, eval_every=4, lr=0.05))
+    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=10, eval_every=4, lr=0.05,
+                                                               solve=False))
     assert len(result.history) == 3  # after epochs 4, 8 and 10
     assert result.val_loss == pytest.approx(min(v for _, v in result.history))
     stuck = compile_term(term, check_term(term, parse_type("Vec[2] -> Float")))
     flat = fit(stuck, (x, y), (x, y), "mse",
-               TrainConfig(epochs=50, lr=0.0, eval_every=2, patience=3))
+               TrainConfig(epochs=50, lr=0.0, eval_every=2, patience=3, solve=False))
     assert flat.epochs == 8  # the first check (epoch 2), then three (4, 6, 8) no better
 
 
@@ -142,7 +145,8 @@ def test_early_stopping_starts_from_the_first_trained_epoch():
     with torch.no_grad():
         y = model(x) + 0.01 * torch.randn(64)
         untrained = float(((model(x) - y) ** 2).mean())
-    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=5, lr=1.0, patience=2))
+    result = fit(model, (x, y), (x, y), "mse", TrainConfig(epochs=5, lr=1.0, patience=2,
+                                                              solve=False))
     assert result.val_loss == pytest.approx(min(v for _, v in result.history))
     assert result.val_loss > 10 * untrained  # the untrained weights were not kept
     with torch.no_grad():
@@ -158,7 +162,7 @@ def test_training_stops_at_its_time_bound():
     y = x @ torch.tensor([1.0, -2.0])
     start = time.perf_counter()
     result = fit(model, (x, y), (x, y), "mse",
-                 TrainConfig(epochs=1000, batch_size=8, max_seconds=0.3))
+                 TrainConfig(epochs=1000, batch_size=8, max_seconds=0.3, solve=False))
     assert time.perf_counter() - start < 2.0
     assert result.epochs == 1 and len(result.history) == 1
     assert math.isfinite(result.val_loss)

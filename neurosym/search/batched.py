@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, vmap
 
+from neurosym.convex import affine_weights, fit_exactly
 from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.values import Seq, Value, index
 from neurosym.lang import ast
@@ -270,9 +271,30 @@ class Group:
             k = len(self.members)
             return torch.cat([self.forward(params, "val", c.expand(k, -1)) for c in chunks], 1)
 
+    def solved(self) -> list[MemberResult] | None:
+        """Every member fitted to optimum, if the skeleton's fit is convex (`convex`);
+        None (nothing changed) if it is not."""
+        task, results = self.task, []
+        for m in self.members:
+            if fit_exactly(m.model, m.train, task.train.y, task.loss,
+                           task.class_weights) is None:
+                return None  # the same skeleton: none of the others is convex either
+            set_training(m.model, False)
+            with torch.no_grad():
+                out = m.model(*m.val).unsqueeze(0)
+            loss = losses_per_model(task.loss, out, task.val.y.unsqueeze(0),
+                                    task.class_weights)[0]
+            results.append(MemberResult(float(loss), out[0]) if torch.isfinite(loss)
+                           else MemberResult(math.inf, None, "non-finite validation loss"))
+        return results
+
     def fit(self) -> list[MemberResult]:
-        """`train.fit` for every member at once."""
+        """`train.fit` for every member at once (`solved` where the fit is convex)."""
         config, task = self.config, self.task
+        if config.solve and affine_weights(self.base) is not None:
+            results = self.solved()
+            if results is not None:
+                return results
         k, n = len(self.members), len(task.train.y)
         y_train, y_val = task.train.y, task.val.y.expand(k, *task.val.y.shape)
         start = time.perf_counter()

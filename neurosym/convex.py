@@ -1,0 +1,222 @@
+"""Programs whose fit is a convex problem, fitted to optimum instead of descended.
+
+A program whose only learned parts are `affine` maps, and whose output is linear in their
+weights (`affine (paa[16] xs)`, `add (affine (std xs)) (affine (slope xs))`, `mean (map
+affine xs)`, `affine` on a table) computes `out = c + J θ` for its weights θ and inputs
+that nothing learns. Its loss (cross-entropy, binary cross-entropy or squared error) is
+then convex in θ: with a small L2 penalty it has one minimum, which L-BFGS finds to a
+tolerance in float64 from the design J, computed once. The answer does not depend on a
+clock, a mini-batch order or the machine's load, and it is the optimum that Adam under a
+time limit only approached (a linear program at R² 0.920 where ridge on the same columns
+reached 0.959).
+
+Linearity is not read off the syntax: J is measured (one vectorised forward per weight,
+from θ = 0 and the unit vectors, exact in float64) and checked at a random θ. A program
+that is not linear in its weights (`mul` of two maps, a gate) fails the check and trains
+by gradient descent, as does one whose design would not fit in memory (`MAX_DESIGN`).
+
+The penalty is scikit-learn's default, on inputs that the maps standardize themselves:
+λ/2 ‖W‖² added to the mean loss with λ = 1/n for classification (`LogisticRegression(C=1)`)
+and 2/n for regression (`Ridge(alpha=1)`), n the training examples; biases get λ·1e-6 only,
+so that the optimum is unique even for a class absent from a training fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from neurosym.interp.values import Value
+
+MAX_DESIGN = 2**25  # examples x outputs x weights (float64: 256 MB)
+_CHUNK = 2**22  # design entries computed per vectorised forward
+_BIAS_SHARE = 1e-6  # a bias's penalty, relative to a weight's (a unique optimum)
+
+
+@dataclass(frozen=True)
+class Design:
+    """`out = offset + matrix @ θ` on the training inputs (float64; outputs flattened
+    per example, [n * outputs]), for the weights named `names` of the given shapes."""
+
+    offset: torch.Tensor
+    matrix: torch.Tensor
+    names: tuple[str, ...]
+    shapes: tuple[torch.Size, ...]
+    biases: torch.Tensor  # [P] bool: the entry is a bias
+
+    def vector(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, i = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            out[name] = theta[i:i + shape.numel()].reshape(shape)
+            i += shape.numel()
+        return out
+
+
+def affine_weights(model: nn.Module) -> dict[str, nn.Parameter] | None:
+    """The model's trainable parameters if all of them are `affine` maps' weights and
+    biases (and there is at least one), else None."""
+    from neurosym.interp.primitives import Affine
+
+    owned = {id(p) for m in model.modules() if isinstance(m, Affine)
+             for p in m.linear.parameters()}
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params or any(id(p) not in owned for p in params.values()):
+        return None
+    return params
+
+
+def design(model: nn.Module, inputs: list[Value], rows: int) -> Design | None:
+    """The design of a model that is linear in its `affine` weights on `inputs`, or None
+    (other learned parts, not linear, too large, or not vectorisable). The model must be
+    set up (its maps' input statistics taken) and is left unchanged."""
+    params = affine_weights(model)
+    if params is None:
+        return None
+    names = tuple(params)
+    shapes = tuple(p.shape for p in params.values())
+    size = sum(s.numel() for s in shapes)
+    device = next(iter(params.values())).device
+    buffers = {n: b for n, b in model.named_buffers()}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            offset = _outputs(model, buffers, names, shapes, torch.zeros(1, size, device=device),
+                               inputs)[0]
+            width = offset.numel()
+            if width * size > MAX_DESIGN:
+                return None
+            eye = torch.eye(size, dtype=torch.float64, device=device)
+            chunk = max(1, _CHUNK // max(width, 1))
+            columns = torch.cat([_outputs(model, buffers, names, shapes, eye[i:i + chunk],
+                                          inputs) for i in range(0, size, chunk)])
+            matrix = (columns - offset).T.contiguous()  # [n * outputs, P]
+            probe = torch.randn(1, size, dtype=torch.float64, device="cpu",
+                                generator=torch.Generator().manual_seed(0)).to(device)
+            actual = _outputs(model, buffers, names, shapes, probe, inputs)[0]
+    except (RuntimeError, ValueError, TypeError, NotImplementedError):
+        return None  # something in the program does not run under vmap: not solved
+    finally:
+        model.train(was_training)
+    predicted = offset + matrix @ probe[0]
+    if not torch.isfinite(matrix).all() or not torch.allclose(
+            actual, predicted, rtol=1e-6, atol=1e-6 * (1 + float(actual.abs().max()))):
+        return None  # not linear in its weights
+    biases = torch.cat([torch.full((s.numel(),), n.endswith("bias"), device=device)
+                        for n, s in zip(names, shapes)])
+    return Design(offset, matrix, names, shapes, biases)
+
+
+def _outputs(model: nn.Module, buffers: dict, names: tuple[str, ...],
+             shapes: tuple[torch.Size, ...], thetas: torch.Tensor, inputs: list[Value]
+             ) -> torch.Tensor:
+    """The flattened outputs [K, n * outputs] (float64) for K weight vectors."""
+
+    def one(theta: torch.Tensor) -> torch.Tensor:
+        weights, i = {}, 0
+        for name, shape in zip(names, shapes):
+            weights[name] = theta[i:i + shape.numel()].reshape(shape)
+            i += shape.numel()
+        return functional_call(model, {**buffers, **weights}, tuple(inputs)).double().reshape(-1)
+
+    return vmap(one)(thetas.double())
+
+
+def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tensor | None,
+          rows: int, tolerance: float = 1e-7, max_iterations: int = 1000
+          ) -> tuple[torch.Tensor, int]:
+    """The penalized optimum θ (float64) and the L-BFGS iterations it took."""
+    from neurosym.train import losses_per_model
+
+    out_shape = (rows, -1) if loss_kind == "cross_entropy" else tuple(y.shape)
+    target = y if loss_kind == "cross_entropy" else y.double()
+    weights = None if class_weights is None else class_weights.double()
+    lam = (2.0 if loss_kind == "mse" else 1.0) / rows
+    penalty = torch.where(d.biases, lam * _BIAS_SHARE, lam)
+
+    def objective(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        theta = theta.detach().requires_grad_()
+        out = (d.offset + d.matrix @ theta).reshape(out_shape)
+        value = losses_per_model(loss_kind, out.unsqueeze(0), target.unsqueeze(0), weights)[0] \
+            + 0.5 * (penalty * theta**2).sum()
+        (grad,) = torch.autograd.grad(value, theta)
+        return value.detach(), grad
+
+    return lbfgs(objective, torch.zeros(d.matrix.shape[1], dtype=torch.float64,
+                                        device=d.matrix.device),
+                 tolerance, max_iterations)
+
+
+def lbfgs(objective, x: torch.Tensor, tolerance: float, max_iterations: int,
+          memory: int = 20) -> tuple[torch.Tensor, int]:
+    """Minimize a smooth convex function (`objective(x) -> (value, gradient)`) by
+    L-BFGS with a backtracking (Armijo) line search, until the largest gradient entry is
+    below `tolerance` or a step no longer lowers the value. Deterministic."""
+    value, grad = objective(x)
+    s_list: list[torch.Tensor] = []
+    y_list: list[torch.Tensor] = []
+    iterations = 0
+    while iterations < max_iterations and float(grad.abs().max()) >= tolerance:
+        iterations += 1
+        direction = -_two_loop(grad, s_list, y_list)
+        slope = float(grad @ direction)
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            s_list, y_list, direction = [], [], -grad
+            slope = float(grad @ direction)
+        step = 1.0 if s_list else min(1.0, 1.0 / max(float(grad.abs().sum()), 1e-12))
+        while True:
+            new_x = x + step * direction
+            new_value, new_grad = objective(new_x)
+            if float(new_value) <= float(value) + 1e-4 * step * slope or step < 1e-20:
+                break
+            step *= 0.5
+        if not float(new_value) < float(value):
+            break  # no progress left at float64 precision
+        s, yy = new_x - x, new_grad - grad
+        if float(s @ yy) > 1e-12:
+            s_list.append(s)
+            y_list.append(yy)
+            if len(s_list) > memory:
+                s_list.pop(0)
+                y_list.pop(0)
+        x, value, grad = new_x, new_value, new_grad
+    return x, iterations
+
+
+def _two_loop(grad: torch.Tensor, s_list: list[torch.Tensor],
+              y_list: list[torch.Tensor]) -> torch.Tensor:
+    """The L-BFGS inverse-Hessian product with `grad` (Nocedal & Wright, Algorithm 7.4)."""
+    q = grad.clone()
+    alphas = []
+    for s, y in zip(reversed(s_list), reversed(y_list)):
+        rho = 1.0 / float(y @ s)
+        alpha = rho * float(s @ q)
+        q -= alpha * y
+        alphas.append((rho, alpha))
+    if s_list:
+        q *= float(s_list[-1] @ y_list[-1]) / float(y_list[-1] @ y_list[-1])
+    for (s, y), (rho, alpha) in zip(zip(s_list, y_list), reversed(alphas)):
+        beta = rho * float(y @ q)
+        q += (alpha - beta) * s
+    return q
+
+
+def fit_exactly(model: nn.Module, inputs: list[Value], y: torch.Tensor, loss_kind: str,
+                class_weights: torch.Tensor | None = None) -> int | None:
+    """Set the model's `affine` weights to the penalized optimum on (`inputs`, `y`) if its
+    fit is convex; the L-BFGS iterations, or None (nothing changed) if it is not."""
+    rows = len(y)
+    d = design(model, inputs, rows)
+    if d is None:
+        return None
+    theta, iterations = solve(d, y, loss_kind, class_weights, rows)
+    if not torch.isfinite(theta).all():
+        return None
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in d.vector(theta).items():
+            params[name].copy_(value.to(params[name].dtype))
+    return iterations

@@ -1,0 +1,115 @@
+"""Convex fits solved exactly (`neurosym.convex`), folds for tiny classes, and fits that no
+clock changes."""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from sklearn.datasets import load_diabetes, load_wine
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from neurosym import Task
+from neurosym.convex import design
+from neurosym.evaluate import train_config, train_on_task
+from neurosym.lang.parser import parse_term
+from neurosym.search.scoring import build
+from neurosym.tasks.spec import stratified_folds, stratified_partition
+from neurosym.train import first_batch, predict, set_up
+
+
+def _table(loader, **options) -> Task:
+    x, y = loader(return_X_y=True)
+    n = len(y) * 3 // 4
+    return Task.from_arrays(x[:n], y[:n], x[n:], y[n:], **options)
+
+
+def _fitted(task: Task, text: str, **config):
+    torch.manual_seed(0)
+    model = build(task, parse_term(text), 32)
+    # one mini-batch of the whole training split: the maps standardize by all of it
+    result = train_on_task(model, task, replace(train_config(task), batch_size=10**6, **config))
+    return model, result
+
+
+def _standardized(model, x: torch.Tensor) -> np.ndarray:
+    from neurosym.interp.primitives import Affine
+
+    (affine,) = [m for m in model.modules() if isinstance(m, Affine)]
+    return ((x - affine.standardize.shift) / affine.standardize.scale).numpy()
+
+
+def test_a_linear_classifier_is_solved_to_scikit_learns_optimum():
+    task = _table(load_wine)
+    model, result = _fitted(task, "affine")
+    assert result.solved
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(
+        _standardized(model, task.train.x), task.train.y.numpy())
+    ours = torch.softmax(predict(model, task.test.x), 1).numpy()
+    theirs = reference.predict_proba(_standardized(model, task.test.x))
+    assert np.abs(ours - theirs).max() < 2e-3
+
+
+def test_a_linear_regression_is_solved_to_ridges_optimum():
+    task = _table(load_diabetes)
+    model, result = _fitted(task, "affine")
+    assert result.solved
+    reference = Ridge(alpha=1.0).fit(_standardized(model, task.train.x), task.train.y.numpy())
+    ours = predict(model, task.test.x).numpy()
+    assert np.abs(ours - reference.predict(_standardized(model, task.test.x))).max() < 1e-3
+
+
+def test_programs_not_linear_in_their_weights_are_not_solved():
+    task = _table(load_wine)
+    for text in (r"\x -> mul (affine x) (affine x)", r"\x -> relu (affine x)",
+                 r"\x -> ite (above (select[0] x)) (affine x) (affine x)"):
+        model = build(task, parse_term(text), 32)
+        set_up(model, [task.train.x], first_batch(len(task.train.y), 0, 64))
+        assert design(model, [task.train.x], len(task.train.y)) is None, text
+    assert not _fitted(task, r"\x -> mul (affine x) (affine x)", epochs=2)[1].solved
+
+
+def test_sums_of_maps_are_solved_and_no_clock_changes_the_fit():
+    task = _table(load_wine)
+    text = r"\x -> add (affine (select[0:6] x)) (affine (select[6:13] x))"
+    idle, result = _fitted(task, text)
+    busy, _ = _fitted(task, text, max_seconds=1e-9)  # as if the machine were very busy
+    assert result.solved
+    for a, b in zip(idle.parameters(), busy.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_folds_spread_classes_of_two_over_every_fold():
+    labels = torch.arange(52).repeat_interleave(2)
+    folds = stratified_folds(labels, len(labels), 5, seed=0)
+    assert sorted(map(len, folds)) == [20, 21, 21, 21, 21]
+    assert torch.equal(torch.cat(folds).sort().values, torch.arange(104))
+
+
+def test_a_validation_split_of_tiny_classes_takes_its_share_not_half():
+    labels = torch.arange(52).repeat_interleave(2)
+    fit, val = stratified_partition(labels, len(labels), (0.8, 0.2), seed=0)
+    assert len(val) == 21 and len(fit) == 83
+    assert len(torch.unique(labels[fit])) == 52  # every class keeps a training example
+
+
+def test_a_search_over_classes_of_two_returns_a_cross_validated_program():
+    from neurosym import synthesize
+
+    gen = np.random.default_rng(0)
+    centres = gen.normal(size=(12, 5)) * 3
+    x = np.concatenate([centres + gen.normal(size=centres.shape) * 0.3 for _ in range(3)])
+    y = np.tile(np.arange(12), 3)
+    task = Task.from_arrays(x[:24], y[:24], x[24:], y[24:])
+    result = synthesize(task, max_nodes=8, time_limit=60)
+    assert result.best is not None and result.best.cv is not None
+    assert result.best.evaluation.test > 0.5
+
+
+def test_class_weighted_binary_programs_are_solved_and_beat_a_short_descent():
+    from neurosym.tasks.spec import load_task
+
+    task = load_task("digit_recognize_3")  # bce, balanced class weights, Image[8,8]
+    solved, result = _fitted(task, "affine")
+    descended, other = _fitted(task, "affine", solve=False, epochs=3)
+    assert result.solved and not other.solved
+    assert result.val_loss < other.val_loss
