@@ -1,24 +1,25 @@
 """The end of a search: the finalists (the best complete programs, the best of each
-leading family, and the cheapest completions of the best partial ones) retrained in full
-from fresh weights, within what is left of the time limit, and ranked by the search's own
-objective measured again: by k-fold cross-validation on train + validation when the data
+leading family, the cheapest completions of the best partial ones, and every other
+complete program whose fit is convex) retrained in full from fresh weights, for a budget
+of epochs that no clock cuts (a convex fit is solved exactly), and ranked by the search's
+own objective measured again: by k-fold cross-validation on train + validation when the data
 is small (a validation split of 10 examples cannot tell programs apart), else on the
 validation split. A program ranked by cross-validation is then refit on train +
-validation together, for the number of epochs that was best on its folds: on small data
-every example counts."""
+validation together (solved again, or for the number of epochs that was best on its
+folds): on small data every example counts."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
-import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
 
+from neurosym.convex import affine_weights, design
 from neurosym.evaluate import Evaluation, train_and_evaluate, train_config, train_on_task
 from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.values import concat
@@ -28,13 +29,14 @@ from neurosym.lang.printer import show
 from neurosym.search.algorithms import Run
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
-from neurosym.tasks.spec import Split, Task, stratified_partition
+from neurosym.tasks.spec import Split, Task, stratified_folds
+from neurosym.train import first_batch, set_up
 
 if TYPE_CHECKING:
     from neurosym.search.synthesis import NeuralGraph, SearchConfig
 
 
-MIN_TRAINING_SECONDS = 0.5  # a finalist's training, or one fold's, gets at least this
+MIN_TRAINING_SECONDS = 0.5  # a finalist's training, or one fold's, takes at least this
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -119,33 +121,45 @@ def family(node: Node) -> str:
 
 
 def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralGraph,
-              config: SearchConfig, library, deadline: float,
-              found_at: dict[Hashable, float], min_seconds: float = MIN_TRAINING_SECONDS,
+              config: SearchConfig, library, found_at: dict[Hashable, float],
+              others: list[tuple[float, Node]] = (),
               ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
-    """Retrain each candidate (and cross-validate it, on small data, if each training can
-    have `min_seconds`), sharing the time left before `deadline` among those still to
-    train (each gets at least 1% of the limit; with CV, half of it for the model kept,
-    half for the folds); rank by f after full training (its mean over the folds, with
-    CV). Returns the top-k and the (program, reason) of the candidates that failed."""
+    """Retrain each candidate in full, and cross-validate it on small data; then the
+    other complete programs of the search (`others`, best first, at most
+    `MAX_SOLVED_OTHERS`) whose fit is convex, since their folds are solved exactly in
+    milliseconds. Rank by f after full training (its mean over the folds, with CV).
+    Nothing here reads the clock: a program is fitted the same on an idle and a busy
+    machine (`--time-limit` ends the search, never a finalist's training). Returns the
+    top-k and the (program, reason) of the candidates that failed."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     folds = cv_folds(task, config.cv_folds, config.seed)
-    if (deadline - time.perf_counter()) / max(len(found), 1) < (len(folds) + 1) * min_seconds:
-        folds = []  # no time to cross-validate: rank on the validation split
+    seen = {node.text for _, node in found}
+    extra = [(f, node) for f, node in others if node.text not in seen
+             and convex_fit(task, node.term, config.hidden, library)][:MAX_SOLVED_OTHERS]
     kept, dropped = [], []
-    for i, (f, node) in enumerate(found):
-        share = max((deadline - time.perf_counter()) / (len(found) - i),
-                    0.01 * config.time_limit)
-        fold_train = replace(final, max_seconds=share / 2 / max(len(folds), 1))
-        train = replace(final, max_seconds=share / 2 if folds else share)
+    for f, node in [*found, *extra]:
         try:
-            cv = cross_validate(task, node, folds, fold_train, graph, config, library)
-            kept.append(_retrain(task, f, node, train, graph, config, library,
+            cv = cross_validate(task, node, folds, final, graph, config, library)
+            kept.append(_retrain(task, f, node, final, graph, config, library,
                                  found_at.get(node.text), cv))
         except (NeurosymError, RuntimeError, ValueError) as err:
             dropped.append((node.text, str(err).splitlines()[0]))
-    kept.sort(key=lambda p: p.final_f)
+    kept.sort(key=lambda p: (p.final_f, p.cost, p.text))
     return kept[: config.top_k], tuple(dropped)
+
+
+MAX_SOLVED_OTHERS = 64  # complete programs with a convex fit cross-validated beyond the finalists
+
+
+def convex_fit(task: Task, term: ast.Term, hidden: int, library) -> bool:
+    """Whether the program's fit on the task is convex (solved exactly, `convex`)."""
+    model = build(task, term, hidden, library)
+    if affine_weights(model) is None:
+        return False
+    set_up(model, [task.train.x], first_batch(len(task.train.y), task.seed,
+                                               train_config(task).batch_size))
+    return design(model, [task.train.x], len(task.train.y)) is not None
 
 
 def cv_folds(task: Task, k: int, seed: int, max_examples: int = 2000) -> list[Task]:
@@ -156,7 +170,7 @@ def cv_folds(task: Task, k: int, seed: int, max_examples: int = 2000) -> list[Ta
         return []
     pool = pooled(task)
     labels = pool.y if task.num_classes else None
-    parts = stratified_partition(labels, n, (1 / k,) * k, seed)
+    parts = stratified_folds(labels, n, k, seed)
     every = torch.arange(n)
     return [dataclasses.replace(task, train=pool.subset(every[~torch.isin(every, held)]),
                                 val=pool.subset(held)) for held in parts]

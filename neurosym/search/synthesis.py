@@ -291,9 +291,9 @@ def synthesize(task: Task | str | Path, algorithm: str | None = None,
         scorer.close()
     failures = tuple((text, score.error) for text, score in scorer.cache.items()
                      if score.error)
-    deadline = start + config.time_limit
+    others = sorted(search.complete.values(), key=lambda fn: (fn[0], fn[1].text))
     found, dropped = finalists(task, candidates(search, programs), graph, config, library,
-                               deadline, search.found_at)
+                               search.found_at, others)
     return SearchResult(found, stats, pset.name, config, failures, dropped, task,
                         scorer.restarts)
 
