@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neurosym.console import DEBUG_VAR, echo_json, friendly_errors, out, report
-from neurosym.lang.errors import NeurosymError
+from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.settings import MISSING_POLICIES
 
 DEVICE = click.option("--device", default="cpu", show_default=True,
@@ -161,7 +161,13 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
     from neurosym.search import synthesize as run_search
-    from neurosym.search.display import SearchDisplay, print_result, result_json, save_program
+    from neurosym.search.display import (
+        SearchDisplay,
+        no_program,
+        print_result,
+        result_json,
+        save_program,
+    )
     from neurosym.tasks.spec import load_task
 
     task = load_task(task_name)
@@ -189,6 +195,8 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
         echo_json(result_json(result, task))
     else:
         print_result(result, task, out())
+    if result.best is None:
+        raise SearchError(no_program(result))
 
 
 @main.group("task")

@@ -117,6 +117,17 @@ def print_result(result, task: Task, console: Console) -> None:
         console.pop_theme()
 
 
+def no_program(result) -> str:
+    """Why a search returned no program, and what to change."""
+    if result.dropped:
+        text, why = result.dropped[0]
+        return (f"the search found no program: all {len(result.dropped)} finalist(s) failed "
+                f"to train (first: {text}: {why})")
+    s = result.stats
+    return (f"the search found no program: {s.trained} node(s) trained before it stopped "
+            f"({s.stopped_by}), none complete; raise --time-limit or --max-nodes")
+
+
 def result_json(result, task: Task) -> dict:
     s = result.stats
     return {
