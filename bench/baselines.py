@@ -21,6 +21,17 @@ from neurosym.lang.types import Arrow
 from neurosym.relax.networks import Relaxation
 from neurosym.tasks.spec import Task, load_task
 
+FINALISTS = 5  # programs kept to the end of a benchmark search, for the selection regret
+
+
+def selection_regret(tests: list[float]) -> tuple[float, float]:
+    """How much test score the pick lost among finalists fixed before it (a report: the
+    search never sees test data). `tests[0]` is the returned program's test score, the
+    rest the other finalists' (higher is better). Returns (best - returned, best - the
+    mean of them all: what a random pick among them loses on average)."""
+    best = max(tests)
+    return best - tests[0], best - sum(tests) / len(tests)
+
 
 class _Net(nn.Module):
     """A relaxation network used as a whole model: GRU over the list, MLP head."""

@@ -42,6 +42,9 @@ from neurosym import Task
 from neurosym.search import synthesize
 from neurosym.train import predict
 
+sys.path.insert(0, str(Path(__file__).parent))
+from baselines import FINALISTS, selection_regret  # noqa: E402
+
 
 def load_penguins():
     try:
@@ -91,13 +94,13 @@ def run(name: str, seed: int, time_limit: float) -> dict:
     task = Task.from_arrays(x_train, y_train, x_test, y_test, name=name, seed=seed,
                             regression=regression, missing="mean")
     start = time.perf_counter()
-    result = synthesize(task, algorithm="astar", time_limit=time_limit, seed=seed)
+    result = synthesize(task, algorithm="astar", time_limit=time_limit, seed=seed,
+                        top_k=FINALISTS)
     best = result.best
-    if regression:
-        out = predict(best.model, task.test.x).numpy()
-        row["program"] = r2_score(task.test.y.numpy(), out)
-    else:
-        row["program"] = best.evaluation.test
+    tests = [r2_score(task.test.y.numpy(), predict(p.model, task.test.x).numpy())
+             if regression else p.evaluation.test for p in result.programs]
+    row["program"] = tests[0]
+    row["regret"], row["random_pick_regret"] = selection_regret(tests)
     row.update(text=best.printed, size=best.size, trained=result.stats.trained,
                seconds=time.perf_counter() - start,
                legend=legend(best.printed, list(bunch.feature_names), task.normalization))
@@ -130,19 +133,23 @@ def main(argv: list[str]) -> None:
             print(f"{name} seed {seed}: program {row['program']:.3f} (size {row['size']}, "
                   f"{row['trained']} nodes, {row['seconds']:.0f} s)  linear "
                   f"{row['linear']:.3f}  tree3 {row['tree3']:.3f}  boosting "
-                  f"{row['boosting']:.3f}\n    {row['text']}", flush=True)
+                  f"{row['boosting']:.3f}  regret {row['regret']:.3f} (random pick "
+                  f"{row['random_pick_regret']:.3f})\n    {row['text']}", flush=True)
             for line in row["legend"]:
                 print(f"      {line}")
         table.append((name, rows))
     metric = {True: "R²", False: "accuracy"}
     print(f"\n{'set':14} {'metric':8} {'program':>15} {'size':>5} {'linear':>15} "
-          f"{'tree3':>15} {'boosting':>15}")
+          f"{'tree3':>15} {'boosting':>15} {'regret':>7} {'random':>7}")
     for name, rows in table:
         cells = [_mean_std([r[k] for r in rows]) for k in ("program", "linear", "tree3",
                                                            "boosting")]
         size = statistics.fmean(r["size"] for r in rows)
+        regrets = [statistics.fmean(r[k] for r in rows) for k in ("regret",
+                                                                   "random_pick_regret")]
         print(f"{name:14} {metric[name in REGRESSION]:8} {cells[0]:>15} {size:5.1f} "
-              f"{cells[1]:>15} {cells[2]:>15} {cells[3]:>15}")
+              f"{cells[1]:>15} {cells[2]:>15} {cells[3]:>15} {regrets[0]:7.3f} "
+              f"{regrets[1]:7.3f}")
 
 
 def _mean_std(values: list[float]) -> str:

@@ -29,7 +29,7 @@ from neurosym.tasks.sources import aeon_data_dir
 from neurosym.tasks.spec import load_task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baselines import gru_baseline  # noqa: E402
+from baselines import FINALISTS, gru_baseline, selection_regret  # noqa: E402
 
 
 def aeon_tasks() -> dict[str, str]:
@@ -84,9 +84,13 @@ def one_nn(task, distance: str) -> float:
 
 def search(name: str, seed: int, time_limit: float, options: dict) -> dict:
     start = time.perf_counter()
+    options = {"top_k": FINALISTS, **options}
     result = synthesize(name, algorithm="astar", time_limit=time_limit, seed=seed, **options)
     best = result.best
+    regret, random_pick = selection_regret([p.evaluation.test for p in result.programs]) \
+        if best else (None, None)
     return {"seed": seed, "program": best.printed if best else None,
+            "regret": regret, "random_pick_regret": random_pick,
             "test": best.evaluation.test if best else None,
             "trivial": best.evaluation.trivial if best else None,
             "cv": None if best is None or best.cv is None else [best.cv.mean, best.cv.std],
@@ -117,7 +121,8 @@ def main(argv: list[str]) -> None:
             run = search(name, seed, args.time_limit, options)
             row["runs"].append(run)
             print(f"seed {seed}: test {run['test']:.3f}  {run['seconds']:.0f} s  "
-                  f"{run['trained']} nodes  {run['program']}", flush=True)
+                  f"{run['trained']} nodes  regret {run['regret']:.3f} (random pick "
+                  f"{run['random_pick_regret']:.3f})  {run['program']}", flush=True)
         row["majority"] = load_task(name).test.y.bincount().max().item() / len(task.test)
         rows.append(row)
         if args.json:
@@ -127,14 +132,22 @@ def main(argv: list[str]) -> None:
 
 def table(rows: list[dict]) -> None:
     print(f"\n{'task':26} {'program':>15} {'1-NN ED':>8} {'1-NN DTW':>8} {'GRU':>6} "
-          f"{'majority':>8} {'Incept.':>7} {'HC2':>6}")
+          f"{'majority':>8} {'Incept.':>7} {'HC2':>6} {'regret':>7} {'random':>7}")
     for r in rows:
         tests = [run["test"] for run in r["runs"] if run["test"] is not None]
         std = statistics.stdev(tests) if len(tests) > 1 else 0.0
         prog = f"{statistics.fmean(tests):.3f} ± {std:.3f}" if tests else "-"
         pub = [f"{r[k]:.3f}" if k in r else "-" for k in ("InceptionTime", "HC2")]
+        regrets = [statistics.fmean(run[k] for run in r["runs"] if run[k] is not None)
+                   for k in ("regret", "random_pick_regret")]
         print(f"{r['task']:26} {prog:>15} {r['ed']:8.3f} {r['dtw']:8.3f} {r['gru']:6.3f} "
-              f"{r['majority']:8.3f} {pub[0]:>7} {pub[1]:>6}")
+              f"{r['majority']:8.3f} {pub[0]:>7} {pub[1]:>6} {regrets[0]:7.3f} "
+              f"{regrets[1]:7.3f}")
+    runs = [run for r in rows for run in r["runs"] if run["regret"] is not None]
+    if runs:
+        print(f"selection regret over {len(runs)} runs: "
+              f"{statistics.fmean(run['regret'] for run in runs):.3f} (random pick among the "
+              f"same finalists: {statistics.fmean(run['random_pick_regret'] for run in runs):.3f})")
 
 
 if __name__ == "__main__":
