@@ -27,12 +27,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call, vjp, vmap
 
 from neurosym.interp.values import Value
 
 MAX_DESIGN = 2**25  # examples x outputs x weights (float64: 256 MB)
-_CHUNK = 2**22  # design entries computed per vectorised forward
+_CHUNK = 2**22  # design entries computed per vectorised pass
+MAX_PASSES = 4096  # forward or backward passes to measure a design
 _BIAS_SHARE = 1e-6  # a bias's penalty, relative to a weight's (a unique optimum)
 
 
@@ -89,11 +90,9 @@ def design(model: nn.Module, inputs: list[Value], rows: int) -> Design | None:
             width = offset.numel()
             if width * size > MAX_DESIGN:
                 return None
-            eye = torch.eye(size, dtype=torch.float64, device=device)
-            chunk = max(1, _CHUNK // max(width, 1))
-            columns = torch.cat([_outputs(model, buffers, names, shapes, eye[i:i + chunk],
-                                          inputs) for i in range(0, size, chunk)])
-            matrix = (columns - offset).T.contiguous()  # [n * outputs, P]
+            matrix = _matrix(model, buffers, names, shapes, inputs, offset, size)
+            if matrix is None:
+                return None
             probe = torch.randn(1, size, dtype=torch.float64, device="cpu",
                                 generator=torch.Generator().manual_seed(0)).to(device)
             actual = _outputs(model, buffers, names, shapes, probe, inputs)[0]
@@ -102,12 +101,36 @@ def design(model: nn.Module, inputs: list[Value], rows: int) -> Design | None:
     finally:
         model.train(was_training)
     predicted = offset + matrix @ probe[0]
-    if not torch.isfinite(matrix).all() or not torch.allclose(
+    if not (torch.isfinite(matrix).all() and torch.isfinite(actual).all()) or not torch.allclose(
             actual, predicted, rtol=1e-6, atol=1e-6 * (1 + float(actual.abs().max()))):
         return None  # not linear in its weights
     biases = torch.cat([torch.full((s.numel(),), n.endswith("bias"), device=device)
                         for n, s in zip(names, shapes)])
     return Design(offset, matrix, names, shapes, biases)
+
+
+def _matrix(model: nn.Module, buffers: dict, names: tuple[str, ...],
+            shapes: tuple[torch.Size, ...], inputs: list[Value], offset: torch.Tensor,
+            size: int) -> torch.Tensor | None:
+    """J [n * outputs, P], by whichever pass is fewer: one forward per weight (columns),
+    or, with fewer outputs than weights, one backward per output (rows). None past
+    `MAX_PASSES` of either."""
+    width = offset.numel()
+    if min(width, size) > MAX_PASSES:
+        return None
+    device = offset.device
+    if size <= width:
+        eye = torch.eye(size, dtype=torch.float64, device=device)
+        chunk = max(1, _CHUNK // max(width, 1))
+        columns = torch.cat([_outputs(model, buffers, names, shapes, eye[i:i + chunk], inputs)
+                             for i in range(0, size, chunk)])
+        return (columns - offset).T.contiguous()
+    zero = torch.zeros(size, dtype=torch.float64, device=device)
+    _, pull = vjp(lambda theta: _outputs(model, buffers, names, shapes, theta[None], inputs)[0],
+                  zero)
+    eye = torch.eye(width, dtype=torch.float64, device=device)
+    chunk = max(1, _CHUNK // max(size, 1))
+    return torch.cat([vmap(pull)(eye[i:i + chunk])[0] for i in range(0, width, chunk)])
 
 
 def _outputs(model: nn.Module, buffers: dict, names: tuple[str, ...],

@@ -113,6 +113,7 @@ SEARCH = {
     "node_seconds": Key(float, 0, 10**8, open_low=True),
     "cv_folds": Key(int, 0, 100),
     "device": Key(str, high=64),
+    "relaxation": Key(str, choices=("features", "trained")),
     # read from the task only
     "productions": Key(str),
     "feature_groups": Key((dict, list)),

@@ -113,3 +113,26 @@ def test_class_weighted_binary_programs_are_solved_and_beat_a_short_descent():
     descended, other = _fitted(task, "affine", solve=False, epochs=3)
     assert result.solved and not other.solved
     assert result.val_loss < other.val_loss
+
+
+def test_feature_relaxations_rewrite_holes_into_cached_features_and_maps():
+    from neurosym.lang.printer import show
+    from neurosym.lang.types import Arrow
+    from neurosym.relax.features import relax_holes
+    from neurosym.search.batched import FeatureCache
+    from neurosym.search.scoring import NodeSettings, train_nodes
+    from neurosym.tasks.spec import load_task
+
+    task = load_task("basic_motions")
+    task_type = Arrow(task.input_type, task.output_type)
+    relaxed = relax_holes(parse_term(r"\xs -> add (?? (mean xs)) (mean (map ?? xs))"),
+                          task_type, 8, 0)
+    assert show(relaxed) == (r"\xs -> add (affine (features[14, 0] (mean xs))) "
+                             r"(mean (map (\$r0 -> affine (features[14, 0] $r0)) xs))")
+    settings = NodeSettings(train_config(task), relaxation="features", hidden=8)
+    cache = FeatureCache(task)
+    (score,) = train_nodes(task, [(r"\xs -> ?? xs", None)], settings, features=cache)
+    assert r"\xs -> features[224, 0] xs" in cache.values  # 14 features x 16 statistics
+    assert score.h < 0.2 and score.val_metric > 0.9  # solved: a linear map of them
+    again = train_nodes(task, [(r"\xs -> ?? xs", None)], settings, features=cache)[0]
+    assert again.h == score.h  # deterministic

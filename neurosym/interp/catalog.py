@@ -115,6 +115,19 @@ def above_signature(params: tuple[ast.Param, ...]) -> Type:
     return parse_type("Float -> Bool")
 
 
+def features_signature(params: tuple[ast.Param, ...]) -> Type:
+    if len(params) != 2 or not all(isinstance(p, int) for p in params) or params[0] < 2 \
+            or params[1] < 0:
+        raise ValueError("takes a width and a seed, e.g. features[36, 0]")
+    return parse_type(f"a -> Vec[{params[0]}]")
+
+
+def encodable_input(t: Type, params) -> str | None:
+    (arg,), _ = uncurry(t)
+    ok = is_tensor(arg) or (isinstance(arg, ListT) and is_tensor(arg.elem))
+    return None if ok else f"works on tensors and lists of tensors, not {arg}"
+
+
 # name: (type, check, cost, learnable)
 SUMMARY = ("List[a] -> a", result_tensor(1), 1.0, False)
 SERIES_SUMMARY = ("List[a] -> a", tensor_elems, 1.0, False)
@@ -147,4 +160,5 @@ BUILTINS = {
     "paa": (parts_signature("parts", "paa[8]"), None, 1.0, False),
     "spectrum": (parts_signature("frequency bands", "spectrum[16]"), None, 1.0, False),
     "above": (above_signature, None, 0.5, True),
+    "features": (features_signature, encodable_input, 1.0, False),
 }

@@ -52,6 +52,9 @@ class NodeSettings:
     hidden: int = 32
     seed: int = 0
     device: str = "cpu"  # where nodes train (the task's data is moved there)
+    # what fills a hole: "trained" (a small network) or "features" (fixed random features
+    # and an affine map, `relax.features`)
+    relaxation: str = "trained"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,7 @@ def trained_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
     groups: dict[tuple, list[tuple[int, Skeleton, list]]] = {}
     for i, (text, _) in enumerate(items):
         try:
-            skel = skeleton(parse_term(text), task_type, library)
+            skel = skeleton(node_term(text, task_type, settings, library), task_type, library)
             values = [features.get(f, t) for f, t in zip(skel.features, skel.feature_types)]
         except (NeurosymError, RuntimeError, ValueError) as err:
             yield i, _failed(err, text)
@@ -143,6 +146,16 @@ def trained_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
                 yield i, _failed(err, text)
         if members:
             yield from _train_group(task, members, settings)
+
+
+def node_term(text: str, task_type: Arrow, settings: NodeSettings, library=None) -> ast.Term:
+    """The term a node is scored as: its program, holes relaxed as the settings say."""
+    term = parse_term(text)
+    if settings.relaxation == "features":
+        from neurosym.relax.features import relax_holes
+
+        term = relax_holes(term, task_type, settings.hidden, settings.seed, library)
+    return term
 
 
 def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | None,
@@ -350,7 +363,8 @@ class Scorer:
         groups: dict[str, list] = {}
         for item in todo:
             try:
-                key = skeleton(parse_term(item[0]), task_type, self.library).key
+                key = skeleton(node_term(item[0], task_type, self.settings, self.library),
+                               task_type, self.library).key
             except (NeurosymError, RuntimeError, ValueError):
                 key = "\0" + item[0]
             groups.setdefault(key, []).append(item)

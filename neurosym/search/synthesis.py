@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -171,15 +171,14 @@ class SearchConfig:
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
     device: str = "cpu"  # where nodes and finalists train ("cuda", "cuda:1", "mps")
+    # what fills a hole while a node is scored: "features" (fixed random features, a
+    # linear head: solved exactly where the node is linear) or "trained" (small networks)
+    relaxation: str = "trained"
 
 
-_CASTS = {"algorithm": str, "time_limit": float, "max_nodes": int, "max_depth": int,
-          "max_size": int, "workers": int, "top_k": int, "seed": int, "epochs_per_node": int,
-          "final_epochs": int, "lr": float, "hidden": int, "heuristic": str,
-          "cost_weight": float, "warm_start": bool, "frontier_capacity": int,
-          "expansions": int, "completions": bool,
-          "anytime": bool, "final_share": float, "node_seconds": float, "cv_folds": int,
-          "device": str}
+_KINDS = {"str": str, "float": float, "int": int, "bool": bool}
+# each option's kind, read off `SearchConfig`'s annotations ("int | None" is int)
+_CASTS = {f.name: _KINDS[f.type.split(" |")[0]] for f in fields(SearchConfig)}
 
 
 def resolve_config(task: Task, **given) -> SearchConfig:
@@ -264,7 +263,8 @@ def synthesize(task: Task | str | Path, algorithm: str | None = None,
                             config.max_size, library)
     _check_expandable(programs, pset)
     train = replace(node_training(task, config), max_seconds=config.node_seconds)
-    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed, config.device)
+    settings = NodeSettings(train, config.heuristic, config.hidden, config.seed, config.device,
+                            config.relaxation)
     task = task.to(config.device)
     metric_scale = config.heuristic == "metric" and metrics.higher_is_better(task.metric)
     scale = 1.0 if metric_scale else loss_scale(task)
