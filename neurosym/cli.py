@@ -189,7 +189,7 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
     if save_as and result.best is not None:
         store = library or SearchLibrary(Path(library_path) if library_path else
                                          _default_library())
-        for entry in save_found(store, result.best, task, save_as, result.config.seed):
+        for entry in save_found(store, result.best, task, save_as, result.config):
             click.echo(f"saved lib.{entry.name}@{entry.version} in {store.path}", err=True)
     if as_json:
         echo_json(result_json(result, task))

@@ -137,7 +137,8 @@ def test_parts_are_saved_and_rebuild_exactly(run) -> None:
     evaluation = train_and_evaluate(model, task, train_config(task, epochs=1))
     found = SimpleNamespace(model=model, evaluation=evaluation)
     lib = Library(run.tmp / "parts")
-    entries = save_found(lib, found, task, "counter", seed=1, parts=True)
+    entries = save_found(lib, found, task, "counter", SimpleNamespace(seed=1, hidden=32),
+                         parts=True)
     assert [(e.ref, e.type, e.source) for e in entries] == [
         ("counter@1", "List[Image[8,8]] -> Float", r"\xs -> count nn xs"),
         ("counter_part1@1", "Image[8,8] -> Bool", "nn")]

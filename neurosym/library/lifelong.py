@@ -211,7 +211,7 @@ def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None
     best = result.best
     if best is None:
         raise TaskError(f"step {step.task}: the search found no program")
-    saved = save_found(library, best, task, step.save_as, seed=result.config.seed,
+    saved = save_found(library, best, task, step.save_as, result.config,
                        parts=step.parts)
     reused = tuple(library.get(n, v).ref for n, v in library_refs(best.text))
     return StepResult(step, best.text, reused, best.evaluation, len(task.train), tuple(saved),
@@ -356,11 +356,12 @@ def _extract(model: CompiledTerm, path: tuple[int, ...], term: ast.Term,
     return Part(path, source, typ, fresh)
 
 
-def save_found(library: Library, found: Any, task: Task, name: str, seed: int = 0,
+def save_found(library: Library, found: Any, task: Task, name: str, config: Any,
                parts: bool | tuple[tuple[str, str], ...] = False) -> list[Entry]:
     """Store a found program (a search `FoundProgram`) as `name`, with provenance; with
-    `parts`, also its function-typed parts (see `Step`). Returns the new entries."""
-    hidden = int(dict(task.options.get("search") or {}).get("hidden", 32))
+    `parts`, also its function-typed parts (see `Step`). `config` is the `SearchConfig`
+    of the search that trained it (its seed and network width). Returns the new entries."""
+    seed, hidden = config.seed, config.hidden
     pieces = reusable_parts(found.model, library, hidden)
     named = [(pieces[0], name), *_named(pieces[1:], name, parts)]
     entries = []

@@ -33,6 +33,7 @@ from neurosym.lang import ast
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import Arrow, ListT, Type, is_tensor, uncurry
+from neurosym.relax.networks import pool_reference
 from neurosym.search.terms import apply
 
 SEGMENTS = 4  # equal parts of each list pooled on their own
@@ -144,14 +145,11 @@ class Features(nn.Module):
 
 
 def _pool(h: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
-    """Weighted mean, spread and max over dim 1 (0 where no weight is positive)."""
-    weights = w.unsqueeze(2)
-    total = weights.sum(1)
-    mean = (weights * h).sum(1) / total.clamp_min(1e-6)
-    spread = torch.sqrt((weights * (h - mean.unsqueeze(1)) ** 2).sum(1)
-                        / total.clamp_min(1e-6) + 1e-6)
-    peak = h.masked_fill(weights <= 0, -1e4).amax(1)
-    return [mean, spread, torch.where(total > 0, peak, 0.0)]
+    """Weighted mean, spread and max over dim 1, as a trained relaxation pools (0 where
+    no weight is positive: an empty segment of a short list)."""
+    first = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
+    mean, spread, peak, _ = pool_reference(h, w, first).chunk(4, 1)
+    return [mean, spread, torch.where(w.sum(1, keepdim=True) > 0, peak, 0.0)]
 
 
 @implements("features", module=Features)
