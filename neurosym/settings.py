@@ -114,6 +114,7 @@ SEARCH = {
     "cv_folds": Key(int, 0, 100),
     "device": Key(str, high=64),
     "relaxation": Key(str, choices=("features", "trained")),
+    "selection": Key(str, choices=("best", "one_se")),
     # read from the task only
     "productions": Key(str),
     "feature_groups": Key((dict, list)),

@@ -151,3 +151,20 @@ def test_help_and_check_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dsl/gunpoint.ns")],
                          capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_search_that_returns_no_program_says_why_and_fails(monkeypatch):
+    import neurosym.search
+    from neurosym.search.algorithms import SearchStats
+    from neurosym.search.synthesis import SearchResult
+
+    def nothing(task, **options):
+        stats = SearchStats("astar", 0, 3, 0.5, 4, False, False, "time")
+        return SearchResult([], stats, "series",
+                            dropped=((r"\xs -> affine (mean xs)", "non-finite loss"),))
+
+    monkeypatch.setattr(neurosym.search, "synthesize", nothing)
+    result = invoke("synthesize", "unit_test", "--time-limit", "1")
+    assert result.exit_code == 1
+    assert "found no program: all 1 finalist(s) failed to train" in result.output
+    assert "non-finite loss" in result.output

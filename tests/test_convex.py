@@ -136,3 +136,20 @@ def test_feature_relaxations_rewrite_holes_into_cached_features_and_maps():
     assert score.h < 0.2 and score.val_metric > 0.9  # solved: a linear map of them
     again = train_nodes(task, [(r"\xs -> ?? xs", None)], settings, features=cache)[0]
     assert again.h == score.h  # deterministic
+
+
+def test_the_one_standard_error_rule_picks_the_cheapest_program_the_folds_cannot_separate():
+    from types import SimpleNamespace
+
+    from neurosym.search.final import CrossValidation, one_standard_error
+
+    def program(name, cost, folds):
+        cv = CrossValidation(tuple(folds), tuple(folds))
+        return SimpleNamespace(text=name, cost=cost, cv=cv, final_f=cv.mean_f)
+
+    best = program("deep", 4.0, [0.10, 0.30, 0.20, 0.10, 0.30])  # mean 0.2, SE 0.045
+    close = program("shallow", 2.0, [0.24, 0.24, 0.24, 0.24, 0.24])
+    far = program("tiny", 1.0, [0.40, 0.40, 0.40, 0.40, 0.40])
+    assert [p.text for p in one_standard_error([best, close, far])] == \
+        ["shallow", "deep", "tiny"]
+    assert one_standard_error([best, far])[0] is best

@@ -146,7 +146,21 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
         except (NeurosymError, RuntimeError, ValueError) as err:
             dropped.append((node.text, str(err).splitlines()[0]))
     kept.sort(key=lambda p: (p.final_f, p.cost, p.text))
+    if config.selection == "one_se":
+        kept = one_standard_error(kept)
     return kept[: config.top_k], tuple(dropped)
+
+
+def one_standard_error(ranked: list[FoundProgram]) -> list[FoundProgram]:
+    """`ranked` (best f first) with the cheapest program whose mean f over the folds is
+    within one standard error of the best's moved to the front (Breiman et al.'s rule:
+    among programs the folds cannot tell apart, the simplest)."""
+    best = ranked[0] if ranked else None
+    if best is None or best.cv is None or len(best.cv.f) < 2:
+        return ranked
+    bound = best.final_f + statistics.stdev(best.cv.f) / math.sqrt(len(best.cv.f))
+    pick = min((p for p in ranked if p.final_f <= bound), key=lambda p: (p.cost, p.final_f))
+    return [pick, *(p for p in ranked if p is not pick)]
 
 
 MAX_SOLVED_OTHERS = 64  # complete programs with a convex fit cross-validated beyond the finalists

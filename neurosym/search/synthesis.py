@@ -169,6 +169,9 @@ class SearchConfig:
     completions: bool = True  # A*: score each child's cheapest completion with it
     final_share: float = 0.2  # at most this much of the limit is kept for the finalists
     cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
+    # the pick among them: "best" (lowest f) or "one_se" (the cheapest within one standard
+    # error of the best's f over the folds)
+    selection: str = "best"
     node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
     device: str = "cpu"  # where nodes and finalists train ("cuda", "cuda:1", "mps")
     # what fills a hole while a node is scored: "features" (fixed random features, a
