@@ -17,8 +17,12 @@ from neurosym.lang.errors import NeurosymError
 
 
 def out() -> Console:
-    """A console made per call, so it follows the current terminal (and COLUMNS)."""
-    return Console(highlight=False)
+    """A console made per call, so it follows the current terminal (and COLUMNS). Written
+    to a pipe or a file, lines are not wrapped: rich would cut them at 80 columns, mid
+    phrase (`(majority baseline` on one line, `0.2500)` on the next)."""
+    console = Console(highlight=False)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 def report(err: NeurosymError) -> None:

@@ -168,3 +168,16 @@ def test_a_search_that_returns_no_program_says_why_and_fails(monkeypatch):
     assert result.exit_code == 1
     assert "found no program: all 1 finalist(s) failed to train" in result.output
     assert "non-finite loss" in result.output
+
+
+def test_output_to_a_pipe_keeps_each_phrase_on_one_line(monkeypatch):
+    import io
+
+    from neurosym.console import out
+
+    piped = io.StringIO()
+    monkeypatch.setattr("sys.stdout", piped)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    line = "accuracy: 5-fold CV 0.9000 ± 0.0500  test 0.8800   (majority baseline 0.2500)   " * 2
+    out().print(line)
+    assert piped.getvalue() == line + "\n"
