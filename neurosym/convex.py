@@ -4,11 +4,11 @@ A program whose only learned parts are `affine` maps, and whose output is linear
 weights (`affine (paa[16] xs)`, `add (affine (std xs)) (affine (slope xs))`, `mean (map
 affine xs)`, `affine` on a table) computes `out = c + J θ` for its weights θ and inputs
 that nothing learns. Its loss (cross-entropy, binary cross-entropy or squared error) is
-then convex in θ: with a small L2 penalty it has one minimum, which L-BFGS finds to a
-tolerance in float64 from the design J, computed once. The answer does not depend on a
-clock, a mini-batch order or the machine's load, and it is the optimum that Adam under a
-time limit only approached (a linear program at R² 0.920 where ridge on the same columns
-reached 0.959).
+then convex in θ: with a small L2 penalty it has one minimum, which Newton's method
+(L-BFGS for many weights) finds to a tolerance in float64 from the design J, computed
+once. The answer does not depend on a clock, a mini-batch order or the machine's load,
+and it is the optimum that Adam under a time limit only approached (a linear program at
+R² 0.920 where ridge on the same columns reached 0.959).
 
 Linearity is not read off the syntax: J is measured (one vectorised forward per weight,
 from θ = 0 and the unit vectors, exact in float64) and checked at a random θ. A program
@@ -34,6 +34,7 @@ from neurosym.interp.values import Value
 MAX_DESIGN = 2**25  # examples x outputs x weights (float64: 256 MB)
 _CHUNK = 2**22  # design entries computed per vectorised pass
 MAX_PASSES = 4096  # forward or backward passes to measure a design
+NEWTON_WEIGHTS = 512  # up to this many weights, Newton's method; beyond, L-BFGS
 _BIAS_SHARE = 1e-6  # a bias's penalty, relative to a weight's (a unique optimum)
 
 
@@ -151,7 +152,9 @@ def _outputs(model: nn.Module, buffers: dict, names: tuple[str, ...],
 def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tensor | None,
           rows: int, tolerance: float = 1e-7, max_iterations: int = 1000
           ) -> tuple[torch.Tensor, int]:
-    """The penalized optimum θ (float64) and the L-BFGS iterations it took."""
+    """The penalized optimum θ (float64) and the iterations it took: Newton's method up
+    to `NEWTON_WEIGHTS` weights (a few steps, each a small solve), L-BFGS beyond (where
+    one Hessian would cost more than its iterations)."""
     from neurosym.train import losses_per_model
 
     out_shape = (rows, -1) if loss_kind == "cross_entropy" else tuple(y.shape)
@@ -160,17 +163,76 @@ def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tenso
     lam = (2.0 if loss_kind == "mse" else 1.0) / rows
     penalty = torch.where(d.biases, lam * _BIAS_SHARE, lam)
 
+    def value(theta: torch.Tensor) -> torch.Tensor:
+        out = (d.offset + d.matrix @ theta).reshape(out_shape)
+        return losses_per_model(loss_kind, out.unsqueeze(0), target.unsqueeze(0), weights)[0] \
+            + 0.5 * (penalty * theta**2).sum()
+
     def objective(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = theta.detach().requires_grad_()
-        out = (d.offset + d.matrix @ theta).reshape(out_shape)
-        value = losses_per_model(loss_kind, out.unsqueeze(0), target.unsqueeze(0), weights)[0] \
-            + 0.5 * (penalty * theta**2).sum()
-        (grad,) = torch.autograd.grad(value, theta)
-        return value.detach(), grad
+        v = value(theta)
+        (grad,) = torch.autograd.grad(v, theta)
+        return v.detach(), grad
 
-    return lbfgs(objective, torch.zeros(d.matrix.shape[1], dtype=torch.float64,
-                                        device=d.matrix.device),
-                 tolerance, max_iterations)
+    def second(theta: torch.Tensor) -> torch.Tensor:
+        out = (d.offset + d.matrix @ theta).reshape(rows, -1)
+        return loss_hessian(d.matrix, out, loss_kind, y, weights) + torch.diag(penalty)
+
+    start = torch.zeros(d.matrix.shape[1], dtype=torch.float64, device=d.matrix.device)
+    if len(start) <= NEWTON_WEIGHTS:
+        return newton(objective, second, start, tolerance, max_iterations)
+    return lbfgs(objective, start, tolerance, max_iterations)
+
+
+def loss_hessian(matrix: torch.Tensor, out: torch.Tensor, loss_kind: str, y: torch.Tensor,
+                 class_weights: torch.Tensor | None) -> torch.Tensor:
+    """The Hessian in θ of `train.losses_per_model`'s loss of `out = c + matrix @ θ`
+    ([n, outputs]), weighted as it weighs: J^T (∂²loss/∂out²) J, block by example for
+    the cross-entropy (diag(p) - p p^T), entry by entry for the others."""
+    rows, width = out.shape
+    design = matrix.reshape(rows, width, -1)
+    if loss_kind == "cross_entropy":
+        share = torch.full((rows,), 1.0 / rows, dtype=out.dtype, device=out.device) \
+            if class_weights is None else class_weights[y] / class_weights[y].sum()
+        p = torch.softmax(out, 1)
+        weighted = (design * (share[:, None] * p)[:, :, None]).reshape(rows * width, -1)
+        mixed = torch.einsum("no,nop->np", p, design)
+        return weighted.T @ matrix - (mixed * share[:, None]).T @ mixed
+    if loss_kind == "bce":
+        target = y.double().reshape(rows, width)
+        pos = 1.0 if class_weights is None else class_weights[1] / class_weights[0]
+        sig = torch.sigmoid(out)
+        curve = (pos * target + 1 - target) * sig * (1 - sig) / out.numel()
+    else:
+        curve = torch.full_like(out, 2.0 / out.numel())
+    return (matrix * curve.reshape(-1, 1)).T @ matrix
+
+
+def newton(objective, second, x: torch.Tensor, tolerance: float, max_iterations: int
+           ) -> tuple[torch.Tensor, int]:
+    """Minimize a smooth, strictly convex function by Newton's method with a backtracking
+    (Armijo) line search; `second(x)` is its Hessian. Deterministic."""
+    value, grad = objective(x)
+    iterations = 0
+    while iterations < max_iterations and float(grad.abs().max()) >= tolerance:
+        iterations += 1
+        h = second(x)
+        jitter = 1e-12 * float(h.diagonal().abs().max().clamp_min(1.0))
+        eye = torch.eye(len(x), dtype=x.dtype, device=x.device)
+        factor, info = torch.linalg.cholesky_ex(h + jitter * eye)
+        direction = -torch.cholesky_solve(grad[:, None], factor)[:, 0] if int(info) == 0 \
+            else -grad
+        slope, step = float(grad @ direction), 1.0
+        while True:
+            new_x = x + step * direction
+            new_value, new_grad = objective(new_x)
+            if float(new_value) <= float(value) + 1e-4 * step * slope or step < 1e-20:
+                break
+            step *= 0.5
+        if not float(new_value) < float(value):
+            break  # no progress left at float64 precision
+        x, value, grad = new_x, new_value, new_grad
+    return x, iterations
 
 
 def lbfgs(objective, x: torch.Tensor, tolerance: float, max_iterations: int,
@@ -230,7 +292,7 @@ def _two_loop(grad: torch.Tensor, s_list: list[torch.Tensor],
 def fit_exactly(model: nn.Module, inputs: list[Value], y: torch.Tensor, loss_kind: str,
                 class_weights: torch.Tensor | None = None) -> int | None:
     """Set the model's `affine` weights to the penalized optimum on (`inputs`, `y`) if its
-    fit is convex; the L-BFGS iterations, or None (nothing changed) if it is not."""
+    fit is convex; the solver's iterations, or None (nothing changed) if it is not."""
     rows = len(y)
     d = design(model, inputs, rows)
     if d is None:

@@ -153,3 +153,30 @@ def test_the_one_standard_error_rule_picks_the_cheapest_program_the_folds_cannot
     assert [p.text for p in one_standard_error([best, close, far])] == \
         ["shallow", "deep", "tiny"]
     assert one_standard_error([best, far])[0] is best
+
+
+def test_the_newton_hessian_is_autograds_for_every_loss():
+    """Checked in double precision against autograd, class weights included."""
+    from neurosym.convex import loss_hessian
+    from neurosym.train import losses_per_model
+
+    gen = torch.Generator().manual_seed(0)
+    rows, width, size = 7, 3, 5
+    matrix = torch.randn(rows * width, size, generator=gen, dtype=torch.float64)
+    offset = torch.randn(rows * width, generator=gen, dtype=torch.float64)
+    cases = [("cross_entropy", torch.randint(0, width, (rows,), generator=gen), width),
+             ("bce", torch.randint(0, 2, (rows,), generator=gen).double(), 1),
+             ("mse", torch.randn(rows, width, generator=gen, dtype=torch.float64), width)]
+    for kind, y, w in cases:
+        m, c = matrix[: rows * w], offset[: rows * w]
+        for weights in (None, torch.tensor([0.5, 2.0, 1.0][:max(w, 2)], dtype=torch.float64)):
+
+            def loss(theta, kind=kind, y=y, m=m, c=c, weights=weights, w=w):
+                out = (c + m @ theta).reshape(rows, -1) if kind != "bce" else c + m @ theta
+                return losses_per_model(kind, out.unsqueeze(0), y.unsqueeze(0), weights)[0]
+
+            theta = torch.randn(size, generator=gen, dtype=torch.float64)
+            expected = torch.autograd.functional.hessian(loss, theta)
+            out = (c + m @ theta).reshape(rows, -1)
+            assert torch.allclose(loss_hessian(m, out, kind, y, weights), expected,
+                                  atol=1e-10), (kind, weights)
