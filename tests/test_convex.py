@@ -13,7 +13,7 @@ from neurosym.convex import design
 from neurosym.evaluate import train_config, train_on_task
 from neurosym.lang.parser import parse_term
 from neurosym.search.scoring import build
-from neurosym.tasks.spec import stratified_folds, stratified_partition
+from neurosym.tasks.splits import stratified_folds, stratified_partition
 from neurosym.train import first_batch, predict, set_up
 
 

@@ -16,7 +16,8 @@ from neurosym.lang.types import BOOL, FLOAT, ListT, Vec
 from neurosym.resources import tasks_dir
 from neurosym.tasks import sources
 from neurosym.tasks.sources import SOURCES, SourceData, digit_pools
-from neurosym.tasks.spec import Split, list_tasks, load_task, stratified_partition
+from neurosym.tasks.spec import Split, list_tasks, load_task
+from neurosym.tasks.splits import stratified_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = {

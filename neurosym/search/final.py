@@ -29,7 +29,8 @@ from neurosym.lang.printer import show
 from neurosym.search.algorithms import Run
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
-from neurosym.tasks.spec import Split, Task, stratified_folds
+from neurosym.tasks.spec import Split, Task
+from neurosym.tasks.splits import stratified_folds
 from neurosym.train import first_batch, set_up
 
 if TYPE_CHECKING:

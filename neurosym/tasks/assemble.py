@@ -15,7 +15,8 @@ from neurosym.interp.values import pad_sequences
 from neurosym.lang.errors import DataError
 from neurosym.lang.types import Image, ListT, Type, Vec
 from neurosym.tasks.examples import Examples, not_storable, unstorable
-from neurosym.tasks.spec import Split, stratified_partition
+from neurosym.tasks.spec import Split
+from neurosym.tasks.splits import stratified_partition
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from neurosym.lang.types import ListT, Type
 from neurosym.tasks.assemble import SourceData, assemble, hold_out
 from neurosym.tasks.examples import Examples, with_missing
 from neurosym.tasks.files import read_examples
-from neurosym.tasks.spec import Split, stratified_partition
+from neurosym.tasks.spec import Split
+from neurosym.tasks.splits import stratified_partition
 
 
 @dataclass(frozen=True, slots=True)
