@@ -633,7 +633,9 @@ def test_final_ranking_is_the_search_objective_after_full_training():
         h, _ = heuristic(task, p.model, c.heuristic, p.evaluation.val_loss)
         assert p.final_f == pytest.approx(h + c.cost_weight * loss_scale(task) * p.cost)
     crossed = synthesize(task, cv_folds=4, **options).programs
-    assert all(len(p.cv.f) == 4 and 0 <= p.cv.mean <= 1 for p in crossed)
+    assert all(p.cv.folds == 4 and len(p.cv.f) == 4 * p.cv.repeats and 0 <= p.cv.mean <= 1
+               for p in crossed)
+    assert any(p.cv.repeats == 3 for p in crossed)  # a convex fit: three splits into folds
     means = [p.cv.mean_f for p in crossed]
     assert means == sorted(means)
     assert all(min(p.cv.f) - 1e-9 >= c.cost_weight * loss_scale(task) * p.cost

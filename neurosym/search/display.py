@@ -85,7 +85,8 @@ def print_result(result, task: Task, console: Console) -> None:
             ev = prog.evaluation
             console.print(Text.assemble((f"#{rank}  ", "bold"), highlight(Text(prog.printed))))
             held_out = (f"val {ev.val:.4f}" if prog.cv is None else
-                        f"{len(prog.cv.metric)}-fold CV {prog.cv.mean:.4f} ± {prog.cv.std:.4f}")
+                        f"{prog.cv.folds}-fold CV{_times(prog.cv.repeats)} {prog.cv.mean:.4f} "
+                        f"± {prog.cv.std:.4f}")
             console.print(f"    {ev.metric}: {held_out}  test {ev.test:.4f}   "
                           f"({baseline_name(ev.metric)} baseline {ev.baseline:.4f})   "
                           f"size {prog.size}, "
@@ -117,6 +118,10 @@ def print_result(result, task: Task, console: Console) -> None:
         console.pop_theme()
 
 
+def _times(repeats: int) -> str:
+    return f" x{repeats}" if repeats > 1 else ""
+
+
 def no_program(result) -> str:
     """Why a search returned no program, and what to change."""
     if result.dropped:
@@ -136,7 +141,8 @@ def result_json(result, task: Task) -> dict:
                       "cost": p.cost, "f": p.f,
                       "final_f": p.final_f, "found_at": p.found_at,
                       "cv": None if p.cv is None else {
-                          "folds": len(p.cv.metric), "mean": p.cv.mean, "std": p.cv.std,
+                          "folds": p.cv.folds, "repeats": p.cv.repeats, "mean": p.cv.mean,
+                          "std": p.cv.std,
                           "refit_epochs": p.evaluation.epochs},
                       "learned": learned_parts(p.model),
                       **p.evaluation.as_dict()}

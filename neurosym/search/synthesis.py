@@ -63,7 +63,8 @@ class SearchResult:
                  "productions": self.productions,
                  "cv": None if found.cv is None else {"mean": found.cv.mean,
                                                       "std": found.cv.std,
-                                                      "folds": len(found.cv.metric)}}
+                                                      "folds": found.cv.folds,
+                                                      "repeats": found.cv.repeats}}
         model = from_trained(found.model, self.task, found.evaluation, extra=extra)
         model.save(path)
         return model
