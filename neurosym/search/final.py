@@ -151,7 +151,8 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
     kept, dropped = [], []
     for f, node in [*found, *extra]:
         try:
-            convex = node.text in solved or convex_fit(task, node.term, config.hidden, library)
+            convex = bool(folds) and (node.text in solved
+                                      or convex_fit(task, node.term, config.hidden, library))
             cv = cross_validate(task, node, repeated if convex else folds, final, graph,
                                 config, library)
             if cv is not None and convex:
@@ -173,7 +174,8 @@ def one_standard_error(ranked: list[FoundProgram]) -> list[FoundProgram]:
     best = ranked[0] if ranked else None
     if best is None or best.cv is None or len(best.cv.f) < 2:
         return ranked
-    bound = best.final_f + statistics.stdev(best.cv.f) / math.sqrt(len(best.cv.f))
+    # (repeated splits are not independent: the error is taken over one split's folds)
+    bound = best.final_f + statistics.stdev(best.cv.f) / math.sqrt(best.cv.folds)
     pick = min((p for p in ranked if p.final_f <= bound), key=lambda p: (p.cost, p.final_f))
     return [pick, *(p for p in ranked if p is not pick)]
 
