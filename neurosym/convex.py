@@ -50,11 +50,17 @@ class Design:
     biases: torch.Tensor  # [P] bool: the entry is a bias
 
     def vector(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, i = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            out[name] = theta[i:i + shape.numel()].reshape(shape)
-            i += shape.numel()
-        return out
+        return _split(theta, self.names, self.shapes)
+
+
+def _split(theta: torch.Tensor, names: tuple[str, ...], shapes: tuple[torch.Size, ...]
+           ) -> dict[str, torch.Tensor]:
+    """A flat weight vector as the named weights it stands for."""
+    out, i = {}, 0
+    for name, shape in zip(names, shapes):
+        out[name] = theta[i:i + shape.numel()].reshape(shape)
+        i += shape.numel()
+    return out
 
 
 def affine_weights(model: nn.Module) -> dict[str, nn.Parameter] | None:
@@ -140,10 +146,7 @@ def _outputs(model: nn.Module, buffers: dict, names: tuple[str, ...],
     """The flattened outputs [K, n * outputs] (float64) for K weight vectors."""
 
     def one(theta: torch.Tensor) -> torch.Tensor:
-        weights, i = {}, 0
-        for name, shape in zip(names, shapes):
-            weights[name] = theta[i:i + shape.numel()].reshape(shape)
-            i += shape.numel()
+        weights = _split(theta, names, shapes)
         return functional_call(model, {**buffers, **weights}, tuple(inputs)).double().reshape(-1)
 
     return vmap(one)(thetas.double())
