@@ -21,6 +21,7 @@ A hole whose type has a function argument, or no argument, keeps a trained netwo
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -55,7 +56,7 @@ def relax_holes(term: ast.Term, task_type: Arrow, hidden: int, seed: int,
     """`term` with every hole that has tensor or list arguments replaced by affine maps
     of their `features`."""
     checked = check_term(term, task_type, library=library)
-    names = iter(f"$r{i}" for i in range(10**6))
+    names = (f"$r{i}" for i in itertools.count())
 
     def maps(args: list[ast.Term], types: list[Type]) -> ast.Term:
         parts = [ast.App(ast.Var("affine"), (ast.App(

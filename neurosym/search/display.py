@@ -141,9 +141,7 @@ def result_json(result, task: Task) -> dict:
                       "cost": p.cost, "f": p.f,
                       "final_f": p.final_f, "found_at": p.found_at,
                       "cv": None if p.cv is None else {
-                          "folds": p.cv.folds, "repeats": p.cv.repeats, "mean": p.cv.mean,
-                          "std": p.cv.std,
-                          "refit_epochs": p.evaluation.epochs},
+                          **p.cv.summary(), "refit_epochs": p.evaluation.epochs},
                       "learned": learned_parts(p.model),
                       **p.evaluation.as_dict()}
                      for p in result.programs],

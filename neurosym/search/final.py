@@ -91,6 +91,11 @@ class CrossValidation:
     def std(self) -> float:
         return statistics.stdev(self.metric) if len(self.metric) > 1 else 0.0
 
+    def summary(self) -> dict:
+        """What a saved model's record and `--json` say of it."""
+        return {"folds": self.folds, "repeats": self.repeats, "mean": self.mean,
+                "std": self.std}
+
 
 def candidates(search: Run, programs: ProgramGraph) -> list[tuple[float | None, Node]]:
     """The top-k complete programs; the best complete program of each of the 2k best

@@ -61,10 +61,7 @@ class SearchResult:
         found = self.programs[rank]
         extra = {"search": asdict(self.config) if self.config else None,
                  "productions": self.productions,
-                 "cv": None if found.cv is None else {"mean": found.cv.mean,
-                                                      "std": found.cv.std,
-                                                      "folds": found.cv.folds,
-                                                      "repeats": found.cv.repeats}}
+                 "cv": None if found.cv is None else found.cv.summary()}
         model = from_trained(found.model, self.task, found.evaluation, extra=extra)
         model.save(path)
         return model

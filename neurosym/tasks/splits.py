@@ -19,11 +19,7 @@ def stratified_partition(
     parts, and the first part grows by prefixes, so smaller data fractions are nested in
     larger ones."""
     gen = torch.Generator().manual_seed(seed)
-    if labels is None:
-        groups = [torch.arange(n)]
-    else:
-        groups = [(labels == c).nonzero().flatten() for c in torch.unique(labels)]
-    perms = [members[torch.randperm(len(members), generator=gen)] for members in groups]
+    perms = _shuffled_classes(labels, n, gen)
     sizes = [_part_sizes(len(perm), fractions) for perm in perms]
     for i, share in enumerate(fractions[1:], 1):
         small = [c for c, size in enumerate(sizes) if size[i] == 0 and size[0] > 1]
@@ -47,15 +43,18 @@ def stratified_folds(labels: torch.Tensor | None, n: int, k: int, seed: int
     folds in turn. Unlike shares per class, this works when a class has fewer examples
     than there are folds (a class of two lands in two folds, not every class in the
     first two)."""
-    gen = torch.Generator().manual_seed(seed)
-    if labels is None:
-        order = torch.randperm(n, generator=gen)
-    else:
-        order = torch.cat([members[torch.randperm(len(members), generator=gen)] for members
-                           in ((labels == c).nonzero().flatten() for c in torch.unique(labels))])
+    order = torch.cat(_shuffled_classes(labels, n, torch.Generator().manual_seed(seed)))
     fold = torch.empty(n, dtype=torch.long)
     fold[order] = torch.arange(n) % k
     return [(fold == i).nonzero().flatten() for i in range(k)]
+
+
+def _shuffled_classes(labels: torch.Tensor | None, n: int, gen: torch.Generator
+                      ) -> list[torch.Tensor]:
+    """The indices of each class (all of `range(n)` without labels), each shuffled."""
+    groups = [torch.arange(n)] if labels is None else \
+        [(labels == c).nonzero().flatten() for c in torch.unique(labels)]
+    return [members[torch.randperm(len(members), generator=gen)] for members in groups]
 
 
 def _part_sizes(n: int, fractions: tuple[float, ...]) -> list[int]:
