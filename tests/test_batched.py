@@ -14,8 +14,8 @@ from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow
 from neurosym.search import batched
-from neurosym.search.batched import skeleton
 from neurosym.search.scoring import NodeSettings, build, judge, node_seed, train_nodes
+from neurosym.search.skeleton import skeleton
 from neurosym.search.synthesis import node_training, resolve_config
 from neurosym.tasks.spec import Split, Task
 from neurosym.train import fit, predict

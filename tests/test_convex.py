@@ -119,8 +119,8 @@ def test_feature_relaxations_rewrite_holes_into_cached_features_and_maps():
     from neurosym.lang.printer import show
     from neurosym.lang.types import Arrow
     from neurosym.relax.features import relax_holes
-    from neurosym.search.batched import FeatureCache
     from neurosym.search.scoring import NodeSettings, train_nodes
+    from neurosym.search.skeleton import FeatureCache
     from neurosym.tasks.spec import load_task
 
     task = load_task("basic_motions")

@@ -61,6 +61,26 @@ class Seq:
 Value = torch.Tensor | Seq | Callable[..., Any]
 
 
+def flatten_values(values: list[Value]) -> list[torch.Tensor]:
+    """Values as plain tensors (a list as its data and weights), for `vmap`."""
+    out: list[torch.Tensor] = []
+    for v in values:
+        out.extend((v.data, v.weights) if isinstance(v, Seq) else (v,))
+    return out
+
+
+def unflatten_values(tensors: tuple[torch.Tensor, ...], like: list[Value]) -> list[Value]:
+    out, i = [], 0
+    for v in like:
+        if isinstance(v, Seq):
+            out.append(Seq(tensors[i], tensors[i + 1]))
+            i += 2
+        else:
+            out.append(tensors[i])
+            i += 1
+    return out
+
+
 def batch_size(v: Value) -> int | None:
     if isinstance(v, Seq):
         return v.data.shape[0]

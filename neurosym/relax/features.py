@@ -12,7 +12,7 @@ tell where in a series something happens.
 
 Two things follow from the rewrite, with no code of their own:
 - `features e` of an input expression is a parameter-free part, so the search computes it
-  once and caches it (`search.batched.FeatureCache`), for every node that reads it;
+  once and caches it (`search.skeleton.FeatureCache`), for every node that reads it;
 - a node linear in its maps (`?? (mean xs)`, `add (affine (std xs)) (?? xs)`, `mean (map
   ?? xs)`) is a convex problem, solved exactly (`neurosym.convex`); the others (a hole
   under `ite` or `mul`) train only their maps, over cached features.

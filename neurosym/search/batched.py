@@ -30,133 +30,11 @@ from torch.func import functional_call, vmap
 
 from neurosym.convex import affine_weights, fit_exactly
 from neurosym.interp.compiler import CompiledTerm
-from neurosym.interp.values import Seq, Value, index
-from neurosym.lang import ast
-from neurosym.lang.checker import Checked, check_term
-from neurosym.lang.printer import show
-from neurosym.lang.types import Arrow, Type
+from neurosym.interp.values import Seq, Value, flatten_values, index, unflatten_values
 from neurosym.tasks.spec import Task
-from neurosym.train import Adam, TrainConfig, losses_per_model, set_training, torch_threads
+from neurosym.train import Adam, TrainConfig, losses_per_model, set_training
 
 _VAL_CHUNK = 2048  # validation rows per vectorised forward
-
-
-# ---- skeletons ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Skeleton:
-    """A node as a function of its parameter-free parts: `term` takes one argument per
-    feature, in order (each a function of the input, as AST and as text)."""
-
-    term: ast.Term
-    type: Arrow
-    features: tuple[ast.Lam, ...]
-    feature_types: tuple[Type, ...]
-    key: str  # equal for skeletons that can train together (with equal feature shapes)
-
-
-def skeleton(node: ast.Term, task_type: Arrow, library=None) -> Skeleton:
-    """Split `node` into a skeleton and the largest sub-terms that read only the input
-    and have nothing to learn (the input itself when nothing else qualifies)."""
-    if not isinstance(node, ast.Lam):  # eta-expand, so that the input has a name
-        node = ast.Lam("$x", ast.App(node, (ast.Var("$x"),)))
-    checked = check_term(node, task_type, library=library)
-    found: dict[str, tuple[str, ast.Term]] = {}  # text -> ($i, sub-term)
-    body = _replace(node.body, node.param, checked, found, {})
-    types = [checked.type_of(t) for _, t in found.values()]
-    if not found:  # the skeleton still takes the input, for its batch size
-        found[node.param] = ("$0", ast.Var(node.param))
-        types = [task_type.arg]
-    subs = [t for _, t in found.values()]
-    term: ast.Term = body
-    for name, _ in reversed(found.values()):
-        term = ast.Lam(name, term)
-    result: Type = task_type.result
-    for t in reversed(types):
-        result = Arrow(t, result)
-    return Skeleton(term, result, tuple(ast.Lam(node.param, t) for t in subs), tuple(types),
-                    show(term) + " : " + " ".join(map(str, types)))
-
-
-def _replace(t: ast.Term, input_name: str | None, checked: Checked,
-             found: dict[str, tuple[str, ast.Term]], memo: dict[int, tuple[frozenset, bool]]
-             ) -> ast.Term:
-    """`t` with every largest parameter-free sub-term of the input replaced by `$i`.
-    `input_name` is None below a binder that shadows it."""
-    free, learns = _facts(t, checked, memo)
-    if input_name is not None and free == {input_name} and not learns \
-            and not isinstance(checked.type_of(t), Arrow):
-        text = show(t)
-        if text not in found:
-            found[text] = (f"${len(found)}", t)
-        return ast.Var(found[text][0])
-    match t:
-        case ast.Lam(param, body):
-            inner = None if param == input_name else input_name
-            return ast.Lam(param, _replace(body, inner, checked, found, memo), t.span)
-        case ast.Let(name, value, body):
-            inner = None if name == input_name else input_name
-            return ast.Let(name, _replace(value, input_name, checked, found, memo),
-                           _replace(body, inner, checked, found, memo), t.span)
-        case ast.App(fn, args):
-            return ast.App(_replace(fn, input_name, checked, found, memo),
-                           tuple(_replace(a, input_name, checked, found, memo) for a in args),
-                           t.span)
-    return t
-
-
-def _facts(t: ast.Term, checked: Checked, memo: dict) -> tuple[frozenset, bool]:
-    """The free variables of `t` and whether anything in it learns."""
-    if id(t) in memo:
-        return memo[id(t)]
-    match t:
-        case ast.Var(name):
-            prim = checked.primitives.get(id(t))
-            facts = (frozenset(), prim.learnable) if prim is not None \
-                else (frozenset({name}), False)
-        case ast.Hole() | ast.LibRef():
-            facts = (frozenset(), True)
-        case ast.Lam(param, body):
-            free, learns = _facts(body, checked, memo)
-            facts = (free - {param}, learns)
-        case ast.Let(name, value, body):
-            (fv, lv), (fb, lb) = _facts(value, checked, memo), _facts(body, checked, memo)
-            facts = (fv | (fb - {name}), lv or lb)
-        case ast.App(fn, args):
-            parts = [_facts(c, checked, memo) for c in (fn, *args)]
-            facts = (frozenset().union(*(f for f, _ in parts)), any(x for _, x in parts))
-        case _:
-            facts = (frozenset(), False)
-    memo[id(t)] = facts
-    return facts
-
-
-class FeatureCache:
-    """The values of parameter-free parts on the training and validation inputs, by
-    text, for one search (the oldest forgotten past `size` entries)."""
-
-    def __init__(self, task: Task, library=None, size: int = 256) -> None:
-        self.task, self.library, self.size = task, library, size
-        self.values: dict[str, tuple[Value, Value]] = {}
-
-    def get(self, feature: ast.Lam, t: Type) -> tuple[Value, Value]:
-        text = show(feature)
-        if text not in self.values:
-            if len(self.values) >= self.size:
-                del self.values[next(iter(self.values))]
-            self.values[text] = self._compute(feature, t)
-        return self.values[text]
-
-    def _compute(self, feature: ast.Lam, t: Type) -> tuple[Value, Value]:
-        x_train, x_val = self.task.train.x, self.task.val.x
-        if isinstance(feature.body, ast.Var) and feature.body.name == feature.param:
-            return x_train, x_val
-        from neurosym.search.scoring import build_typed
-
-        model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library,
-                            self.task.device).eval()
-        with torch.no_grad(), torch_threads(1):
-            return model(x_train), model(x_val)
 
 
 # ---- one group, trained together -------------------------------------------------------------
@@ -179,26 +57,6 @@ class MemberResult:
     val_loss: float  # inf if it failed
     val_out: torch.Tensor | None  # outputs on the validation set at the best weights
     error: str | None = None
-
-
-def _flat(values: list[Value]) -> list[torch.Tensor]:
-    """Values as plain tensors (a list as its data and weights), for `vmap`."""
-    out: list[torch.Tensor] = []
-    for v in values:
-        out.extend((v.data, v.weights) if isinstance(v, Seq) else (v,))
-    return out
-
-
-def _unflat(tensors: tuple[torch.Tensor, ...], like: list[Value]) -> list[Value]:
-    out, i = [], 0
-    for v in like:
-        if isinstance(v, Seq):
-            out.append(Seq(tensors[i], tensors[i + 1]))
-            i += 2
-        else:
-            out.append(tensors[i])
-            i += 1
-    return out
 
 
 class Group:
@@ -241,18 +99,19 @@ class Group:
                 dims.append(None if shared else 0)
         flat_dims = [d for v, d in zip(values, dims)
                      for _ in range(2 if isinstance(v, Seq) else 1)]
-        return _flat(values), flat_dims
+        return flatten_values(values), flat_dims
 
     def forward(self, params: dict, split: str, rows: torch.Tensor | None) -> torch.Tensor:
         """Outputs of every member, [K, B, ...]."""
         flat, dims = self._inputs(split, rows)
         like = self.members[0].train
         if not self.stacked:  # the model's own parameters are `params`
-            values = _unflat(tuple(x if d is None else x[0] for x, d in zip(flat, dims)), like)
+            one_each = tuple(x if d is None else x[0] for x, d in zip(flat, dims))
+            values = unflatten_values(one_each, like)
             return self.base(*values).unsqueeze(0)
 
         def one(p: dict, *tensors: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, p, tuple(_unflat(tensors, like)))
+            return functional_call(self.base, p, tuple(unflatten_values(tensors, like)))
 
         return vmap(one, in_dims=(0, *dims))({**params, **self.buffers}, *flat)
 

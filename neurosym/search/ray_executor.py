@@ -16,8 +16,8 @@ _CACHES: dict[str, object] = {}  # per worker process: the feature cache of each
 
 
 def _train_slice(task, settings, library, key: str, items):
-    from neurosym.search.batched import FeatureCache
     from neurosym.search.scoring import train_nodes
+    from neurosym.search.skeleton import FeatureCache
 
     cache = _CACHES.get(key)
     if cache is None:

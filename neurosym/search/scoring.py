@@ -32,8 +32,9 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
-from neurosym.search.batched import FeatureCache, Group, Member, MemberResult, Skeleton, skeleton
+from neurosym.search.batched import Group, Member, MemberResult
 from neurosym.search.rescale import rescaled_loss
+from neurosym.search.skeleton import FeatureCache, Skeleton, skeleton
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig, first_batch, predict, set_up, snapshot, torch_threads
