@@ -59,6 +59,46 @@ def test_a_skeleton_takes_the_largest_parameter_free_parts(text, body, features)
     assert [show(f) for f in skel.features] == features
 
 
+FISSION = [
+    # a loop's element read through one parameter-free part: the part leaves the loop
+    (r"\xs -> mean (map (\x -> affine (select[0:1] x)) xs)",
+     r"\$0 -> mean (map (\$e0 -> affine $e0) $0)", [r"\xs -> map (\x -> select[0:1] x) xs"]),
+    (r"\xs -> mean (window[3] (\ys -> mul (affine (std ys)) (affine (std ys))) xs)",
+     r"\$0 -> mean (map (\$e0 -> mul (affine $e0) (affine $e0)) $0)",
+     [r"\xs -> window[3] (\ys -> std ys) xs"]),
+    (r"\xs -> fold (\acc x -> add (affine acc) (affine (select[1:2] x))) (affine (mean xs)) xs",
+     r"\$0 $1 -> fold (\acc $e0 -> add (affine acc) (affine $e0)) (affine $0) $1",
+     [r"\xs -> mean xs", r"\xs -> map (\x -> select[1:2] x) xs"]),
+    # two parts of the element: nothing moves
+    (r"\xs -> mean (window[3] (\ys -> add (affine (std ys)) (affine (mean ys))) xs)",
+     r"\$0 -> mean (window[3] (\ys -> add (affine (std ys)) (affine (mean ys))) $0)",
+     [r"\xs -> xs"]),
+]
+
+
+@pytest.mark.parametrize("text, body, features", FISSION)
+def test_map_fission_moves_a_loops_fixed_part_out(text, body, features):
+    skel = skeleton(parse_term(text), TASK_TYPE)
+    assert show(skel.term) == body
+    assert [show(f) for f in skel.features] == features
+
+
+def test_map_fission_scores_a_node_as_without_it(monkeypatch):
+    """The moved part computes what it did inside the loop: the same seed gives the same
+    trained node, part moved or not."""
+    from neurosym.search import skeleton as skeleton_module
+
+    task = _series_task()
+    config = resolve_config(task, seed=0)
+    settings = NodeSettings(node_training(task, config), config.heuristic, 8, 0)
+    items = [(text, None) for text, *_ in FISSION[:3]]
+    moved = train_nodes(task, items, settings)
+    monkeypatch.setattr(skeleton_module, "_move_one", lambda *args: None)
+    kept = train_nodes(task, items, settings)
+    for a, b in zip(moved, kept):
+        assert math.isfinite(a.h) and a.h == pytest.approx(b.h, rel=1e-4, abs=1e-6)
+
+
 def test_siblings_that_differ_in_parameter_free_parts_share_a_skeleton():
     keys = {skeleton(parse_term(f"\\xs -> ?? ({p} xs)"), TASK_TYPE).key
             for p in ("mean", "std", "last", "max")}
