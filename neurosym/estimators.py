@@ -2,9 +2,12 @@
 fit a program to `X, y` (feature rows; a 3-D array or a list of arrays is a set of series)
 and predict with it, inside a `Pipeline`, `cross_val_score` or a grid search.
 
-A search stopped by its time limit trains as many nodes as the machine allows, so two
-fits agree only when `max_nodes` is what stops it. Errors in the data are `ValueError`s,
-as scikit-learn expects."""
+A SciPy sparse matrix (what `OneHotEncoder` hands a `Pipeline` by default) is taken as
+scikit-learn's linear models take it, and densified for the program: up to `MAX_DENSE`
+bytes, refused beyond with its size. A DataFrame column of text or categories is refused
+with how to code it. A search stopped by its time limit trains as many nodes as the
+machine allows, so two fits agree only when `max_nodes` is what stops it. Errors in the
+data are `ValueError`s, as scikit-learn expects."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -19,6 +23,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from neurosym.lang.errors import NeurosymError
 from neurosym.models import from_trained
 
+MAX_DENSE = 2**31  # bytes a sparse X may take once densified (float64)
+_SPARSE = ("csr", "csc", "coo")
 _SEARCH = ("search", "max_nodes", "top_k", "epochs_per_node", "final_epochs", "cv_folds")
 
 
@@ -54,6 +60,7 @@ class _ProgramEstimator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self.missing == "mean"
+        tags.input_tags.sparse = True
         return tags
 
     def _finite(self) -> bool | str:
@@ -65,8 +72,10 @@ class _ProgramEstimator(BaseEstimator):
         from neurosym.search import synthesize
         from neurosym.tasks.arrays import task_from_arrays
 
-        X, y = validate_data(self, X, y, y_numeric=self._regression,
+        _numeric_columns(X)
+        X, y = validate_data(self, X, y, y_numeric=self._regression, accept_sparse=_SPARSE,
                              ensure_all_finite=self._finite())
+        X = _dense(X)
         if not self._regression:
             check_classification_targets(y)
             self.classes_ = np.unique(y)
@@ -106,10 +115,43 @@ class _ProgramEstimator(BaseEstimator):
         state.pop("search_result_", None)
         return state
 
-    def _outputs(self, X: Any) -> torch.Tensor:
+    def _checked(self, X: Any) -> np.ndarray:
+        """New data as the fitted data was taken."""
         check_is_fitted(self)
-        return self.model_.outputs(validate_data(self, X, reset=False,
-                                                 ensure_all_finite=self._finite()))
+        _numeric_columns(X)
+        return _dense(validate_data(self, X, reset=False, accept_sparse=_SPARSE,
+                                    ensure_all_finite=self._finite()))
+
+    def _outputs(self, X: Any) -> torch.Tensor:
+        return self.model_.outputs(self._checked(X))
+
+
+def _dense(X: Any) -> Any:
+    """A sparse matrix as the dense array a program reads; refused past `MAX_DENSE`."""
+    if not sparse.issparse(X):
+        return X
+    size = X.shape[0] * X.shape[1] * 8
+    if size > MAX_DENSE:
+        raise ValueError(
+            f"a sparse X of {X.shape[0]:,} x {X.shape[1]:,} takes {size / 2**30:.1f} GiB "
+            f"once dense (at most {MAX_DENSE / 2**30:g} GiB): programs read dense inputs; "
+            "fewer columns first (TruncatedSVD, or OneHotEncoder(min_frequency=...))")
+    return X.toarray()
+
+
+def _numeric_columns(X: Any) -> None:
+    """Refuse a DataFrame with text or category columns, saying how to code them."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return
+    text = [str(c) for c, d in dtypes.items() if getattr(d, "kind", "O") not in "biuf"]
+    if text:
+        raise ValueError(
+            f"column{'s' * (len(text) > 1)} {', '.join(map(repr, text))} of X hold"
+            f"{'s' * (len(text) == 1)} text or categories, and programs read numbers: "
+            f"code {'them' if len(text) > 1 else 'it'} first, e.g. make_pipeline("
+            f"make_column_transformer((OneHotEncoder(), {text!r}), "
+            "remainder='passthrough'), ProgramClassifier())")
 
 
 class ProgramClassifier(ClassifierMixin, _ProgramEstimator):
@@ -129,6 +171,4 @@ class ProgramRegressor(RegressorMixin, _ProgramEstimator):
     _regression = True
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        return self.model_.predict(validate_data(self, X, reset=False,
-                                                 ensure_all_finite=self._finite()))
+        return self.model_.predict(self._checked(X))

@@ -85,3 +85,51 @@ def test_missing_mean_fills_nan_in_fitting_and_predicting():
     assert fitted.predict(x[:5]).shape == (5,)
     with pytest.raises(ValueError, match="missing must be 'error' or 'mean'"):
         ProgramClassifier(**TINY, missing="zero").fit(x, y)
+
+
+def _with_categories(x: np.ndarray, numeric: list[int], binned: list[int]):
+    """A DataFrame of a few numeric columns and text categories (8 quantile bins of
+    others): one-hot coded, mostly zeros."""
+    import pandas as pd
+
+    frame = pd.DataFrame({f"n{i}": x[:, i] for i in numeric})
+    for i in binned:
+        bins = np.quantile(x[:, i], np.linspace(0, 1, 9)[1:-1])
+        frame[f"c{i}"] = [f"q{b}" for b in np.searchsorted(bins, x[:, i])]
+    return frame, [f"c{i}" for i in binned]
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_a_pipeline_with_a_default_one_hot_encoder_fits_predicts_and_cross_validates(
+        regression):
+    from scipy import sparse
+    from sklearn.compose import make_column_transformer
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import OneHotEncoder
+
+    x, y = (load_diabetes if regression else load_wine)(return_X_y=True)
+    frame, categorical = _with_categories(x, [2, 3] if regression else [0, 6], [8, 9]
+                                          if regression else [9, 12])
+    coder = make_column_transformer((OneHotEncoder(), categorical), remainder="passthrough")
+    assert sparse.issparse(coder.fit_transform(frame))  # what the program is handed
+    estimator = (ProgramRegressor if regression else ProgramClassifier)(
+        time_limit=30, max_nodes=4, cv_folds=0, top_k=1)
+    model = make_pipeline(coder, estimator)
+    model.fit(frame, y)
+    predicted = model.predict(frame)
+    assert predicted.shape == y.shape
+    scores = cross_val_score(model, frame, y, cv=3)
+    # a linear model over these columns: R² well above 0, accuracy well above chance
+    assert np.all(np.isfinite(scores)) and scores.mean() > (0.2 if regression else 0.6)
+
+
+def test_text_columns_and_huge_sparse_inputs_are_refused_with_what_to_do():
+    from scipy import sparse
+
+    frame, _ = _with_categories(load_wine().data, [0], [9])
+    with pytest.raises(ValueError, match=r"'c9' of X holds text.*OneHotEncoder\(\), \['c9'\]"):
+        ProgramClassifier(**TINY).fit(frame, load_wine().target)
+    rows = np.arange(0, 10**6, 1000)
+    huge = sparse.csr_matrix((np.ones(len(rows)), (rows, rows % 10**5)), shape=(10**6, 10**5))
+    with pytest.raises(ValueError, match=r"1,000,000 x 100,000 takes 745\.1 GiB"):
+        ProgramRegressor(**TINY).fit(huge, np.zeros(10**6))
