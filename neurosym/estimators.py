@@ -123,7 +123,8 @@ class _ProgramEstimator(BaseEstimator):
                                     ensure_all_finite=self._finite()))
 
     def _outputs(self, X: Any) -> torch.Tensor:
-        return self.model_.outputs(self._checked(X))
+        X = self._checked(X)
+        return self.model_.outputs(X)
 
 
 def _dense(X: Any) -> Any:
@@ -171,4 +172,5 @@ class ProgramRegressor(RegressorMixin, _ProgramEstimator):
     _regression = True
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.model_.predict(self._checked(X))
+        X = self._checked(X)
+        return self.model_.predict(X)
