@@ -207,7 +207,7 @@ def task_group() -> None:
 @task_group.command("init")
 @click.argument("name")
 @click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
-              help="Training data: .csv (or .tsv), .npz, .ts or .arff.")
+              help="Training data: .csv (or .tsv, .txt), .npz, .ts or .arff.")
 @click.option("--test", "test_file", default=None, type=click.Path(dir_okay=False),
               help="Test data, in the same format (default: a share of the training data "
                    "held out, see --test-fraction).")
@@ -217,7 +217,11 @@ def task_group() -> None:
                    "stratified and the same in every run (default 0.2).")
 @click.option("--val", "val_file", default=None, type=click.Path(dir_okay=False),
               help="Validation data (default: a stratified share of the training data).")
-@click.option("--target", default=None, help="CSV: the target column (default: the last).")
+@click.option("--target", default=None,
+              help="CSV: the target column, by name, or by number from 1 in a file without "
+                   "a header row (default: the last column; the first without a header).")
+@click.option("--header/--no-header", default=None,
+              help="CSV: whether the first row names the columns (default: told from it).")
 @click.option("--id-column", default=None,
               help="CSV with one row per time step: the column that names each series.")
 @click.option("--time-column", default=None, help="CSV long format: orders each series.")
@@ -237,8 +241,9 @@ def task_group() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing task file.")
 @friendly_errors
 def task_init(name: str, train_file: str, test_file: str | None, test_fraction: float | None,
-              val_file: str | None, target: str | None, id_column: str | None,
-              time_column: str | None, missing: str | None, ignore: tuple[str, ...],
+              val_file: str | None, target: str | None, header: bool | None,
+              id_column: str | None, time_column: str | None, missing: str | None,
+              ignore: tuple[str, ...],
               input_type: str | None, regression: bool | None, out_file: str | None,
               force: bool) -> None:
     """Write tasks/NAME.toml for your data files, its types inferred from the data."""
@@ -246,6 +251,7 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
     from neurosym.tasks.files import read_examples
     from neurosym.tasks.init import DataFiles, init_task
     from neurosym.tasks.tables import input_columns
+    from neurosym.tasks.wide import numbered
 
     if test_file is not None and test_fraction is not None:
         raise click.UsageError("give --test or --test-fraction, not both")
@@ -253,7 +259,7 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
         test_fraction = 0.2
     path = Path(out_file) if out_file else Path("tasks") / f"{name}.toml"
     files = DataFiles(train_file, test_file, val_file, target, id_column, time_column,
-                      ignore, test_fraction, missing)
+                      ignore, test_fraction, missing, header)
     task = init_task(name, files, path, input_type, regression, force)
     what = (f"{len(task.classes)} classes" if task.classes else "a real-valued target")
     click.echo(f"wrote {path}: {task.input_type} -> {task.output_type} ({what}); "
@@ -262,7 +268,11 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
     columns = input_columns(train_file, Path(), layout)
     if columns is not None:
         shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
-        click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}")
+        click.echo(f"inputs: {len(columns)} columns ({shown}); target {layout['target']!r}"
+                   + ("" if layout.get("header", True) else " (no header row: columns by "
+                      "number; --header if the first row names them)"))
+        if input_type is None and numbered(columns):
+            click.echo(_wide_layout(columns, task.input_type))
     for given in (train_file, test_file, val_file) if missing in ("drop", "mean") else ():
         left_out = given and with_missing(read_examples(given, Path(), layout), missing).dropped
         if left_out:
@@ -271,6 +281,19 @@ def task_init(name: str, train_file: str, test_file: str | None, test_fraction: 
         click.echo("categories, one 0/1 feature per name: " + ", ".join(
             f"{column!r} ({len(names)} names)" for column, names in categorical.items()))
     click.echo(f"next: neurosym synthesize {path}")
+
+
+def _wide_layout(columns: list[str], input_type) -> str:
+    """Which way `task init` read numbered columns, and how to choose the other."""
+    from neurosym.lang.types import ListT
+
+    span = f"{len(columns)} columns {columns[0]!r}..{columns[-1]!r}"
+    if isinstance(input_type, ListT):
+        return (f"layout: each row's {span} are the steps of one series ({input_type}); "
+                f"to read them as separate features: --input-type 'Vec[{len(columns)}]'")
+    return (f"layout: the {span} are separate features (their values do not vary as a "
+            "series' steps do); to read each row as one series: --input-type "
+            "'List[Vec[1]]'")
 
 
 @main.command("tasks")

@@ -20,6 +20,7 @@ import neurosym
 from neurosym import Task, load_task
 from neurosym.cli import main
 from neurosym.lang.errors import DataError, NeurosymError
+from neurosym.lang.types import ListT, Vec
 from neurosym.search import synthesize
 from neurosym.tasks.sources import aeon_data_dir
 
@@ -660,13 +661,100 @@ def test_a_separator_ending_every_line_is_not_a_column(tmp_path):
         load_task(_task(tmp_path, "train.csv"))
 
 
-def test_a_csv_without_a_header_row_is_refused_not_misread(tmp_path):
-    """Before, its first example became the column names and its last step the target."""
-    (tmp_path / "train.csv").write_text("".join(f"{i % 2},{i * 0.1},{-i}\n" for i in range(20)))
-    _rows(tmp_path, "test.csv", GOOD)
-    with pytest.raises(DataError, match=r"train\.csv: the first row \(0,0\.0,0\) holds numbers, "
-                                        "not column names; add a header row"):
-        load_task(_task(tmp_path, "train.csv"))
+def test_a_csv_without_a_header_row_is_read_by_column_number(tmp_path):
+    """Before, its first example became the column names and its last step the target.
+    Told from its first row (numbers, and at most one word); its columns are numbered from
+    1 and its target is the first, unless `target` names another."""
+    def both(text: str) -> None:
+        for name in ("train.csv", "test.csv"):
+            (tmp_path / name).write_text(text)
+
+    both("".join(f"{i % 2},{i * 0.1},{-i}\n" for i in range(20)))
+    for extra in ("", "target = 1\n", 'target = "1"\n'):
+        task = load_task(_task(tmp_path, "train.csv", extra=extra))
+        assert task.classes == ("0", "1") and task.input_names == ("2", "3")
+        assert len(task.train) + len(task.val) == 20  # the first row is an example
+    both("".join(f"{i * 0.1},{-i},{i % 2}\n" for i in range(20)))
+    task = load_task(_task(tmp_path, "train.csv", extra="target = 3\n"))
+    assert task.classes == ("0", "1") and task.input_names == ("1", "2")
+    # a word and 0, 1, 2, ... (the steps of a series) name columns; so do numbers when
+    # `header = true` says so
+    for first, extra in (("0,1,y\n", ''), ("5,7,9\n", 'header = true\n')):
+        both(first + "".join(f"{i * 0.1},{-i},{i % 2}\n" for i in range(20)))
+        task = load_task(_task(tmp_path, "train.csv", extra=extra))
+        assert len(task.train) + len(task.val) == 20 and len(task.input_names) == 2
+
+
+def test_ucr_layout_files_give_the_task_their_ts_files_give(tmp_path, monkeypatch):
+    """GunPoint as aeon ships it (.ts), and written as the UCR archive's header-less files:
+    the label, then the values, tab-separated (.tsv) or in runs of spaces (.txt)."""
+    from aeon.datasets import load_from_ts_file
+
+    monkeypatch.chdir(tmp_path)
+    for split in ("TRAIN", "TEST"):
+        source = aeon_data_dir() / "GunPoint" / f"GunPoint_{split}.ts"
+        shutil.copy(source, tmp_path)
+        x, y = load_from_ts_file(str(source))
+        (tmp_path / f"g_{split}.tsv").write_text("".join(
+            f"{label}\t" + "\t".join(repr(float(v)) for v in row) + "\n"
+            for row, label in zip(x[:, 0], y)))
+        (tmp_path / f"g_{split}.txt").write_text("".join(
+            f"  {label}  " + "  ".join(f"{v:.17g}" for v in row) + "\n"
+            for row, label in zip(x[:, 0], y)))
+    tasks = {}
+    for name, suffix in (("ts", "ts"), ("tsv", "tsv"), ("txt", "txt")):
+        prefix = "GunPoint" if suffix == "ts" else "g"
+        result = _init(tmp_path, name, "--train", f"{prefix}_TRAIN.{suffix}",
+                       "--test", f"{prefix}_TEST.{suffix}")
+        assert result.exit_code == 0, result.output
+        tasks[name] = load_task(name)
+    assert "no header row" in result.output and "steps of one series" in result.output
+    ts = tasks["ts"]
+    for other in (tasks["tsv"], tasks["txt"]):
+        assert other.input_type == ts.input_type and other.classes == ts.classes
+        for split in ("train", "val", "test"):
+            a, b = getattr(ts, split), getattr(other, split)
+            assert torch.equal(a.y, b.y)
+            assert torch.allclose(a.x.data, b.x.data, atol=1e-6)
+            assert torch.equal(a.x.weights, b.x.weights)
+
+
+def test_ucr_layout_series_of_unequal_lengths_end_at_their_padding(tmp_path):
+    lengths = [12 + i % 5 for i in range(20)]
+    text = "".join(f"c{i % 2}\t" + "\t".join(
+        [f"{np.sin(t + i):.4f}" for t in range(n)] + ["NaN"] * (16 - n)) + "\n"
+        for i, n in enumerate(lengths))
+    for name in ("train.tsv", "test.tsv"):
+        (tmp_path / name).write_text(text)
+    task = load_task(_task(tmp_path, "train.tsv", "test.tsv",
+                           types='input = "List[Vec[1]]"\noutput = "Vec[2]"'))
+    assert task.classes == ("c0", "c1")
+    assert sorted(task.test.x.weights.sum(1).long().tolist()) == sorted(lengths)
+
+
+def test_task_init_reads_numbered_columns_as_a_series_only_when_they_vary_as_one(
+        tmp_path, monkeypatch):
+    from aeon.datasets import load_from_ts_file
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    monkeypatch.chdir(tmp_path)
+    x, y = load_from_ts_file(str(aeon_data_dir() / "GunPoint" / "GunPoint_TRAIN.ts"))
+    _write_csv(tmp_path / "wide.csv", ["label", *(f"t{i}" for i in range(x.shape[2]))],
+               [[f"c{label}", *map(float, row)] for row, label in zip(x[:, 0], y)])
+    digits, breast = load_digits(), load_breast_cancer()
+    _write_csv(tmp_path / "pixels.csv", [*(f"pixel{i}" for i in range(64)), "digit"],
+               [[*map(int, r), t] for r, t in zip(digits.data, digits.target)])
+    _write_csv(tmp_path / "breast.csv", [*(f"x{i + 1}" for i in range(30)), "y"],
+               [[*map(float, r), t] for r, t in zip(breast.data, breast.target)])
+    wide = _init(tmp_path, "wide", "--train", "wide.csv", "--target", "label")
+    assert "List[Vec[1]] -> Vec[2]" in wide.output
+    assert "150 columns 't0'..'t149' are the steps of one series" in wide.output
+    assert "--input-type 'Vec[150]'" in wide.output
+    for name, width in (("pixels", 64), ("breast", 30)):
+        table = _init(tmp_path, name, "--train", f"{name}.csv")
+        assert f"Vec[{width}] -> Vec[" in table.output and "are separate features" in table.output
+        assert "--input-type 'List[Vec[1]]'" in table.output
+    assert load_task("wide").input_type == ListT(Vec(1))
 
 
 def test_integer_quantities_read_as_classes_say_how_to_regress():

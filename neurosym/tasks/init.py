@@ -1,5 +1,7 @@
 """`neurosym task init`: write the task file for a user's data, its types, loss and metric
-inferred from the data, then load it once so that every problem shows now, not mid-search."""
+inferred from the data (a table whose numbered columns vary as a series' steps do is read
+as one series per row: `tasks.wide`), then load it once so that every problem shows now,
+not mid-search."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from pathlib import Path
 
 from neurosym.lang.errors import NeurosymError, TaskError
 from neurosym.lang.parser import parse_type
+from neurosym.lang.types import ListT, Vec
 from neurosym.tasks.assemble import class_name, infer_input_type, is_regression
 from neurosym.tasks.files import read_examples
 from neurosym.tasks.spec import Task, load_task
 from neurosym.tasks.tables import find_categories
+from neurosym.tasks.wide import steps_of_a_series
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class DataFiles:
     ignore: tuple[str, ...] = ()  # CSV: columns that are not inputs
     test_fraction: float | None = None
     missing: str | None = None  # "drop" its examples, or "mean" fills a missing value
+    header: bool | None = None  # CSV: whether the first row names the columns (None: told)
 
 
 def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = None,
@@ -40,6 +45,8 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
     for key in ("target", "time_column", "test_fraction", "missing"):
         if getattr(files, key):
             data[key] = getattr(files, key)
+    if files.header is not None:
+        data["header"] = files.header
     if files.ignore:
         data["ignore"] = list(files.ignore)
     categories = find_categories(files.train, Path(), data)
@@ -47,6 +54,8 @@ def init_task(name: str, files: DataFiles, out: Path, input_type: str | None = N
         data["categorical"] = categories
     train = read_examples(files.train, Path(), data)  # errors name the file as given
     in_type = parse_type(input_type) if input_type else infer_input_type(train)
+    if input_type is None and isinstance(in_type, Vec) and steps_of_a_series(train):
+        in_type = ListT(Vec(1))  # one series per row, kept as columns
     if regression is None:
         regression = is_regression(train.y)
     if regression:

@@ -43,8 +43,8 @@ DEFAULT_METRIC = {"cross_entropy": "accuracy", "bce": "macro_f1", "mse": "mse"}
 _TABLES = ("data", "types", "train", "search")
 _OPTION_TABLES = ("search",)  # kept in Task.options by name
 # how a task's files are read: kept with a saved model, to read new data the same way
-DATA_LAYOUT = ("layout", "target", "id_column", "time_column", "x_key", "y_key", "ignore",
-               "categorical", "missing")
+DATA_LAYOUT = ("layout", "target", "header", "id_column", "time_column", "x_key", "y_key",
+               "ignore", "categorical", "missing")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -213,13 +213,11 @@ def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any 
 def _data_layout(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """How the task's files are read (`DATA_LAYOUT` keys, the CSV target column resolved),
     so that a saved model reads new data the same way."""
-    from neurosym.tasks.tables import csv_target
+    from neurosym.tasks.tables import csv_layout
 
     layout = {k: v for k, v in data.items() if k in DATA_LAYOUT}
-    if data.get("source") == "files" and "target" not in layout:
-        target = csv_target(data.get("train"), folder, data)
-        if target is not None:
-            layout["target"] = target
+    if data.get("source") == "files":
+        layout.update(csv_layout(data.get("train"), folder, data))
     return layout
 
 

@@ -7,7 +7,14 @@ a column of names listed in `categorical` (`{island = ["Biscoe", "Dream"]}`) bec
 0/1 feature per name; a missing value (`MISSING`) is refused with its place, its row left
 out (`missing = "drop"`), or kept as NaN for `tasks.assemble` to fill with the column's
 mean (`missing = "mean"`, which leaves out the rows whose target is missing). Every error
-names the file, the row and the column."""
+names the file, the row and the column.
+
+A file without a header row (`header = false`, or told by its first row: numbers where
+names would be, but at most one cell) has its columns named by number from "1", and its
+target is the first column unless `target` names another: the UCR archive's layout
+(the label, then the values; a shorter series padded with NaN or left short). Cells are
+separated by commas, semicolons, tabs, bars or, in a file that has none of those, by
+runs of whitespace (the UEA archive's `.txt` files)."""
 
 from __future__ import annotations
 
@@ -32,31 +39,51 @@ from neurosym.tasks.examples import Examples, existing, not_storable, unstorable
 MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                      "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                      "nan", "null", "?"})
-TABLES = (".csv", ".tsv")
+TABLES = (".csv", ".tsv", ".txt")
 DELIMITERS = ",;\t|"
+WHITESPACE = " "  # the delimiter of a file whose cells are separated by runs of spaces
 _SAMPLE = 16384  # characters read to tell the delimiter
 # "3,5" in a table whose cells are separated by semicolons (as spreadsheets write them
 # where the comma is the decimal mark): the number 3.5
 _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 
 
-def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header, and the (line number, cells) of the other non-empty rows, read as they
-    are used: a bad cell in row 39 of a 500,000-row file is reported at once."""
+@dataclass
+class _Table:
+    """A table's column names (numbers from "1" when it has no header row), and the
+    (line number, cells) of its rows, read as they are used."""
+
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    named: bool  # the first row named the columns
+
+    def target(self, params: Mapping[str, Any]) -> str:
+        """The `target` named in `[data]`, else the last column (the first without a
+        header row, as the UCR archive writes its files)."""
+        given = params.get("target")
+        if given is not None:
+            return str(given)
+        return self.header[-1] if self.named else self.header[0]
+
+
+def _csv_table(path: Path, params: Mapping[str, Any]) -> _Table:
+    """The table of `path`: a bad cell in row 39 of a 500,000-row file is reported at
+    once."""
     rows = _csv_lines(path)
     first = next(rows, None)
     if first is None:
         raise _no_examples(path)
-    header = [h.strip() for h in first[1]]
-    if all(_is_number(name) for name in header):
-        rows.close()
-        shown = ",".join(header[:4]) + (",..." if len(header) > 4 else "")
-        raise DataError(f"{path}: the first row ({shown}) holds numbers, not column names; "
-                        "add a header row naming the columns (a file with the label first, "
-                        "as the UCR archive writes them: label,t1,t2,... and --target label)")
-    named = [i for i, name in enumerate(header) if name]
-    if named and named[-1] < len(header) - 1:  # a separator ending every line
-        header = header[:named[-1] + 1]
+    cells = [c.strip() for c in first[1]]
+    named = params.get("header")
+    if named is None:
+        named = not _is_data_row(cells)
+    if not named:
+        width = max(len(row) for _, row in _csv_lines(path))
+        return _Table([str(i + 1) for i in range(width)], _after(first, rows), False)
+    header = cells
+    named_at = [i for i, name in enumerate(header) if name]
+    if named_at and named_at[-1] < len(header) - 1:  # a separator ending every line
+        header = header[:named_at[-1] + 1]
         rows = _trimmed(rows, len(header))
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
@@ -65,7 +92,26 @@ def _csv_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
             raise DataError(f"{path}: columns {seen[name] + 1} and {i + 1} are both named "
                             f"{name!r}; rename one")
         seen[name] = i
-    return header, rows
+    return _Table(header, rows, True)
+
+
+def _after(first: tuple[int, list[str]], rows: Iterator[tuple[int, list[str]]]
+           ) -> Iterator[tuple[int, list[str]]]:
+    yield first
+    yield from rows
+
+
+def _is_data_row(cells: list[str]) -> bool:
+    """Whether a first row holds values, not names: at least two numbers, and numbers (or
+    missing markers) in every cell but at most one (a label), and not the numbers 0, 1,
+    2, ... (or 1, 2, 3, ...) that name the steps of a series kept as columns."""
+    words = [c for c in cells if not _is_number(c) and c not in MISSING]
+    numbers = [c for c in cells if _is_number(c)]
+    if len(words) > 1 or len(numbers) < 2:
+        return False
+    steps = all(c.isdigit() for c in numbers) and all(
+        int(b) - int(a) == 1 for a, b in zip(numbers, numbers[1:]))
+    return not steps
 
 
 def is_table(spec: Any) -> bool:
@@ -85,13 +131,17 @@ def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
         with path.open(newline="", encoding="utf-8-sig") as f:
             delimiter = _delimiter(path, f.read(_SAMPLE))
             f.seek(0)
-            reader = csv.reader(f, delimiter=delimiter)
-            for row in reader:
+            if delimiter == WHITESPACE:
+                numbered = ((i, line.split()) for i, line in enumerate(f, 1))
+            else:
+                reader = csv.reader(f, delimiter=delimiter)
+                numbered = ((reader.line_num, row) for row in reader)
+            for number, row in numbered:
                 if delimiter == ";":
                     row = [c.replace(",", ".") if _DECIMAL_COMMA.fullmatch(c) else c
                            for c in row]
                 if any(cell.strip() for cell in row):
-                    yield reader.line_num, row
+                    yield number, row
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err}); save it as UTF-8") from err
     except (OSError, csv.Error) as err:
@@ -100,12 +150,17 @@ def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 def _delimiter(path: Path, sample: str) -> str:
     """Tab for .tsv; else what separates the cells of the first lines (comma, semicolon,
-    tab or bar: spreadsheets in many locales write semicolons), comma when unsure."""
+    tab or bar: spreadsheets in many locales write semicolons), comma when unsure, and
+    runs of whitespace in a file with none of those but spaces between its values."""
     if path.suffix.lower() == ".tsv":
         return "\t"
     lines = sample.splitlines()
     if len(sample) == _SAMPLE and len(lines) > 1:
         lines.pop()  # cut off mid-line
+    head = lines[:20]
+    if head and not any(d in line for line in head for d in DELIMITERS) \
+            and len(head[0].split()) > 1:
+        return WHITESPACE
     try:
         return csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=DELIMITERS).delimiter
     except csv.Error:
@@ -113,7 +168,7 @@ def _delimiter(path: Path, sample: str) -> str:
 
 
 def _no_examples(path: Path) -> DataError:
-    return DataError(f"{path}: needs a header row and at least one example")
+    return DataError(f"{path}: needs at least one example")
 
 
 def _column(path: Path, header: list[str], name: Any, what: str) -> int:
@@ -125,20 +180,16 @@ def _column(path: Path, header: list[str], name: Any, what: str) -> int:
     return header.index(name)
 
 
-def target_column(header: list[str], params: Mapping[str, Any]) -> str:
-    """The `target` named in `[data]`, else the last column."""
-    return params.get("target", header[-1])
-
-
-def csv_target(spec: Any, folder: Path, params: Mapping[str, Any]) -> str | None:
-    """The target column of a CSV training file (the one named, else its last), recorded
-    so that new data without targets is read with that column missing, not with its own
-    last column taken for the target; None for other formats."""
+def csv_layout(spec: Any, folder: Path, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The target column of a CSV training file (the one named, else its last, or first
+    without a header row) and whether it has a header row, recorded so that new data is
+    read the same way (without targets: with that column missing, not its own last column
+    taken for the target); nothing for other formats."""
     if not is_table(spec):
-        return None
-    header, rows = _csv_table(existing(folder, spec))
-    rows.close()
-    return target_column(header, params)
+        return {}
+    table = _csv_table(existing(folder, spec), params)
+    table.rows.close()
+    return {"target": table.target(params), "header": table.named}
 
 
 def _inputs(path: Path, header: list[str], params: Mapping[str, Any], taken: tuple[int, ...],
@@ -179,8 +230,9 @@ def find_categories(spec: Any, folder: Path, params: Mapping[str, Any], most: in
     if not is_table(spec) or params.get("layout", "rows") != "rows":
         return {}
     path = existing(folder, spec)
-    header, rows = _csv_table(path)
-    target = _column(path, header, target_column(header, params), "target")
+    table = _csv_table(path, params)
+    header, rows = table.header, table.rows
+    target = _column(path, header, table.target(params), "target")
     columns = _inputs(path, header, params, (target,), True)
     seen: dict[int, set[str]] = {c: set() for c in columns}
     count = 0
@@ -225,11 +277,11 @@ def input_columns(spec: Any, folder: Path, params: Mapping[str, Any]) -> list[st
     if not is_table(spec):
         return None
     path = existing(folder, spec)
-    header, rows = _csv_table(path)
-    rows.close()
+    table = _csv_table(path, params)
+    table.rows.close()
+    header = table.header
     taken = [params.get(k) for k in ("id_column", "time_column")]
-    taken = tuple(header.index(n) for n in [target_column(header, params), *taken]
-                  if n in header)
+    taken = tuple(header.index(n) for n in [table.target(params), *taken] if n in header)
     return [header[c] for c in _inputs(path, header, params, taken, True)]
 
 
@@ -259,10 +311,13 @@ def _number(path: Path, row: int, column: str, cell: str, ignorable: bool = True
 
 def read_rows(path: Path, params: Mapping[str, Any], series: bool,
               targets: bool = True) -> Examples:
-    header, rows = _csv_table(path)
-    name = target_column(header, params)
+    table = _csv_table(path, params)
+    header, rows, name = table.header, table.rows, table.target(params)
     if not targets and name not in header:  # new data: every column is an input
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
+    # a series ends at its first trailing empty cell (and, without a header row, as the
+    # UCR archive pads its shorter series, at trailing NaN too)
+    ends = ("",) if table.named else MISSING
     target = _column(path, header, name, "target")
     columns = _inputs(path, header, params, (target,), targets)
     if not columns:
@@ -281,7 +336,7 @@ def read_rows(path: Path, params: Mapping[str, Any], series: bool,
                     else [_number(path, r, header[c], cells[c])])
             values += read
             where += [c] * len(read)
-        while series and values and not cells[where[-1]].strip() and not categories:
+        while series and values and cells[where[-1]].strip() in ends and not categories:
             values.pop()  # a shorter series ends early (an empty cell, not an NA)
             where.pop()
         if not gaps.keep(r, cells, where, values):
@@ -352,14 +407,14 @@ def read_long(path: Path, params: Mapping[str, Any], targets: bool = True) -> Ex
     """One row per time step; the steps of a series are kept in file order unless a
     `time_column` orders them. `missing = "drop"` leaves out a step with a missing value
     (its series keeps the others), and either policy a step whose target is missing."""
-    header, rows = _csv_table(path)
+    table = _csv_table(path, params)
+    header, rows, name = table.header, table.rows, table.target(params)
     if "id_column" not in params:
         raise DataError(f'{path}: layout = "long" needs [data] id_column')
-    name = target_column(header, params)
     if not targets and name not in header:
         header, rows = [*header, name], ((r, [*row, "0"]) for r, row in rows)
     ident = _column(path, header, params["id_column"], "id")
-    target = _column(path, header, target_column(header, params), "target")
+    target = _column(path, header, name, "target")
     time_col = (_column(path, header, params["time_column"], "time")
                 if "time_column" in params else None)
     channels = _inputs(path, header, params, (ident, target, time_col), targets)
