@@ -10,7 +10,10 @@ input that takes more than 2 s is slow.
 
 Mutations: deleting, repeating or swapping a span, inserting a token of the input's own
 vocabulary or a hostile value (-1, 0, inf, nan, 1e309, a 20-digit integer, an empty
-string, a list, deep brackets), flipping a byte, and splicing two inputs.
+string, a list, deep brackets), flipping a byte, and splicing two inputs. Half the
+mutants of a settings file (task, production set) set one key of the settings schema,
+in its table, to a value of a random TOML kind (text, number, boolean, date-time, array,
+table), so that every key meets every kind.
 """
 
 from __future__ import annotations
@@ -77,6 +80,49 @@ def mutate(text: str, corpus: list[str], rng: random.Random) -> str:
     return text
 
 
+# one literal of every TOML kind: text, integer, float, boolean, the four date-times,
+# array, inline table (and the empty ones)
+KINDS = ['"x"', '""', "3", "-7", "0", "2.5", "-1e300", "inf", "nan", "true", "false",
+         "1979-05-27T07:32:00Z", "1979-05-27T07:32:00", "1979-05-27", "07:32:00", "[1, 2]",
+         '["a", "b"]', "[[1], [2]]", "[]", '{ a = 1 }', "{}", '[{ term = "??" }]']
+
+
+def _schemas(text: str) -> dict[str, list[str]]:
+    """The keys a TOML table of this kind of file may hold, by table header ("" for the
+    top level): a task file's or a production set's, from the one settings schema."""
+    from neurosym import settings
+
+    if "[[production]]" in text:
+        return {"": list(settings.PRODUCTION_SET), "[[production]]": list(settings.PRODUCTION)}
+    data = sorted({k for table in settings.DATA.values() for k in table})
+    return {"": [*settings.HEAD, "data", "types", "train", "search"], "[data]": data,
+            "[types]": ["input", "output"], "[train]": list(settings.TRAIN),
+            "[search]": list(settings.SEARCH)}
+
+
+def swap_kind(text: str, rng: random.Random) -> str:
+    """A key of one of the file's tables, set to a value of a random TOML kind (the key's
+    line replaced where it holds a one-line value, else the key added to the table)."""
+    schemas = _schemas(text)
+    table = rng.choice(list(schemas))
+    key = rng.choice(schemas[table])
+    value = rng.choice(KINDS)
+    lines = text.split("\n")
+    header = next((i for i, line in enumerate(lines) if line.strip() == table), None)
+    if table and header is None:
+        return text + f"\n{table}\n{key} = {value}\n"
+    start = 0 if header is None else header + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].lstrip().startswith("[")
+                and "=" not in lines[i]), len(lines))
+    for i in range(start, end):
+        name, eq, rest = lines[i].partition("=")
+        if eq and name.strip() == key and rest.count("[") == rest.count("]"):
+            lines[i] = f"{key} = {value}"
+            return "\n".join(lines)
+    lines.insert(start, f"{key} = {value}")
+    return "\n".join(lines)
+
+
 def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
@@ -102,6 +148,7 @@ class Surface:
     load: Callable[[Path], object]
     setup: Callable[[Path], None] = lambda folder: None
     binary: bool = False
+    toml: bool = False  # a settings file: half its mutants swap a key's value's kind
 
 
 def _dsl(path: Path) -> object:
@@ -129,6 +176,12 @@ def _csv_setup(folder: Path) -> None:
     (folder / "t.toml").write_text('[data]\nsource = "files"\ntrain = "train.csv"\n'
                                    'test = "test.csv"\n[types]\ninput = "Vec[3]"\n'
                                    'output = "Vec[2]"\n')
+
+
+# a task over the files `_csv_setup` writes (train.csv is its test file too)
+_FILES_TASK = ('name = "files"\n[data]\nsource = "files"\ntrain = "test.csv"\n'
+               'test = "test.csv"\ntarget = "label"\n[types]\ninput = "Vec[3]"\n'
+               'output = "Vec[2]"\n[train]\nseed = 0\n[search]\ntime_limit = 10\n')
 
 
 def _csv(path: Path) -> object:
@@ -297,7 +350,9 @@ def _checkpoint_record(path: Path) -> object:
 
 def surfaces(folder: Path) -> list[Surface]:
     texts = lambda paths: [p.read_text() for p in paths]  # noqa: E731
-    planted = sorted((ROOT / "tasks").glob("planted_*.toml"))
+    # every kind of source: planted, aeon (UnitTest, small), digits, and files
+    planted = sorted((ROOT / "tasks").glob("planted_*.toml")) + [
+        ROOT / "tasks" / "unit_test.toml", ROOT / "tasks" / "digit_count_3.toml"]
     _model_setup(folder)
     _library_setup(folder)
     model_src = folder / "model_src"
@@ -319,9 +374,10 @@ def surfaces(folder: Path) -> list[Surface]:
     np.savez(buffer, x=x, y=np.arange(40) % 2)
     return [
         Surface("dsl", texts(sorted((ROOT / "dsl").glob("*.ns"))), "fuzz.ns", _dsl),
-        Surface("task", texts(planted), "fuzz_task.toml", _task),
+        Surface("task", texts(planted) + [_FILES_TASK], "fuzz_task.toml", _task, _csv_setup,
+                toml=True),
         Surface("productions", texts(sorted((ROOT / "dsl/search").glob("*.toml"))),
-                "fuzz_set.toml", _productions),
+                "fuzz_set.toml", _productions, toml=True),
         Surface("csv", ["\n".join(csv_rows) + "\n"], "train.csv", _csv, _csv_setup),
         Surface("csv table", [TABLE], "table.csv", _init),
         Surface("npz", [buffer.getvalue().decode("latin-1")], "train.npz", _csv, _npz_setup,
@@ -355,7 +411,9 @@ def campaign(surface: Surface, n: int, seed: int, folder: Path) -> Tally:
             data = mutate_bytes(base.encode("latin-1"), rng)
             path.write_bytes(data)
         else:
-            data = mutate(base, surface.corpus, rng).encode("utf-8", "surrogatepass")
+            swap = surface.toml and rng.random() < 0.5  # half of a TOML file's mutants
+            mutant = swap_kind(base, rng) if swap else mutate(base, surface.corpus, rng)
+            data = mutant.encode("utf-8", "surrogatepass")
             path.write_bytes(data)
         tally.tried += 1
         start = time.perf_counter()

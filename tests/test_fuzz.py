@@ -4,7 +4,9 @@ stored. (The long campaign is `bench/fuzz.py`.)"""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -202,3 +204,90 @@ def test_tables_as_task_init_reads_them(tmp_path, text, missing):
     path.write_text(text)
     files = DataFiles(str(path), None, ignore=("when",), test_fraction=0.25, missing=missing)
     loads_or_names(path, lambda p: init_task("t", files, tmp_path / "t.toml", force=True))
+
+
+# ---- every key of every settings table, given a value of every TOML kind -----------------
+
+def _toml(value) -> str:
+    """`value` as a TOML literal."""
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(repr(value), repr(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+SCALARS = st.one_of(  # text, integer, float, boolean, the four date-times
+    st.text(max_size=12), st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans(),
+    st.datetimes(), st.datetimes(timezones=st.just(datetime.timezone.utc)), st.dates(),
+    st.times())
+TOML_VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True),
+                                                 inner, max_size=3)), max_leaves=5)
+
+
+def _settings_tables() -> list[tuple[str, str, str]]:
+    """(file, table header, key) for every key of the settings schema."""
+    from neurosym import settings as schema
+
+    task = [("", k) for k in schema.HEAD] + [
+        ("[train]", k) for k in schema.TRAIN] + [("[search]", k) for k in schema.SEARCH] + [
+        ("[types]", k) for k in ("input", "output")]
+    files = [("[data]", k) for k in schema.DATA["files"]]
+    planted = [("[data]", k) for k in schema.DATA["planted"]]
+    sets = [("", k) for k in schema.PRODUCTION_SET] + [
+        ("[[production]]", k) for k in schema.PRODUCTION]
+    return ([("planted", *t) for t in task + planted] + [("files", *t) for t in files]
+            + [("set", *t) for t in sets])
+
+
+def _with_key(text: str, table: str, key: str, value: str) -> str:
+    """`text` with `key = value` as the first line of `table` (replacing the key's line)."""
+    lines = [line for line in text.splitlines()
+             if line.partition("=")[0].strip() != key or "[" in line.partition("=")[0]]
+    if table and table not in lines:
+        lines += ["", table]
+    at = lines.index(table) + 1 if table else 0
+    return "\n".join(lines[:at] + [f"{key} = {value}"] + lines[at:]) + "\n"
+
+
+@FAST
+@given(where=st.sampled_from(_settings_tables()), value=TOML_VALUES)
+def test_every_settings_key_of_any_toml_kind_loads_or_names_file_table_and_key(
+        tmp_path, where, value):
+    from neurosym import settings as schema
+    from neurosym.search.productions import load_productions
+    from neurosym.tasks.spec import load_task
+
+    kind, table, key = where
+    if kind == "set":
+        base = (ROOT / "dsl" / "search" / "series.toml").read_text()
+        base = base[:base.index("[[production]]", base.index("[[production]]") + 1)]
+        path = tmp_path / "s.toml"
+        load = lambda p: load_productions(str(p), [(0, 1)], series_length=50)  # noqa: E731
+    else:
+        base = (ROOT / "tasks" / "planted_ite.toml").read_text() if kind == "planted" else (
+            '[data]\nsource = "files"\ntrain = "d.csv"\ntest = "d.csv"\n[types]\n'
+            'input = "Vec[2]"\noutput = "Vec[2]"\n')
+        (tmp_path / "d.csv").write_text("a,b,y\n" + "".join(
+            f"{i * 0.1},{i % 3},{i % 2}\n" for i in range(30)))
+        path = tmp_path / "t.toml"
+        load = load_task
+    path.write_text(_with_key(base, table, key, _toml(value)), encoding="utf-8")
+    try:
+        load(path)
+    except NeurosymError as err:
+        message = err.format()
+        assert path.name in message, message
+        spec = {"[train]": schema.TRAIN, "[search]": schema.SEARCH}.get(table)
+        if spec is not None and spec[key].problem(value):  # the wrong kind: said where
+            assert f"{table}: {key} " in message, message

@@ -51,7 +51,11 @@ def with_missing(found: Examples, policy: str) -> Examples:
 def existing(folder: Path, name: str) -> Path:
     """`name` relative to `folder` (unless absolute), which must be a file."""
     path = Path(name) if Path(name).is_absolute() else folder / name
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as err:  # a name too long, a NUL in it
+        raise DataError(f"data file {str(path)[:200]!r} cannot be opened: {err}") from None
+    if not found:
         raise DataError(f"data file {path} not found")
     return path
 

@@ -268,7 +268,11 @@ def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
     where = f"{path} [train]"
     check_table(train, TRAIN, where)
     check_table(_table(spec, "search", path), SEARCH, f"{path} [search]")
-    if data.get("source") in DATA:
+    from neurosym.tasks.sources import SOURCES  # sources build Splits: imported late
+
+    check_table({"source": data.get("source")},
+                {"source": Key(str, choices=tuple(sorted(SOURCES)))}, f"{path} [data]")
+    if data["source"] in DATA:
         check_table(data, DATA[data["source"]], f"{path} [data]")
     input_type = _parse_type(types, "input", path)
     output_type = _parse_type(types, "output", path)
@@ -354,12 +358,9 @@ def _load_splits(header: dict, data: dict, raw: Any = None):
 
 
 def _read_source(header: dict, data: dict):
-    from neurosym.settings import Key, check_table
     from neurosym.tasks.sources import SOURCES, SourceContext  # sources build Splits
 
-    check_table({"source": data.get("source")},
-                {"source": Key(str, choices=tuple(sorted(SOURCES)))}, f"{header['path']} [data]")
-    source = data["source"]
+    source = data["source"]  # checked with the header
     context = SourceContext(header["seed"], header["val_fraction"], header["path"].parent,
                             header["input_type"], header["loss"] == "mse")
     return SOURCES[source](data, context)
