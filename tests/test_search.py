@@ -679,9 +679,9 @@ def test_a_finalist_that_fails_to_retrain_is_reported(monkeypatch):
 
 def test_the_time_limit_ends_the_search_never_a_finalists_fit():
     start = time.perf_counter()
-    result = synthesize(tiny_task(), algorithm="astar", time_limit=3.0, max_depth=4,
-                        epochs_per_node=5, final_epochs=100_000, top_k=3)
-    assert result.stats.seconds <= 3.0 and result.programs
+    result = synthesize(tiny_task(), algorithm="astar", time_limit=2.0, max_depth=4,
+                        epochs_per_node=5, final_epochs=100_000, top_k=2, cv_folds=2)
+    assert result.stats.seconds <= 2.0 and result.programs
     assert time.perf_counter() - start > result.stats.seconds  # the finalists, uncut
 
 
@@ -693,9 +693,9 @@ def test_a_node_budget_gives_the_same_programs_fitted_the_same_idle_and_busy():
     import sys
 
     budget = dict(algorithm="astar", max_depth=4, max_nodes=12, epochs_per_node=5,
-                  final_epochs=60, top_k=3, time_limit=600)
-    clock = dict(algorithm="astar", max_depth=4, epochs_per_node=5, final_epochs=60,
-                 top_k=5, time_limit=4)
+                  final_epochs=20, top_k=3, time_limit=600, cv_folds=3)
+    clock = dict(algorithm="astar", max_depth=4, epochs_per_node=5, final_epochs=20,
+                 top_k=3, time_limit=3, cv_folds=3)
     idle = [synthesize(tiny_task(), **budget), synthesize(tiny_task(), **clock)]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
