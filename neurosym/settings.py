@@ -81,7 +81,7 @@ TRAIN = {
     "metric": Key(str, choices=("accuracy", "macro_f1", "mse")),
     "seed": SEED,
     "val_fraction": Key(float, 0, 1, open_low=True),
-    "class_weights": Key("any"),  # "balanced" or a list, checked against the classes
+    "class_weights": Key((str, list)),  # "balanced" or a list, checked against the classes
     "epochs": COUNT,
     "lr": Key(float, 0, 10, open_low=True),
     "batch_size": COUNT,

@@ -32,7 +32,8 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_cross_val_score_in_a_pipeline_and_string_labels():
     x, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]
-    model = make_pipeline(FunctionTransformer(), ProgramClassifier(time_limit=20, max_nodes=6))
+    model = make_pipeline(FunctionTransformer(),
+                          ProgramClassifier(time_limit=20, max_nodes=6, cv_folds=0, top_k=2))
     scores = cross_val_score(model, x, names, cv=3)
     assert len(scores) == 3 and scores.mean() > 0.8
     fitted = ProgramClassifier(time_limit=20, max_nodes=6).fit(x, names)

@@ -16,6 +16,7 @@ on labels out of range, or on data whose layout disagrees with the declared type
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,7 @@ def load_task(name_or_path: str | Path, data_fraction: float = 1.0) -> Task:
 def task_from_spec(spec: dict, path: Path, data_fraction: float = 1.0, raw: Any = None) -> Task:
     """A task from the parsed TOML of `path` (which names it in errors, and whose folder
     data paths are relative to); `raw`, a `SourceData`, stands in for the `[data]` table."""
-    header = _parse_header(spec, path)
+    header = _parse_header(spec, path, in_memory=raw is not None)
     splits, classes, raw = _load_splits(header, spec["data"], raw)
     train = splits["train"]
     if data_fraction < 1.0:
@@ -255,7 +256,7 @@ def _table(spec: dict, key: str, path: Path, required: bool = False) -> dict:
     return value
 
 
-def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
+def _parse_header(spec: dict, path: Path, in_memory: bool = False) -> dict[str, Any]:
     """Everything but the data: names, types, loss/metric, seed, options. Every setting is
     checked against `settings` (kind, range, known key) where it is read."""
     from neurosym.settings import DATA, HEAD, SEARCH, TRAIN, Key, check_table
@@ -270,8 +271,9 @@ def _parse_header(spec: dict, path: Path) -> dict[str, Any]:
     check_table(_table(spec, "search", path), SEARCH, f"{path} [search]")
     from neurosym.tasks.sources import SOURCES  # sources build Splits: imported late
 
-    check_table({"source": data.get("source")},
-                {"source": Key(str, choices=tuple(sorted(SOURCES)))}, f"{path} [data]")
+    if not in_memory:  # data handed over in memory names no source to read
+        check_table({"source": data.get("source")},
+                    {"source": Key(str, choices=tuple(sorted(SOURCES)))}, f"{path} [data]")
     if data["source"] in DATA:
         check_table(data, DATA[data["source"]], f"{path} [data]")
     input_type = _parse_type(types, "input", path)
@@ -446,7 +448,7 @@ def _class_weights(header: dict, train: Split) -> torch.Tensor | None:
         counts = torch.bincount(train.y.long(), minlength=c).float()
         return len(train) / (c * counts.clamp(min=1.0))
     if isinstance(spec, list) and all(isinstance(w, int | float) for w in spec) and spec:
-        if len(spec) != c or any(w < 0 for w in spec):
+        if len(spec) != c or not all(0 <= w < math.inf for w in spec):
             raise TaskError(f"{where}: need {c} non-negative weights, got {spec}")
         return torch.tensor([float(w) for w in spec])
     raise TaskError(f'{where}: must be "balanced" or a list of {c} numbers, got {spec!r}')
