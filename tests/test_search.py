@@ -693,10 +693,10 @@ def test_a_node_budget_gives_the_same_programs_fitted_the_same_idle_and_busy():
     import subprocess
     import sys
 
-    budget = dict(algorithm="astar", max_depth=4, max_nodes=12, epochs_per_node=5,
-                  final_epochs=20, top_k=3, time_limit=600, cv_folds=3)
-    clock = dict(algorithm="astar", max_depth=4, epochs_per_node=5, final_epochs=20,
-                 top_k=3, time_limit=3, cv_folds=3)
+    budget = dict(algorithm="astar", max_depth=4, max_nodes=8, epochs_per_node=5,
+                  final_epochs=10, top_k=2, time_limit=600, cv_folds=2)
+    clock = dict(algorithm="astar", max_depth=4, epochs_per_node=5, final_epochs=10,
+                 top_k=2, time_limit=2, cv_folds=2)
     idle = [synthesize(tiny_task(), **budget), synthesize(tiny_task(), **clock)]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
