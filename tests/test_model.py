@@ -4,6 +4,7 @@ model directories are reported by name, and the commands that use them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -293,3 +294,63 @@ def test_a_spectrum_leaf_is_shown_by_band_and_exports_as_python_only(tmp_path):
     model = neurosym.run_file(called, task, epochs=2).save(tmp_path / "q")
     with pytest.raises(ExportError, match="spectrum.*--format python"):
         export(model, "torch", tmp_path / "q.pt2")
+
+
+def _library_with_entries(path: Path):
+    """A library with a function, a neural part, and a function that calls the first."""
+    from neurosym.interp.compiler import compile_term
+    from neurosym.lang.checker import check_term
+    from neurosym.lang.parser import parse_term, parse_type
+    from neurosym.library.store import Library
+
+    lib = Library(path)
+    torch.manual_seed(0)
+    for name, source, typ in (("f", "\\x -> relu (affine x)", "Vec[4] -> Vec[8]"),
+                              ("g", "??", "Vec[4] -> Vec[8]"),
+                              ("h", "\\x -> affine (lib.f x)", "Vec[4] -> Vec[8]")):
+        term = parse_term(source)
+        module = compile_term(term, check_term(term, parse_type(typ), library=lib), library=lib)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.normal_()
+        lib.save(name, source, typ, module.eval())
+    return lib
+
+
+def test_a_model_that_uses_the_library_runs_without_it(tmp_path):
+    """Issue 30: the model carries the library functions it calls, pinned by entry and
+    hash; a fresh process with an empty library loads it, predicts the same, exports."""
+    from sklearn.datasets import load_iris
+
+    from neurosym.library.location import ENV_VAR
+
+    lib = _library_with_entries(tmp_path / "lib")
+    x, y = load_iris(return_X_y=True)
+    task = neurosym.Task.from_arrays(x[::2], y[::2], x[1::2], y[1::2])
+    program = tmp_path / "p.ns"
+    program.write_text("def main : Vec[4] -> Vec[3] =\n"
+                       "  \\x -> add (affine (lib.h x)) (affine (add (lib.g x) (lib.f@1 x)))\n")
+    result = neurosym.run_file(program, task, epochs=3, library=lib)
+    model = result.save(tmp_path / "m")
+    text = (tmp_path / "m" / "program.ns").read_text()
+    assert "lib." not in text and "def lib_h_v1 " in text and "lib_f_v1 x" in text
+    carried = {c["entry"]: c["sha256"] for c in model.record["library"]}
+    assert carried == {e.ref: e.sha256 for e in lib.entries()}  # unchanged: frozen
+    x_test = task.test.x
+    expected = predict(result.model, x_test)
+    torch.save(x_test, tmp_path / "x.pt")
+    code = ("import sys, torch\nfrom neurosym.models import load\nfrom neurosym.train import "
+            "predict\nm = load(sys.argv[1])\n"
+            "torch.save(predict(m.module, torch.load(sys.argv[2])), sys.argv[3])\n")
+    empty = tmp_path / "empty_library"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(tmp_path / "x.pt"),
+                    str(tmp_path / "out.pt")], check=True,
+                   env={**os.environ, ENV_VAR: str(empty)})
+    assert (torch.load(tmp_path / "out.pt") - expected).abs().max() <= 1e-5
+    assert not empty.exists()
+    loaded = load(tmp_path / "m")
+    got = _exported_outputs(loaded, "onnx", tmp_path / "m.onnx", x_test)  # as torch.export
+    assert (got - expected).abs().max() <= 1e-5
+    assert (_python_outputs(loaded, tmp_path, x_test) - expected).abs().max() <= 1e-5
+    shown = CliRunner().invoke(main, ["show", str(tmp_path / "m")])
+    assert shown.exit_code == 0 and "lib_h_v1 is lib.h@1" in shown.output

@@ -56,6 +56,8 @@ def part_key(path: tuple[int, ...]) -> str:
 class CompiledTerm(nn.Module):
     """A closed, checked term. Calling it with a batch applies the term's function to it."""
 
+    origin: str | None = None  # "NAME@VERSION" of the library entry it was loaded from
+
     def __init__(self, term: ast.Term, checked: Checked, defs: dict[str, CompiledTerm],
                  library: LibraryModules | None = None, hidden: int = 32) -> None:
         super().__init__()
@@ -71,12 +73,16 @@ class CompiledTerm(nn.Module):
     def type(self) -> Type:
         return self.checked.type_of(self.term)
 
-    def learned_term(self) -> ast.Term:
+    def learned_term(self, library: Callable[[ast.LibRef, nn.Module], ast.Term] | None = None
+                     ) -> ast.Term:
         """The term with what its parts learned written in (a bare `interval` becomes
         `interval[0.31:0.47]`): the same function, in a form a reader sees. A part says
-        what it learned with `learned_params()`."""
+        what it learned with `learned_params()`. `library`, if given, rewrites each
+        `lib.NAME` reference, given its module."""
 
         def walk(t: ast.Term) -> ast.Term:
+            if library is not None and isinstance(t, ast.LibRef):
+                return library(t, self.parts[self._keys[id(t)]])
             site = self._sites.get(id(t))
             if site is not None and hasattr(site.module, "learned_params"):
                 return dataclasses.replace(t, params=site.module.learned_params())

@@ -74,6 +74,15 @@ def format_of(conn: sqlite3.Connection) -> int | None:
     return fmt
 
 
+def encode_weights(state: dict[str, torch.Tensor]) -> tuple[bytes, str]:
+    """A module's weights as a safetensors file's bytes and their SHA-256: equal weights give
+    equal bytes (one metadata key: safetensors writes several in hash order), so a model
+    that carries a library function can name it by the hash its entry has."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    data = safetensors.torch.save(tensors, metadata={"neurosym.format": str(FORMAT)})
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def write_atomic(target: Path, data: bytes, error: type[Exception] = LibraryError) -> None:
     """Write to a temp file beside `target`, flush it to disk, then rename over `target`:
     readers see the old file or the new one, never half of one. A failure is `error`."""

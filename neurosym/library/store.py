@@ -12,7 +12,6 @@ others keep working.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -104,6 +102,7 @@ class Library:
         arguments) and its type. Frozen (no gradients) unless fine-tuning."""
         entry = self.get(name, version)
         module = self._load(entry)
+        module.origin = entry.ref  # a model carrying it names it so
         trainable = self.finetune if finetune is None else finetune
         for p in module.parameters():
             p.requires_grad_(trainable)
@@ -167,10 +166,7 @@ class Library:
         """Check `state` against the module `spec` rebuilds, then commit it as a new version.
         (`save` and `import_` both end here.)"""
         _fits(name, state, self._rebuild(name, spec).state_dict())
-        # one metadata key: safetensors writes several in random (hash) order, and equal
-        # weights should give equal files
-        data = safetensors.torch.save(state, metadata={"neurosym.format": str(FORMAT)})
-        sha = hashlib.sha256(data).hexdigest()
+        data, sha = files.encode_weights(state)
         with self._write() as conn:
             version = _next_version(conn, name)
             entry = Entry(name, version, str(spec["type"]), str(spec["source"]), spec,

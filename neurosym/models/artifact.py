@@ -6,7 +6,9 @@ directory, or none, never half of one):
   (`interval[0.31:0.47]`, `above[0.42, 6.1]`); `neurosym check` reads it;
 - `weights.safetensors`: the weights of its learned parts (affine maps, shapelets, ...);
 - `model.json`: its type, entry, task, class names, input normalization, scores, search
-  settings, seed, versions and the weights' SHA-256.
+  settings, seed, versions, the weights' SHA-256, and the library functions the program
+  uses (carried in `program.ns` as definitions `lib_NAME_vN`, so that the model runs
+  without the library; each named by its entry and its weights' SHA-256).
 Loading parses and type-checks the program and reads tensors: it never executes stored code.
 """
 
@@ -41,6 +43,8 @@ PROGRAM, WEIGHTS, RECORD = "program.ns", "weights.safetensors", "model.json"
 _REQUIRED = {"format": str, "format_version": int, "entry": str, "input_type": str,
              "output_type": str, "loss": str, "classes": (list, type(None)),
              "normalization": (dict, type(None)), "weights_sha256": str}
+
+_CARRIED = ("definition", "entry", "type", "sha256")  # each library function a model carries
 
 
 class ModelError(NeurosymError):
@@ -162,7 +166,7 @@ def from_trained(module: CompiledTerm, task, evaluation=None, entry: str = "main
     """The model of a program trained on `task`: its source printed with what it learned
     written in, compiled again from that text, and checked to compute what the trained
     one computes on the test split (the printed form is what is saved)."""
-    source = program_source(module, entry, Arrow(task.input_type, task.output_type))
+    source, carried = program_source(module, entry, Arrow(task.input_type, task.output_type))
     model = _compile(source, entry, "the printed program")
     state = module.state_dict()
     missing = [k for k in model.state_dict() if k not in state]
@@ -184,29 +188,53 @@ def from_trained(module: CompiledTerm, task, evaluation=None, entry: str = "main
         "input_names": None if task.input_names is None else list(task.input_names),
         "scores": None if evaluation is None else evaluation.as_dict(),
         "series_length": _longest(task.train.x),
-        "seed": task.seed, "versions": _versions(),
+        "library": carried, "seed": task.seed, "versions": _versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
     return Model(source, model.eval(), record)
 
 
-def program_source(module: CompiledTerm, entry: str, t: Arrow) -> str:
-    """Every definition the program uses, then the entry, each with its learned values."""
+def program_source(module: CompiledTerm, entry: str, t: Arrow) -> tuple[str, list[dict]]:
+    """Every definition the program uses, then the entry, each with its learned values.
+    A library function it calls is carried as a definition, `lib_NAME_vN`, of its learned
+    term, so that the model runs where the library is not; the list says which entry each
+    came from, with the SHA-256 of its weights as the library computes it (equal to the
+    entry's unless the function was fine-tuned)."""
+    from neurosym.library.files import encode_weights
+
     defs: dict[str, str] = {}
+    carried: list[dict] = []
+
+    def define(name: str, d: CompiledTerm) -> None:
+        defs[name] = show_def(ast.Def(name, d.type, d.learned_term(library=carry)))
+
+    def carry(ref: ast.LibRef, lib: CompiledTerm) -> ast.Term:
+        origin = lib.origin or f"{ref.name}@{ref.version}"
+        sha = encode_weights(lib.state_dict())[1]
+        same = [c for c in carried if c["entry"] == origin]
+        for c in same:
+            if c["sha256"] == sha:  # used again with the same weights: one definition
+                return ast.Var(c["definition"])
+        name = "lib_" + origin.replace("@", "_v") + (f"_{len(same) + 1}" if same else "")
+        if name in module.defs:
+            raise ModelError(f"the program defines {name}, the name its library function "
+                             f"lib.{origin} is saved under; rename the definition")
+        collect(lib)
+        define(name, lib)
+        carried.append({"definition": name, "entry": origin, "type": str(lib.type),
+                        "sha256": sha})
+        return ast.Var(name)
 
     def collect(m: CompiledTerm) -> None:
         for name, d in m.defs.items():
             if name not in defs:
                 collect(d)
-                defs[name] = show_def(ast.Def(name, d.type, d.learned_term()))
+                define(name, d)
 
     collect(module)
-    if any(isinstance(n, ast.LibRef) for n in ast.walk(module.term)):
-        raise ModelError("a program that uses the library (lib.NAME) cannot be saved as a "
-                         "model yet; save the library with it instead")
-    defs[entry] = show_def(ast.Def(entry, t, module.learned_term()))
-    return "\n\n".join(defs.values()) + "\n"
+    defs[entry] = show_def(ast.Def(entry, t, module.learned_term(library=carry)))
+    return "\n\n".join(defs.values()) + "\n", carried
 
 
 def _compile(source: str, entry: str, where: str) -> CompiledTerm:
@@ -357,6 +385,12 @@ def _read_record(file: Path) -> dict:
         raise ModelError(f"{file}: 'input_names' must be a list of names or null")
     if record["loss"] not in ("cross_entropy", "bce", "mse"):
         raise ModelError(f"{file}: unknown loss {record['loss']!r}")
+    carried = record.get("library", [])
+    if not (isinstance(carried, list) and all(
+            isinstance(c, dict) and all(isinstance(c.get(k), str) for k in _CARRIED)
+            for c in carried)):
+        raise ModelError(f"{file}: 'library' must list the library functions the program "
+                         f"carries, each with {', '.join(map(repr, _CARRIED))}")
     if not isinstance(record.get("data", {}), dict):
         raise ModelError(f"{file}: 'data' must be a table of how data files are read")
     return record

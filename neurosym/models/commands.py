@@ -94,6 +94,9 @@ def show(model_dir: str, as_json: bool, plot: str | None, data: str | None) -> N
                                                  scores["baseline"], scores["units"]))
     if r.get("classes"):
         console.print(f"classes  {escape(', '.join(r['classes']))}")
+    for c in r.get("library", []):
+        console.print(f"library  {escape(c['definition'])} is lib.{escape(c['entry'])} "
+                      f"(weights sha256 {c['sha256'][:12]})")
     for part in parts:
         console.print(f"  {escape(part['part'])}: {escape(part['reads'])}")
         for line in part.get("sketch", []):

@@ -6,7 +6,7 @@ interpreter runs, so the two cannot drift apart).
 Neural parts (holes, `nn`) are copied the same way: their classes' `forward`, rebuilt
 with the shapes they were trained with. Each definition is a class with a `value` method.
 A definition used in several places is one module per use in the file (loaded with the
-same weights). Library functions are not carried (a model cannot hold them yet).
+same weights). Library functions a model uses are definitions of it (see `artifact`).
 """
 
 from __future__ import annotations
