@@ -122,6 +122,24 @@ def features_signature(params: tuple[ast.Param, ...]) -> Type:
     return parse_type(f"a -> Vec[{params[0]}]")
 
 
+def optional_positive(what: str, type_text: str, default: str, extra: str = ""):
+    """`name` or `name[v]` (v > 0; `extra`: a second, whole number of at least 1)."""
+    def signature(params: tuple[ast.Param, ...]) -> Type:
+        numbers = all(isinstance(p, int | float) for p in params)
+        ok = numbers and len(params) <= (2 if extra else 1) and all(p > 0 for p in params)
+        if not ok or (len(params) == 2 and not isinstance(params[1], int)):
+            more = f" and, optionally, {extra}" if extra else ""
+            raise ValueError(f"takes an optional positive {what}{more} (default {default})")
+        return parse_type(type_text)
+    return signature
+
+
+def grid_signature(params: tuple[ast.Param, ...]) -> Type:
+    if len(params) != 2 or not all(isinstance(p, int) and 1 <= p <= 1024 for p in params):
+        raise ValueError("takes the grid's height and width, e.g. grid[3, 3]")
+    return parse_type(f"List[Float] -> Image[{params[0]},{params[1]}]")
+
+
 def encodable_input(t: Type, params) -> str | None:
     (arg,), _ = uncurry(t)
     ok = is_tensor(arg) or (isinstance(arg, ListT) and is_tensor(arg.elem))
@@ -161,4 +179,18 @@ BUILTINS = {
     "spectrum": (parts_signature("frequency bands", "spectrum[16]"), None, 1.0, False),
     "above": (above_signature, None, 0.5, True),
     "features": (features_signature, encodable_input, 1.0, False),
+    # differentiable algorithms (algorithms.py)
+    "and": ("Bool -> Bool -> Bool", None, 1.0, False),
+    "or": ("Bool -> Bool -> Bool", None, 1.0, False),
+    "all": ("(a -> Bool) -> List[a] -> Bool", None, 1.0, False),
+    "any": ("(a -> Bool) -> List[a] -> Bool", None, 1.0, False),
+    "sort": (optional_positive("steepness", "List[Float] -> List[Float]", "10"), None, 1.0,
+             False),
+    "rank": (optional_positive("steepness", "List[Float] -> List[Float]", "10"), None, 1.0,
+             False),
+    "grid": (grid_signature, None, 0.5, False),
+    "shortest_path": (optional_positive("temperature", "Image[h,w] -> Float", "0.1",
+                                        "a number of sweeps"), None, 1.5, False),
+    "path": (optional_positive("temperature", "Image[h,w] -> Image[h,w]", "0.1",
+                               "a number of sweeps"), None, 1.5, False),
 }

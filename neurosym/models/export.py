@@ -29,7 +29,10 @@ from neurosym.models import Model
 
 FORMATS = ("onnx", "torch")
 # primitives whose computation's shapes depend on the data, which torch.export cannot trace
-UNTRACEABLE = {"spectrum": "transforms each series at its own length"}
+UNTRACEABLE = {"spectrum": "transforms each series at its own length",
+               "sort": "unrolls its sorting network to each list's length",
+               "rank": "unrolls its sorting network to each list's length",
+               "path": "is the gradient of a path's cost, computed by autograd"}
 
 
 class ExportError(NeurosymError):

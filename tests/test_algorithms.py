@@ -1,0 +1,184 @@
+"""Differentiable algorithms (issue 30): gradients checked in double precision, the sorting
+network sorts exactly as its steepness grows, the soft shortest path is Dijkstra's at low
+temperature, soft logic is exact at large logits and stable beyond them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from neurosym.interp.algorithms import (
+    all_true,
+    and_,
+    logit_of_log_prob,
+    or_,
+    soft_shortest_path,
+    sorting_network,
+)
+from neurosym.interp.compiler import compile_term
+from neurosym.interp.values import pad_sequences
+from neurosym.lang.checker import check_term
+from neurosym.lang.errors import DSLTypeError
+from neurosym.lang.parser import parse_term, parse_type
+from neurosym.train import predict
+
+
+def _run(source: str, type_text: str, x):
+    term = parse_term(source)
+    return compile_term(term, check_term(term, parse_type(type_text)))(x)
+
+
+def test_soft_logic_is_the_product_t_norm_exact_at_large_logits():
+    a = torch.tensor([50.0, -50.0, 0.0, 2.0, 30.0])
+    b = torch.tensor([50.0, 50.0, 0.0, -1.0, -30.0])
+    pa, pb = torch.sigmoid(a.double()), torch.sigmoid(b.double())
+    site = None
+    assert torch.allclose(torch.sigmoid(and_(site, a, b)).double(), pa * pb, rtol=1e-5)
+    assert torch.allclose(torch.sigmoid(or_(site, a, b)).double(), 1 - (1 - pa) * (1 - pb),
+                          rtol=1e-5)
+    assert and_(site, a, b)[0].item() == pytest.approx(50 - np.log(2), abs=1e-3)
+    assert or_(site, a, b)[1].item() == pytest.approx(50, abs=1e-3)  # 1 - tiny, not 1
+    huge = torch.tensor([1e4, -1e4])
+    for out in (and_(site, huge, huge), or_(site, huge, -huge)):
+        assert torch.isfinite(out).all()
+
+
+def test_all_and_any_over_present_elements():
+    xs = pad_sequences([torch.tensor([5.0, 6.0, 7.0]), torch.tensor([5.0, -6.0]),
+                        torch.tensor([-5.0])])
+    all_out = _run("\\xs -> all (\\x -> gt x 0) xs", "List[Float] -> Bool", xs)
+    any_out = _run("\\xs -> any (\\x -> gt x 0) xs", "List[Float] -> Bool", xs)
+    assert (all_out > 0).tolist() == [True, False, False]  # padding does not count
+    assert (any_out > 0).tolist() == [True, True, False]
+    probs = torch.sigmoid(torch.tensor([5.0, 6.0, 7.0]).double())
+    assert torch.sigmoid(all_out[0]).double().item() == pytest.approx(probs.prod().item(),
+                                                                      rel=1e-5)
+    empty = all_true(torch.zeros(1, 3), torch.zeros(1, 3))
+    assert torch.sigmoid(empty).item() == 1.0 and torch.isfinite(empty).all()
+
+
+def test_soft_logic_gradients_in_double_precision():
+    a = torch.randn(6, dtype=torch.float64, requires_grad=True) * 4
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True) * 4
+    a, b = a.detach().requires_grad_(), b.detach().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: and_(None, a, b), (a, b))
+    assert torch.autograd.gradcheck(lambda a, b: or_(None, a, b), (a, b))
+    logits = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.tensor([[1.0] * 5, [1.0] * 3 + [0.0] * 2, [0.5] * 5], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: all_true(x, weights), (logits,))
+    near_certain = torch.tensor([-1e-4, -1e-2, -5.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(logit_of_log_prob, (near_certain,))
+
+
+def test_the_sorting_network_sorts_exactly_as_its_steepness_grows():
+    gen = torch.Generator().manual_seed(0)
+    for n in (2, 3, 5, 8):
+        x = torch.randn(50, n, generator=gen, dtype=torch.float64)
+        x = x + torch.arange(n) * 1e-3  # distinct
+        hard = torch.nn.functional.one_hot(x.argsort(1), n).double()
+        gaps = []
+        for steepness in (1.0, 100.0, 1e4, 1e7):
+            perm = sorting_network(x, torch.ones_like(x, dtype=torch.bool), steepness)
+            assert torch.allclose(perm.sum(1), torch.ones(50, n, dtype=torch.float64))
+            assert torch.allclose(perm.sum(2), torch.ones(50, n, dtype=torch.float64))
+            gaps.append((perm - hard).abs().max().item())
+        assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-3, gaps
+        sorted_x = (perm @ x.unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(sorted_x, x.sort(1).values, atol=1e-3)
+
+
+def test_sort_and_rank_keep_padding_last():
+    xs = pad_sequences([torch.tensor([3.0, 1.0, 2.0, 0.0]), torch.tensor([2.0, -1.0])])
+    out = _run("\\xs -> sort[1000] xs", "List[Float] -> List[Float]", xs)
+    assert torch.allclose(out.data[0], torch.tensor([0.0, 1.0, 2.0, 3.0]), atol=1e-2)
+    assert torch.allclose(out.data[1, :2], torch.tensor([-1.0, 2.0]), atol=1e-2)
+    assert torch.allclose(out.weights, xs.weights)
+    ranks = _run("\\xs -> rank[1000] xs", "List[Float] -> List[Float]", xs)
+    assert torch.allclose(ranks.data[0], torch.tensor([3.0, 1.0, 2.0, 0.0]), atol=1e-2)
+    assert torch.allclose(ranks.data[1, :2], torch.tensor([1.0, 0.0]), atol=1e-2)
+
+
+def test_sorting_network_gradients_in_double_precision():
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    present = torch.tensor([[True] * 5, [True] * 3 + [False] * 2] * 2)
+    assert torch.autograd.gradcheck(lambda x: sorting_network(x, present, 2.0), (x,))
+
+
+def _dijkstra(costs: np.ndarray) -> float:
+    """The cheapest path's cost, top-left to bottom-right, counting every visited cell."""
+    h, w = costs.shape
+    rows, cols, vals = [], [], []
+    for i in range(h):
+        for j in range(w):
+            for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                if 0 <= i + di < h and 0 <= j + dj < w:
+                    rows.append(i * w + j)
+                    cols.append((i + di) * w + j + dj)
+                    vals.append(costs[i + di, j + dj])
+    graph = csr_matrix((vals, (rows, cols)), shape=(h * w, h * w))
+    return float(dijkstra(graph, indices=0)[h * w - 1] + costs[0, 0])
+
+
+def test_soft_shortest_path_is_dijkstras_at_low_temperature():
+    rng = np.random.default_rng(0)
+    for h, w in ((2, 2), (3, 4), (5, 5), (6, 3)):
+        costs = rng.integers(1, 11, size=(20, h, w)).astype(np.float64)
+        want = np.array([_dijkstra(c) for c in costs])
+        for t in (1.0, 0.01):
+            got = soft_shortest_path(torch.from_numpy(costs), t).numpy()
+            assert (got <= want + 1e-9).all()  # a soft minimum is below the minimum
+        assert np.abs(got - want).max() < 0.1, (h, w)
+
+
+def test_soft_path_visits_the_shortest_path():
+    costs = torch.tensor([[[1.0, 9.0, 9.0], [1.0, 1.0, 9.0], [9.0, 1.0, 1.0]]])
+    visits = _run("\\c -> path[0.01] c", "Image[3,3] -> Image[3,3]", costs)
+    assert torch.allclose(visits, (costs == 1).float(), atol=1e-3)
+    with torch.no_grad():  # a gradient inside, also when predicting
+        again = _run("\\c -> path[0.01] c", "Image[3,3] -> Image[3,3]", costs)
+    assert torch.equal(visits, again)
+
+
+def test_shortest_path_gradients_in_double_precision():
+    costs = torch.rand(2, 3, 3, dtype=torch.float64) * 5 + 1
+    costs.requires_grad_()
+    assert torch.autograd.gradcheck(lambda c: soft_shortest_path(c, 0.5), (costs,))
+    assert torch.autograd.gradgradcheck(lambda c: soft_shortest_path(c, 0.5), (costs,))
+
+
+def test_a_grid_of_recognised_digits_type_checks_and_bad_parameters_are_named():
+    source = "\\xs -> shortest_path (grid[2, 2] (map (\\x -> prob (?? x)) xs))"
+    term = parse_term(source)
+    check_term(term, parse_type("List[Image[8,8]] -> Float"))
+    for bad, message in (("\\xs -> sort[-1] xs", "positive steepness"),
+                         ("\\xs -> shortest_path[0.1, 2.5] (grid[2, 2] xs)", "sweeps"),
+                         ("\\xs -> shortest_path (grid[2] xs)", "height and width")):
+        with pytest.raises(DSLTypeError, match=message):
+            term = parse_term(bad)
+            check_term(term, parse_type("List[Float] -> " + (
+                "List[Float]" if "sort" in bad else "Float")))
+
+
+def test_programs_with_algorithms_export_as_python_and_sort_names_why_not_onnx(tmp_path):
+    from test_model import _python_outputs
+
+    import neurosym
+    from neurosym.models.export import ExportError, export
+
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(rng.integers(4, 9), 1)) for _ in range(40)]
+    y = np.array([int(s[:, 0].max() > 1) for s in series])
+    task = neurosym.Task.from_arrays(series[:30], y[:30], series[30:], y[30:])
+    values = "(map (\\x -> select[0] x) xs)"
+    (tmp_path / "p.ns").write_text(
+        f"def main : {task.input_type} -> Vec[2] = \\xs -> affine (add (last (sort {values}))"
+        f" (add (shortest_path (grid[2, 2] {values})) (prob (any (\\x -> gt (select[0] x) 1) "
+        "xs))))\n")
+    model = neurosym.run_file(tmp_path / "p.ns", task, epochs=2).save(tmp_path / "m")
+    x = task.test.x
+    assert (_python_outputs(model, tmp_path, x) - predict(model.module, x)).abs().max() <= 1e-5
+    with pytest.raises(ExportError, match="`sort` unrolls its sorting network"):
+        export(model, "onnx", tmp_path / "m.onnx")
