@@ -22,6 +22,7 @@ equal are printed at the end (the peer runner lists them).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -142,7 +143,8 @@ def workload(task_name: str, count: int) -> list[list[str]]:
     return groups
 
 
-def replay(task_name: str, groups: list[list[str]], seed: int) -> dict:
+def replay(task_name: str, groups: list[list[str]], seed: int,
+           relaxation: str = "trained") -> dict:
     """Train each node as this version's search would (run as a child, with PYTHONPATH at
     the version to time): a sibling group at a time where the version trains nodes
     together, else one by one. Returns the rate and every node's h."""
@@ -157,6 +159,8 @@ def replay(task_name: str, groups: list[list[str]], seed: int) -> dict:
         train = synthesis.train_config(task, epochs=config.epochs_per_node, lr=config.lr,
                                        seed=config.seed)
     settings = scoring.NodeSettings(train, config.heuristic, config.hidden, config.seed)
+    if relaxation != "trained":  # only versions that have relaxations other than trained
+        settings = dataclasses.replace(settings, relaxation=relaxation)
     together = getattr(scoring, "train_nodes", None)
     scoring.train_node(task, groups[0][0], settings)  # warm-up: first-call costs
     h: dict[str, float] = {}
@@ -204,20 +208,22 @@ def worktree(ref: str) -> Path:
     return path
 
 
-def speed(task: str, ref: str, count: int, seed: int) -> dict:
+def speed(task: str, ref: str, count: int, seed: int, relaxation: str = "trained") -> dict:
     """Node training speed before (git `ref`) and now, on the same fixed workload."""
     texts = OUT / f"{task}-workload.json"
     texts.write_text(json.dumps(workload(task, count)))
     times = {}
     for name, source in (("before", worktree(ref)), ("now", ROOT)):
-        times[name] = ours_child(source, task, "--texts", str(texts), "--seed", str(seed))
+        times[name] = ours_child(source, task, "--texts", str(texts), "--seed", str(seed),
+                                 "--relaxation", relaxation)
     before, now = times["before"]["nodes_per_s"], times["now"]["nodes_per_s"]
     h_before, h_now = times["before"].get("h", {}), times["now"]["h"]
     gaps = [abs(h_now[t] - h_before[t]) for t in h_now
             if t in h_before and math.isfinite(h_now[t]) and math.isfinite(h_before[t])]
     changed = sum(math.isfinite(h_now[t]) != math.isfinite(h_before[t])
                   for t in h_now if t in h_before)
-    print(f"-- node training speed on {task}, its first {count} derivation-graph nodes "
+    print(f"-- node training speed ({relaxation} relaxations) on {task}, its first {count} "
+          "derivation-graph nodes "
           f"(breadth-first, by sibling group): before ({ref}) {before:.2f} nodes/s, now "
           f"{now:.2f} nodes/s ({now / before:.2f}x); largest |h now - h before| "
           f"{max(gaps, default=math.nan):.2g} over {len(gaps)} nodes, {changed} changed "
@@ -315,6 +321,8 @@ def main(argv: list[str]) -> None:
                         help="with --before: nodes in the fixed workload")
     parser.add_argument("--speed-only", action="store_true",
                         help="with --before: only the fixed-workload replay (no peer needed)")
+    parser.add_argument("--relaxation", default="trained", choices=("trained", "features"),
+                        help="with --before: what fills the holes of the replayed nodes")
     parser.add_argument("--ours", default=None, help=argparse.SUPPRESS)  # child modes
     parser.add_argument("--texts", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=OUT / "peer_near.json")
@@ -332,7 +340,8 @@ def main(argv: list[str]) -> None:
         print_time_to_target(saved, tasks, seeds, workers)
         return
     if args.ours and args.texts:
-        print(json.dumps(replay(args.ours, json.loads(args.texts.read_text()), args.seed)))
+        print(json.dumps(replay(args.ours, json.loads(args.texts.read_text()), args.seed,
+                                args.relaxation)))
         return
     if args.ours:
         print(json.dumps(ours(args.ours, args.time_limit, args.seed, args.workers[0])))
@@ -341,7 +350,7 @@ def main(argv: list[str]) -> None:
         if not args.before:
             sys.exit("--speed-only needs --before REF")
         OUT.mkdir(exist_ok=True)
-        speed(args.tasks[0], args.before, args.replay, args.seed)
+        speed(args.tasks[0], args.before, args.replay, args.seed, args.relaxation)
         return
     if not PEER_PYTHON.exists():
         sys.exit("the peer is not installed: run `bash bench/peer_setup.sh` first")
@@ -361,7 +370,8 @@ def main(argv: list[str]) -> None:
             side_by_side(runs, peer, args.time_limit)
     print_time_to_target(results, args.tasks, args.seeds, args.workers)
     if args.before:
-        results["speed"] = speed(args.tasks[0], args.before, args.replay, args.seed)
+        results["speed"] = speed(args.tasks[0], args.before, args.replay, args.seed,
+                                 args.relaxation)
     print("\nsettings not made equal:")
     for line in next(iter(results.values()))["peer"]["settings_not_equal"]:
         print(f" - {line}")

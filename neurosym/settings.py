@@ -127,7 +127,8 @@ _LENGTH = Key(int, 1, 10**6)
 DATA = {
     "aeon": {"source": Key(str), "dataset": Key(str), "normalize": Key(bool)},
     "digits": {"source": Key(str), "mode": Key(str, choices=("classify", "recognize", "count",
-                                                             "sum")),
+                                                             "sum", "path")),
+               "height": Key(int, 1, 64), "width": Key(int, 1, 64),
                "digit": Key(int, 0, 9), "pool_seed": SEED, "n_train": _LENGTH,
                "n_val": _LENGTH, "n_test": _LENGTH, "min_len": Key(int, 1, 1000),
                "max_len": Key(int, 1, 1000)},

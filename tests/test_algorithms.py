@@ -4,6 +4,8 @@ temperature, soft logic is exact at large logits and stable beyond them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,29 @@ def test_programs_with_algorithms_export_as_python_and_sort_names_why_not_onnx(t
     assert (_python_outputs(model, tmp_path, x) - predict(model.module, x)).abs().max() <= 1e-5
     with pytest.raises(ExportError, match="`sort` unrolls its sorting network"):
         export(model, "onnx", tmp_path / "m.onnx")
+
+
+def test_digit_path_grids_are_labelled_by_the_cheapest_path():
+    from neurosym.tasks.sources import _image_grids
+
+    labels = torch.arange(10).repeat(5)
+    images = labels.float()[:, None, None].expand(50, 8, 8) / 10  # each image shows its digit
+    split = _image_grids(images, labels, torch.arange(50), 40, (3, 4), [0, 1])
+    assert split.x.data.shape == (40, 12, 8, 8)
+    costs = (split.x.data[:, :, 0, 0] * 10).round().reshape(40, 3, 4) + 1
+    got = soft_shortest_path(costs.double(), 1e-3)
+    assert torch.allclose(got.float(), split.y, atol=0.01)
+
+
+def test_the_digit_paths_task_loads_and_its_grid_size_is_checked(tmp_path):
+    from neurosym.lang.errors import TaskError
+    from neurosym.tasks.spec import load_task
+
+    task = load_task("digit_paths", data_fraction=0.1)
+    assert str(task.input_type) == "List[Image[8,8]]" and task.loss == "mse"
+    assert len(task.train) == 100 and bool((task.train.y >= 5).all())  # 5 cells, cost >= 1
+    bad = tmp_path / "bad.toml"
+    text = (Path(__file__).parents[1] / "tasks" / "digit_paths.toml").read_text()
+    bad.write_text(text.replace("height = 3", "height = 0"))
+    with pytest.raises(TaskError, match=r"bad.toml \[data\].*height"):
+        load_task(str(bad))

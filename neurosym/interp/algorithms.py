@@ -102,9 +102,8 @@ def sorting_network(x: torch.Tensor, present: torch.Tensor, steepness: float
         a, c = x[:, lo], x[:, hi]
         # the probability that the pair is in order: soft for two present elements, and
         # exact when either is absent (an absent element is larger than everything)
-        keep = torch.where(present[:, hi], torch.where(present[:, lo],
-                                                       cauchy_cdf(steepness * (c - a)), 0.0),
-                           1.0)
+        soft = cauchy_cdf(steepness * (c - a))
+        keep = torch.where(~present[:, hi], 1.0, torch.where(present[:, lo], soft, 0.0))
         k = keep.unsqueeze(-1)
         rows_lo, rows_hi = perm[:, lo], perm[:, hi]
         perm = perm.index_copy(1, lo, k * rows_lo + (1 - k) * rows_hi)

@@ -155,7 +155,9 @@ def digit_pools(pool_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceData:
     """Modes: `classify` (Image -> Vec[10]), `recognize` (Image -> Bool: is it `digit`?),
-    `count` (List[Image] -> Float: how many are `digit`), `sum` (List[Image] -> Float).
+    `count` (List[Image] -> Float: how many are `digit`), `sum` (List[Image] -> Float),
+    `path` (List[Image] -> Float: a `height` x `width` grid of images, row by row, and
+    the cost of the cheapest path through it, each cell costing its digit plus one).
     The val split is the fixed val pool; `val_fraction` is not used."""
     mode = _param(params, "mode", str, "classify")
     pools = digit_pools(_param(params, "pool_seed", int, 0))
@@ -183,7 +185,15 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True))
         )
         return SourceData(train, val, test, None)
-    raise TaskError(f"[data] mode must be classify, recognize, count or sum, got {mode!r}")
+    if mode == "path":
+        shape = (_param(params, "height", int, 3), _param(params, "width", int, 3))
+        defaults = (("n_train", 1000), ("n_val", 300), ("n_test", 300))
+        sizes = [_param(params, key, int, default) for key, default in defaults]
+        train, val, test = (_image_grids(images, labels, pool, n, shape, [context.seed, k])
+                            for k, (pool, n) in enumerate(zip(pools, sizes, strict=True)))
+        return SourceData(train, val, test, None)
+    raise TaskError("[data] mode must be classify, recognize, count, sum or path, got "
+                    f"{mode!r}")
 
 
 def _digit(params: Mapping[str, Any]) -> int:
@@ -212,6 +222,30 @@ def _image_lists(
     weights = (torch.arange(hi) < length[:, None]).float()
     data = images[picks] * weights[:, :, None, None]
     return Split(Seq(data, weights), (value[picks] * weights).sum(1))
+
+
+def _image_grids(images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor, n: int,
+                 shape: tuple[int, int], seed: list[int]) -> Split:
+    """`n` grids of digit images (row by row, as a list) drawn from one pool; the target
+    is the cost of the cheapest path between opposite corners, moving between
+    4-neighbours, each visited cell costing its digit plus one (Dijkstra's)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    h, w = shape
+    if n < 1:
+        raise TaskError(f"[data] grid counts must be positive, got {n}")
+    rng = np.random.default_rng(seed)
+    picks = pool[torch.from_numpy(rng.integers(0, len(pool), size=(n, h * w)))]
+    costs = (labels[picks] + 1).numpy().astype(np.float64)
+    cell = np.arange(h * w).reshape(h, w)
+    edges = [(a, b) for x, y in ((cell[:, :-1], cell[:, 1:]), (cell[:-1], cell[1:]))
+             for a, b in zip(x.ravel(), y.ravel())]
+    tails, heads = np.array(edges + [(b, a) for a, b in edges]).T
+    targets = [dijkstra(csr_matrix((c[heads], (tails, heads)), shape=(h * w, h * w)),
+                        indices=0)[-1] + c[0] for c in costs]
+    return Split(Seq(images[picks], torch.ones(n, h * w)),
+                 torch.tensor(targets, dtype=torch.float32))
 
 
 def _planted(params: Mapping[str, Any], context: SourceContext) -> SourceData:
