@@ -174,7 +174,7 @@ def reuse(scorer: nn.Module, seed: int, fraction: float, epochs: int, lr: float,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--lists", type=int, default=2000, help="training lists of five")
+    p.add_argument("--lists", type=int, default=5000, help="training lists of five")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--library", type=Path, default=None)

@@ -229,23 +229,16 @@ def _image_grids(images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor,
     """`n` grids of digit images (row by row, as a list) drawn from one pool; the target
     is the cost of the cheapest path between opposite corners, moving between
     4-neighbours, each visited cell costing its digit plus one (Dijkstra's)."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import dijkstra
+    from neurosym.interp.algorithms import cheapest_paths
 
     h, w = shape
     if n < 1:
         raise TaskError(f"[data] grid counts must be positive, got {n}")
     rng = np.random.default_rng(seed)
     picks = pool[torch.from_numpy(rng.integers(0, len(pool), size=(n, h * w)))]
-    costs = (labels[picks] + 1).numpy().astype(np.float64)
-    cell = np.arange(h * w).reshape(h, w)
-    edges = [(a, b) for x, y in ((cell[:, :-1], cell[:, 1:]), (cell[:-1], cell[1:]))
-             for a, b in zip(x.ravel(), y.ravel())]
-    tails, heads = np.array(edges + [(b, a) for a, b in edges]).T
-    targets = [dijkstra(csr_matrix((c[heads], (tails, heads)), shape=(h * w, h * w)),
-                        indices=0)[-1] + c[0] for c in costs]
+    costs = (labels[picks] + 1).reshape(n, h, w).numpy().astype(np.float64)
     return Split(Seq(images[picks], torch.ones(n, h * w)),
-                 torch.tensor(targets, dtype=torch.float32))
+                 torch.tensor(cheapest_paths(costs), dtype=torch.float32))
 
 
 def _planted(params: Mapping[str, Any], context: SourceContext) -> SourceData:
