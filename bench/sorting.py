@@ -50,7 +50,8 @@ from neurosym.tasks.spec import load_task
 from neurosym.train import TrainConfig, _fit, fit, predict
 
 LENGTH = 5
-HIDDEN = 64  # the recogniser's width (a small CNN; 32, the search's default, sorts 0.78)
+HIDDEN = 64  # the recogniser's width (a small CNN); at 32, the search's default, seed 1 sorted
+# 0.78 of its lists, at 64 0.83 (2,000 lists)
 SORTER = """
 def score : Image[8,8] -> Float = ??
 def main : List[Image[8,8]] -> List[Float] = \\xs -> rank[30] (map score xs)

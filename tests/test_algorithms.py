@@ -194,3 +194,7 @@ def test_the_digit_paths_task_loads_and_its_grid_size_is_checked(tmp_path):
     bad.write_text(text.replace("height = 3", "height = 0"))
     with pytest.raises(TaskError, match=r"bad.toml \[data\].*height"):
         load_task(str(bad))
+    huge = text.replace("height = 3", "height = 64").replace("width = 3", "width = 64")
+    bad.write_text(huge.replace("n_train = 1000", "n_train = 2000"))
+    with pytest.raises(TaskError, match="2600 grids of 4096 images: more than 5,000,000"):
+        load_task(str(bad))

@@ -172,14 +172,10 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
         return SourceData(train, val, test, classes)
     if mode in ("count", "sum"):
         value = (labels == _digit(params)).float() if mode == "count" else labels.float()
-        defaults = (("n_train", 1000), ("n_val", 300), ("n_test", 300))
-        sizes = [_param(params, key, int, default) for key, default in defaults]
         lengths = (_param(params, "min_len", int, 2), _param(params, "max_len", int, 6))
         if not 1 <= lengths[0] <= lengths[1]:
             raise TaskError(f"[data] need 1 <= min_len <= max_len, got {lengths}")
-        if sum(sizes) * lengths[1] > 5_000_000:  # 8x8 images each: about 1.3 GB
-            raise TaskError(f"[data] asks for {sum(sizes)} lists of up to {lengths[1]} "
-                            "images: more than 5,000,000 images; make it smaller")
+        sizes = _sizes(params, lengths[1], "lists of up to")
         train, val, test = (
             _image_lists(images, value, pool, n, lengths, [context.seed, k])
             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True))
@@ -187,13 +183,23 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
         return SourceData(train, val, test, None)
     if mode == "path":
         shape = (_param(params, "height", int, 3), _param(params, "width", int, 3))
-        defaults = (("n_train", 1000), ("n_val", 300), ("n_test", 300))
-        sizes = [_param(params, key, int, default) for key, default in defaults]
+        sizes = _sizes(params, shape[0] * shape[1], "grids of")
         train, val, test = (_image_grids(images, labels, pool, n, shape, [context.seed, k])
                             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True)))
         return SourceData(train, val, test, None)
     raise TaskError("[data] mode must be classify, recognize, count, sum or path, got "
                     f"{mode!r}")
+
+
+def _sizes(params: Mapping[str, Any], images_each: int, what: str) -> list[int]:
+    """How many lists (or grids) of images the train, val and test splits hold, refused
+    beyond 5,000,000 images in all (8x8 each: about 1.3 GB)."""
+    defaults = (("n_train", 1000), ("n_val", 300), ("n_test", 300))
+    sizes = [_param(params, key, int, default) for key, default in defaults]
+    if sum(sizes) * images_each > 5_000_000:
+        raise TaskError(f"[data] asks for {sum(sizes)} {what} {images_each} images: more "
+                        "than 5,000,000 images; make it smaller")
+    return sizes
 
 
 def _digit(params: Mapping[str, Any]) -> int:
