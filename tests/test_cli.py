@@ -66,11 +66,11 @@ def test_synthesize_ends_within_its_time_limit_on_basic_motions():
     """The limit ends the search; the finalists are then fitted to the end (never cut by
     the clock), which on BasicMotions takes seconds, not minutes."""
     start = time.perf_counter()
-    result = invoke("synthesize", "basic_motions", "--time-limit", "5", "--json")
+    result = invoke("synthesize", "basic_motions", "--time-limit", "8", "--json")
     wall = time.perf_counter() - start
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["stats"]["seconds"] <= 5 and wall < 120
+    assert out["stats"]["seconds"] <= 8 and wall < 120
     best = out["programs"][0]
     assert best["test"] > best["baseline"] and "??" not in best["program"]
     floats = [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", result.output)]
