@@ -158,7 +158,8 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
     with torch_threads(config.threads):
         if config.solve and affine_weights(model) is not None:
             start = time.perf_counter()
-            set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size))
+            set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size),
+           train[1])
             iterations = fit_exactly(model, [train[0]], train[1], loss_kind, class_weights)
             if iterations is not None:
                 _check_finite(evaluate_loss(model, *train, loss), "after solving")
@@ -176,7 +177,8 @@ def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return TrainResult(evaluate_loss(model, *val, loss), 0, time.perf_counter() - start)
-    set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size))
+    set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size),
+           train[1])
     opt = Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     deadline = math.inf if config.max_seconds is None else start + config.max_seconds
@@ -225,12 +227,17 @@ def _check_finite(loss: float, when: str) -> None:
                             "inf; check the data scale or lower the learning rate")
 
 
-def set_up(model: nn.Module, inputs: list[Value], rows: torch.Tensor) -> None:
+def set_up(model: nn.Module, inputs: list[Value], rows: torch.Tensor,
+           targets: torch.Tensor | None = None) -> None:
     """One forward in training mode on `rows` of the training inputs (the first
     mini-batch, `first_batch`): parts that set themselves up from data do it now (affine
     maps take the statistics that standardize their inputs, shapelets seed their patterns
-    from windows), outside any `vmap`. Gradients are on (nothing steps), so that a part
-    can tell an input computed by learned parts."""
+    from windows; before, prototypes are taken per class of `targets`), outside any `vmap`.
+    Gradients are on (nothing steps), so that a part can tell an input computed by
+    learned parts."""
+    from neurosym.interp.prototypes import seed_prototypes
+
+    seed_prototypes(model, inputs, targets)
     model.train()
     with torch.enable_grad():
         model(*[index(v, rows) for v in inputs])

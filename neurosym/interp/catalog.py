@@ -107,6 +107,29 @@ def parts_signature(what: str, example: str):
     return signature
 
 
+def prototypes_signature(elastic: bool):
+    """`List[Vec[n]] -> Vec[k]` for `name[k, m]` (and, if `elastic`, an optional band)."""
+    def signature(params: tuple[ast.Param, ...]) -> Type:
+        sizes = len(params) >= 2 and all(isinstance(p, int) for p in params[:2]) \
+            and 1 <= params[0] <= 256 and 2 <= params[1] <= 1024
+        band = len(params) == 2 or (elastic and len(params) == 3 and isinstance(
+            params[2], int | float) and 0 <= params[2] <= 1)
+        if not (sizes and band):
+            more = " and, optionally, a band as a fraction of m (0 to 1, default 0.1), e.g. " \
+                "prototypes_dtw[8, 32, 0.1]" if elastic else ", e.g. prototypes[8, 32]"
+            raise ValueError("takes how many prototypes (1 to 256) and their length in steps "
+                             f"(2 to 1024){more}")
+        return parse_type(f"List[Vec[n]] -> Vec[{params[0]}]")
+    return signature
+
+
+def known_channels(t: Type, params) -> str | None:
+    (arg,), _ = uncurry(t)
+    elem = getattr(arg, "elem", None)
+    ok = isinstance(elem, Vec) and isinstance(elem.n, int)
+    return None if ok else f"needs series with a known number of channels, not {arg}"
+
+
 def above_signature(params: tuple[ast.Param, ...]) -> Type:
     ok = len(params) <= 2 and all(isinstance(p, int | float) for p in params)
     if not ok or (len(params) == 2 and params[1] <= 0):
@@ -179,6 +202,12 @@ BUILTINS = {
     "spectrum": (parts_signature("frequency bands", "spectrum[16]"), None, 1.0, False),
     "above": (above_signature, None, 0.5, True),
     "features": (features_signature, encodable_input, 1.0, False),
+    # prototype series (prototypes.py): fixed once fitted, so not `learnable` (cached)
+    "prototypes": (prototypes_signature(False), known_channels, 1.0, False),
+    "prototypes_dtw": (prototypes_signature(True), known_channels, 1.0, False),
+    "prototypes_dtw_i": (prototypes_signature(True), known_channels, 1.0, False),
+    "znorm": ("List[a] -> List[a]", tensor_elems, 1.0, False),
+    "softmin": (optional_positive("temperature", "Vec[n] -> Vec[n]", "0.3"), None, 1.0, False),
     # differentiable algorithms (algorithms.py)
     "and": ("Bool -> Bool -> Bool", None, 1.0, False),
     "or": ("Bool -> Bool -> Bool", None, 1.0, False),

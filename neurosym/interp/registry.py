@@ -124,7 +124,7 @@ def lookup(name: str) -> Primitive | None:
 
 def implementation(name: str) -> Primitive:
     """A primitive with its implementation loaded."""
-    from neurosym.interp import algorithms, primitives, rules, series  # noqa: F401  (the base set)
+    from neurosym.interp import algorithms, primitives, prototypes, rules, series  # noqa: F401  (the base set)
     from neurosym.relax import features  # noqa: F401  (what holes stand in as)
 
     return PRIMITIVES[name]

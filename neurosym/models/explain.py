@@ -35,6 +35,12 @@ def describe(model) -> list[dict[str, Any]]:
             p = site.params[0]
             found.append({"part": show(node), "reads": f"the part of each series from "
                           f"{p.start:.0%} to {p.stop:.0%} of its length"})
+        elif name.startswith("prototypes") and site.module is not None:
+            told = site.module.explain(list(model.classes or []) or None)
+            found.append({"part": told["part"], "reads": "distance to each prototype, the "
+                          "series resampled to its length (distinct ones, by the class "
+                          "they were taken from)", "sketch": told["sketch"],
+                          "prototypes": told["pattern"], "classes": told["classes"]})
         elif name == "shapelet" and site.module is not None:
             told = site.module.explain()
             found.append({"part": told["part"], "reads": "distance to the nearest match of "

@@ -198,7 +198,7 @@ def convex_fit(task: Task, term: ast.Term, hidden: int, library) -> bool:
     if affine_weights(model) is None:
         return False
     set_up(model, [task.train.x], first_batch(len(task.train.y), task.seed,
-                                               train_config(task).batch_size))
+                                               train_config(task).batch_size), task.train.y)
     return design(model, [task.train.x], len(task.train.y)) is not None
 
 

@@ -108,17 +108,21 @@ def _find_file(name: str) -> Path:
 
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+MAX_STEPS = 64  # `{steps}`: prototypes longer than this cost more (DTW: steps squared)
 
 
 def load_productions(name: str, groups: list[Group] | None = None,
                      library: LibraryTypes | None = None,
                      values: Mapping[str, Sequence[str]] | None = None,
-                     series_length: int | None = None) -> ProductionSet:
+                     series_length: int | None = None, classes: int | None = None
+                     ) -> ProductionSet:
     """Load a bundled set by name (or a file by path). A template with placeholders is
     copied once per combination of their values: `{group}` over the feature `groups`,
     `{interval}` over the set's `intervals` and `{shapelet}` over pattern lengths, both
-    overridable by `values` (the caller's: from the task); a placeholder with no values
-    gives no copies. Errors name the file and the line of the production."""
+    overridable by `values` (the caller's: from the task), `{steps}` (a prototype's length:
+    the median series length, at most 64) and `{prototypes}` (4 per class of `classes`, 8 to
+    128); a placeholder with no values gives no copies. Errors name the file and the line
+    of the production."""
     path = _find_file(name)
     spec = read_toml(path, SearchError, "production set")
     from neurosym.settings import PRODUCTION, PRODUCTION_SET, check_table
@@ -128,6 +132,8 @@ def load_productions(name: str, groups: list[Group] | None = None,
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
     fill = _placeholder_values(spec, groups, values, series_length, path)
+    fill["steps"] = [str(max(2, min(series_length, MAX_STEPS)))] if series_length else []
+    fill["prototypes"] = [str(min(128, max(8, 4 * (classes or 1))))] if series_length else []
     lines = path.read_text(encoding="utf-8").splitlines()
     made: dict[tuple[str, float], list[Production]] = {}  # an entry repeated is read once
     for entry in entries:

@@ -169,7 +169,7 @@ def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | N
         if state is not None:
             _load_matching(net, state)
     set_up(model, [train for train, _ in values],
-           first_batch(len(task.train.y), seed, settings.train.batch_size))
+           first_batch(len(task.train.y), seed, settings.train.batch_size), task.train.y)
     return Member(seed, model, [train for train, _ in values], [val for _, val in values],
                   text)
 

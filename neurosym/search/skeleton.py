@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neurosym.interp.prototypes import seed_prototypes
 from neurosym.interp.values import Value
 from neurosym.lang import ast
 from neurosym.lang.checker import Checked, check_term
@@ -140,9 +141,12 @@ class FeatureCache:
         from neurosym.search.scoring import build_typed
 
         model = build_typed(Arrow(self.task.input_type, t), feature, 0, self.library,
-                            self.task.device).eval()
-        with torch.no_grad(), torch_threads(1):
-            return model(x_train), model(x_val)
+                            self.task.device)
+        with torch_threads(1):
+            seed_prototypes(model, [x_train], self.task.train.y)  # as a program's fit does
+            model.eval()
+            with torch.no_grad():
+                return model(x_train), model(x_val)
 
 
 # ---- map fission ------------------------------------------------------------------------------

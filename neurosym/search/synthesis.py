@@ -138,7 +138,8 @@ def production_set(task: Task, productions: ProductionSet | str | None = None,
     given = {k: opts[k + "s"] for k in ("interval", "shapelet") if k + "s" in opts}
     x = task.train.x
     length = int(x.weights.sum(1).median()) if isinstance(x, Seq) else None
-    return with_library(load_productions(str(name), groups, library, given, length), library)
+    return with_library(load_productions(str(name), groups, library, given, length,
+                                         task.num_classes), library)
 
 
 @dataclass(frozen=True, slots=True)
