@@ -39,6 +39,7 @@ from neurosym.lang.types import Type, Vec, uncurry
 GAMMA = 0.1  # soft-DTW's temperature, on costs that are mean squared differences per step
 MAX_PER_CLASS = 8
 SEED_ROWS = 256  # training series the prototypes are chosen among (evenly spread)
+MEDOID_CANDIDATES = 32  # of them, per class, compared pairwise for its medoids
 _BIG = 1e10  # stands for +inf in the recursion (a true inf gives NaN gradients)
 _MEDOID_ROUNDS = 4
 _CELLS = 2**23  # cost-matrix cells computed at once (32 MB in float32)
@@ -258,18 +259,19 @@ class Prototypes(nn.Module):
         classes = _classes(len(x))
         if classes is None:
             classes = torch.zeros(len(x), dtype=torch.long)
-        rows = max(1, _CELLS // (len(x) * self.m * self.m))  # cost matrices in memory
-        distance = torch.cat([self.distances(x[i:i + rows], x)
-                              for i in range(0, len(x), rows)]).cpu()
         picks, origin = [], []
         for c, count in allot(classes, self.k).items():
             members = (classes == c).nonzero()[:, 0]
-            chosen = medoids(distance[members][:, members], count)
+            if len(members) > MEDOID_CANDIDATES:  # evenly spread: soft-DTW costs m^2 a pair
+                members = members[torch.linspace(0, len(members) - 1,
+                                                 MEDOID_CANDIDATES).round().long()]
+            chosen = medoids(self._chunked(x[members], x[members]), count)
             picks += members[chosen].tolist()
             origin += [c] * len(chosen)
+        distance = self._chunked(x, x[picks])
         rest = torch.ones(len(x), dtype=torch.bool)
         rest[picks] = False
-        nearest = distance[:, picks].amin(1)
+        nearest = distance.amin(1)
         typical = float((nearest[rest] if rest.any() else nearest).median())
         self.scale.fill_(typical if typical > 1e-12 else 1.0)
         # more slots than the caps allow: prototypes repeated, the largest classes' first
@@ -279,6 +281,12 @@ class Prototypes(nn.Module):
         self.origin.copy_(torch.tensor((origin * self.k)[:self.k]))
         self.seeded.fill_(True)
         self.ready = True
+
+    def _chunked(self, x: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+        """`distances` in pieces of at most `_CELLS` cost-matrix cells, on the CPU."""
+        rows = max(1, _CELLS // (len(to) * self.m * self.m))
+        return torch.cat([self.distances(x[i:i + rows], to)
+                          for i in range(0, len(x), rows)]).cpu()
 
     def _load_from_state_dict(self, state, prefix, *args, **kwargs):
         super()._load_from_state_dict(state, prefix, *args, **kwargs)
