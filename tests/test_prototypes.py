@@ -38,7 +38,7 @@ def test_soft_dtw_and_its_divergence_have_exact_gradients():
     p = torch.randn(2, 6, 2, dtype=torch.float64, generator=gen, requires_grad=True)
     for independent in (False, True):
         assert torch.autograd.gradcheck(
-            lambda a, b: soft_dtw_divergence(a, b, 0.3, 2, independent), (x, p))
+            lambda a, b, i=independent: soft_dtw_divergence(a, b, 0.3, 2, i), (x, p))
 
 
 def test_soft_dtw_approaches_aeons_dtw_as_the_temperature_goes_to_zero():
@@ -133,6 +133,9 @@ def test_prototypes_come_from_the_training_series_of_each_class():
 def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
     from test_model import _exported_outputs, _python_outputs
 
+    from neurosym.models.explain import describe
+    from neurosym.models.plot import plot_model
+
     xs, ys = _shapes(120, 1)
     task = neurosym.Task.from_arrays(xs[:80], ys[:80], xs[80:], ys[80:])
     x = task.test.x
@@ -149,6 +152,12 @@ def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
             assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5), (body, fmt)
         got = _python_outputs(loaded, tmp_path, x)
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5), body
+        shown = [p for p in describe(loaded) if p["part"].startswith("prototypes")]
+        assert len(shown) == 1 and sorted(set(shown[0]["classes"])) == [0, 1]
+        assert all(line.split()[0] in ("0", "1") for line in shown[0]["sketch"])  # class names
+    plot = plot_model(loaded, x, [f"class {v}" for v in task.test.y.tolist()],
+                      tmp_path / "p.png")
+    assert plot.stat().st_size > 10_000
 
 
 def test_bad_prototype_parameters_are_clear_errors(tmp_path):

@@ -39,6 +39,7 @@ from neurosym.lang.types import Type, Vec, uncurry
 GAMMA = 0.1  # soft-DTW's temperature, on costs that are mean squared differences per step
 MAX_PER_CLASS = 8
 SEED_ROWS = 256  # training series the prototypes are chosen among (evenly spread)
+MEMO = 8192  # series whose distances a module keeps
 MEDOID_CANDIDATES = 32  # of them, per class, compared pairwise for its medoids
 _BIG = 1e10  # stands for +inf in the recursion (a true inf gives NaN gradients)
 _MEDOID_ROUNDS = 4
@@ -234,6 +235,7 @@ class Prototypes(nn.Module):
         self.register_buffer("scale", torch.tensor(1.0))  # a typical nearest distance
         self.register_buffer("seeded", torch.tensor(False))
         self.ready = False
+        self._memo: dict[tuple[bytes, bytes], torch.Tensor] = {}
 
     @property
     def name(self) -> str:
@@ -248,10 +250,31 @@ class Prototypes(nn.Module):
                                    self.own if to is self.pattern else None)
 
     def forward(self, xs: Seq) -> torch.Tensor:
-        x = resample(xs, self.m)
         if not self.ready:
-            self._seed(x)
-        return self.distances(x, self.pattern) / self.scale
+            self._seed(resample(xs, self.m))
+        if xs.data.requires_grad or torch.compiler.is_compiling() \
+                or getattr(self, "_memo", None) is None:  # (the exported file keeps none)
+            return self._distances(xs)
+        return self._recalled(xs)
+
+    def _distances(self, xs: Seq) -> torch.Tensor:
+        return self.distances(resample(xs, self.m), self.pattern) / self.scale
+
+    def _recalled(self, xs: Seq) -> torch.Tensor:
+        """The distances, each series' computed once: a fit evaluates the same training
+        series dozens of times (a linear map's design, block by block; its solver's
+        losses; every prediction), and a soft-DTW table costs m^2 per series and
+        prototype. Kept by each series' exact values, for up to `MEMO` series."""
+        data, weights = xs.data.detach().cpu().numpy(), xs.weights.detach().cpu().numpy()
+        keys = [(d.tobytes(), w.tobytes()) for d, w in zip(data, weights)]
+        missing = [i for i, key in enumerate(keys) if key not in self._memo]
+        if missing:
+            if len(self._memo) + len(missing) > MEMO:
+                self._memo = {}
+            rows = torch.tensor(missing, device=xs.data.device)
+            fresh = self._distances(Seq(xs.data[rows], xs.weights[rows]))
+            self._memo.update({keys[i]: row for i, row in zip(missing, fresh)})
+        return torch.stack([self._memo[key] for key in keys])
 
     @torch.no_grad()
     def _seed(self, x: torch.Tensor) -> None:
@@ -280,7 +303,7 @@ class Prototypes(nn.Module):
             self.own.copy_(self_dtw(self.pattern, GAMMA, self.band, self.elastic == "independent"))
         self.origin.copy_(torch.tensor((origin * self.k)[:self.k]))
         self.seeded.fill_(True)
-        self.ready = True
+        self.ready, self._memo = True, {}
 
     def _chunked(self, x: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
         """`distances` in pieces of at most `_CELLS` cost-matrix cells, on the CPU."""
@@ -290,7 +313,8 @@ class Prototypes(nn.Module):
 
     def _load_from_state_dict(self, state, prefix, *args, **kwargs):
         super()._load_from_state_dict(state, prefix, *args, **kwargs)
-        self.ready = bool(self.seeded)  # a plain flag: export cannot trace a tensor's truth
+        # a plain flag: export cannot trace a tensor's truth
+        self.ready, self._memo = bool(self.seeded), {}
 
     def explain(self, names: list[str] | None = None) -> dict:
         """The prototypes' values (per channel), the class of the training series each

@@ -2,7 +2,7 @@
 
 - Series programs: the mean series of each class (one panel per channel, at most four),
   with the intervals the program reads shaded and, for each shapelet pattern, its best
-  match on each class mean drawn over it.
+  match on each class mean drawn over it, and each prototype in its class's colour.
 - Programs over feature vectors: for each `above` test of one feature, that feature's
   distribution per class with the threshold; else the weights of the first affine map.
 Needs matplotlib (`pip install "neurosym-synth[plot]"`).
@@ -119,11 +119,30 @@ def _series(plt, model: Model, x: Seq, labels: list[str]):
         ax.set_ylabel(names[ch] if names and ch < len(names) else f"channel {ch}")
     for _, site in _parts(model, "shapelet"):
         _shapelets(axes, site.module, means, channels)
+    for name in ("prototypes", "prototypes_dtw", "prototypes_dtw_i"):
+        for _, site in _parts(model, name):
+            _prototypes(axes, site.module, list(means), model.classes, steps, channels)
     axes[0][0].legend(loc="upper right", fontsize="small")
     axes[0][0].set_title(f"{model.record.get('task')}: {model.program}"[:110], fontsize=9)
-    axes[-1][0].set_xlabel("time step (shaded: intervals the program reads; dashed: "
-                           "shapelets at their best match)")
+    axes[-1][0].set_xlabel("time step (shaded: intervals read; dashed: shapelets at their "
+                           "best match; dotted: prototypes, by class)", fontsize="small")
     return fig
+
+
+def _prototypes(axes, module, order: list[str], classes, steps: int, channels: int) -> None:
+    """Each distinct prototype, stretched over the steps, in the colour of the class it
+    was taken from (the class means are drawn in legend order)."""
+    seen = set()
+    for pattern, c in zip(module.pattern, module.origin.tolist()):
+        if (key := tuple(pattern.flatten().tolist())) in seen:
+            continue
+        seen.add(key)
+        label = f"class {classes[c]}" if classes and 0 <= c < len(classes) else None
+        color = f"C{order.index(label)}" if label in order else "black"
+        where = torch.linspace(0, steps - 1, pattern.shape[0]).numpy()
+        for ch in range(channels):
+            axes[ch][0].plot(where, pattern[:, ch].numpy(), linestyle=":", linewidth=1.2,
+                             color=color, alpha=0.9)
 
 
 def _shapelets(axes, shapelet, means: dict, channels: int) -> None:
