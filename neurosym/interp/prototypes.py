@@ -276,9 +276,8 @@ class Prototypes(nn.Module):
             self._memo.update({keys[i]: row for i, row in zip(missing, fresh)})
         return torch.stack([self._memo[key] for key in keys])
 
-    @torch.no_grad()
     def _seed(self, x: torch.Tensor) -> None:
-        x = x.detach()
+        x = x.detach()  # (no autograd below: only `distances` of detached values)
         classes = _classes(len(x))
         if classes is None:
             classes = torch.zeros(len(x), dtype=torch.long)

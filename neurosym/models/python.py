@@ -31,7 +31,7 @@ from neurosym.relax import networks
 
 _MODULES = (values, standardize, primitives, series, prototypes, rules, algorithms, networks)
 _SKIP_METHODS = ("__init__", "explain", "learned_params", "_seed_from", "values", "bounds",
-                 "effective", "_load_from_state_dict")
+                 "effective", "_load_from_state_dict", "_seed", "_chunked", "_recalled")
 
 
 class PythonExportError(NeurosymError):
