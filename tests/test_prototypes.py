@@ -11,14 +11,8 @@ import torch
 from aeon.distances import dtw_distance
 
 import neurosym
-from neurosym.interp.prototypes import (
-    allot,
-    medoids,
-    resample,
-    seed_prototypes,
-    soft_dtw,
-    soft_dtw_divergence,
-)
+from neurosym.interp.dtw import soft_dtw, soft_dtw_divergence
+from neurosym.interp.prototypes import allot, medoids, resample, seed_prototypes
 from neurosym.interp.values import Seq, pad_sequences
 from neurosym.lang.errors import DSLTypeError
 from neurosym.train import predict

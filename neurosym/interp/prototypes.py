@@ -10,7 +10,7 @@ steps, so that a shape that moves or stretches a little still matches; channels 
 warped together (dependent DTW), or each on its own with `prototypes_dtw_i`.
 
 The prototypes are taken from the training data the program is fitted on (up to
-`SEED_ROWS` series of the fold being fitted, `seed_prototypes`): per class, its medoid and then
+`SEED_ROWS` series of the fold being fitted, `seed_prototypes`): per class, its medoid, then
 k-medoids, classes served in turn so that none is left without one, at most
 `MAX_PER_CLASS` and at most a quarter of a class's series (storing every training
 series would be 1-NN itself, a yardstick rather than a reader). They are then fixed: a
@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from neurosym.interp.dtw import GAMMA, self_dtw, soft_dtw_divergence
 from neurosym.interp.primitives import MAX_PARAMETERS
 from neurosym.interp.registry import Site, implements
 from neurosym.interp.series import sparkline
@@ -36,12 +36,10 @@ from neurosym.interp.values import Seq, Value, batch_size, index
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import Type, Vec, uncurry
 
-GAMMA = 0.1  # soft-DTW's temperature, on costs that are mean squared differences per step
 MAX_PER_CLASS = 8
 SEED_ROWS = 256  # training series the prototypes are chosen among (evenly spread)
 MEMO = 8192  # series whose distances a module keeps
 MEDOID_CANDIDATES = 32  # of them, per class, compared pairwise for its medoids
-_BIG = 1e10  # stands for +inf in the recursion (a true inf gives NaN gradients)
 _MEDOID_ROUNDS = 4
 _CELLS = 2**23  # cost-matrix cells computed at once (32 MB in float32)
 
@@ -94,82 +92,6 @@ def squared_distance(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     a, b = x.flatten(1), p.flatten(1)
     square = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * a @ b.T
     return square.clamp_min(0) / a.shape[1]
-
-
-def step_costs(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Squared differences, averaged over channels, of every step of each series to every
-    step of each prototype: (B, k, m, m')."""
-    xx = (x * x).mean(2)  # (B, m)
-    pp = (p * p).mean(2)  # (k, m')
-    cross = torch.einsum("bin,kjn->bkij", x, p) / x.shape[2]
-    return (xx[:, None, :, None] + pp[None, :, None, :] - 2 * cross).clamp_min(0)
-
-
-def soft_dtw(cost: torch.Tensor, gamma: float = GAMMA, band: int | None = None) -> torch.Tensor:
-    """Soft-DTW of cost matrices (..., m, m'): the soft minimum (temperature `gamma`,
-    log-sum-exp) over monotone alignments of their summed cost, by the recursion
-    R[i, j] = cost[i, j] + softmin(R[i-1, j-1], R[i-1, j], R[i, j-1]) computed one
-    anti-diagonal at a time (indexed by i; unrolled, so it exports); cells more than
-    `band` steps off the diagonal (a Sakoe-Chiba band, for square matrices) are not on
-    any alignment."""
-    *lead, m, w = cost.shape
-    if band is not None and m != w:
-        raise ValueError("a band needs series of equal length")
-    i = torch.arange(m + 1, device=cost.device)
-    d = torch.arange(2, m + w + 1, device=cost.device).unsqueeze(1)
-    j = d - i  # (D, m + 1): the column of row i on anti-diagonal d
-    valid = (i >= 1) & (j >= 1) & (j <= w)
-    if band is not None:
-        valid &= (i - j).abs() <= band
-    diagonals = cost[..., (i - 1).clamp(0, m - 1), (j - 1).clamp(0, w - 1)]  # (..., D, m+1)
-    before = torch.full((*lead, m + 1), _BIG, dtype=cost.dtype, device=cost.device)
-    before[..., 0] = 0.0  # R[0, 0], on diagonal 0
-    prev = torch.full_like(before, _BIG)  # diagonal 1: borders only
-    for step in range(m + w - 1):
-        options = torch.stack([_down(before), _down(prev), prev], -1)
-        soft = -gamma * torch.logsumexp(-options / gamma, -1)
-        before, prev = prev, torch.where(valid[step], diagonals[..., step, :] + soft, _BIG)
-    return prev[..., m]
-
-
-def _down(diagonal: torch.Tensor) -> torch.Tensor:
-    """A diagonal's values moved one row down (R[i-1, .] read at row i)."""
-    return F.pad(diagonal[..., :-1], (1, 0), value=_BIG)
-
-
-def soft_dtw_divergence(x: torch.Tensor, p: torch.Tensor, gamma: float = GAMMA,
-                        band: int | None = None, independent: bool = False,
-                        own_p: torch.Tensor | None = None) -> torch.Tensor:
-    """The soft-DTW divergence D(x, p) = S(x, p) - (S(x, x) + S(p, p)) / 2 of (B, m, n)
-    series to (k, m, n) prototypes, per step (divided by m): (B, k), 0 for a series and
-    itself. `independent`: each channel is aligned on its own and the divergences averaged
-    (DTW_I); otherwise all channels share one alignment (DTW_D). `own_p`: S(p, p) if known
-    (`self_dtw`)."""
-    own_p = self_dtw(p, gamma, band, independent) if own_p is None else own_p
-    if independent:
-        per = [soft_dtw_divergence(x[..., c:c + 1], p[..., c:c + 1], gamma, band, False,
-                                   own_p[c:c + 1]) for c in range(x.shape[2])]
-        return torch.stack(per).mean(0)
-    # the series' own S(x, x) rides along with S(x, p): one recursion, not two
-    both = soft_dtw(torch.cat([step_costs(x, p), _self_costs(x).unsqueeze(1)], 1), gamma, band)
-    cross, own_x = both[:, :-1], both[:, -1]
-    return (cross - (own_x[:, None] + own_p[0][None, :]) / 2) / x.shape[1]
-
-
-def self_dtw(p: torch.Tensor, gamma: float = GAMMA, band: int | None = None,
-             independent: bool = False) -> torch.Tensor:
-    """S(p, p) of (k, m, n) series: (1, k), or (n, k) per channel if `independent`."""
-    if independent:
-        return torch.stack([soft_dtw(_self_costs(p[..., c:c + 1]), gamma, band)
-                            for c in range(p.shape[2])])
-    return soft_dtw(_self_costs(p), gamma, band).unsqueeze(0)
-
-
-def _self_costs(x: torch.Tensor) -> torch.Tensor:
-    """Cost matrices of each series against itself: (B, m, m)."""
-    sq = (x * x).mean(2)
-    cross = torch.einsum("bin,bjn->bij", x, x) / x.shape[2]
-    return (sq[:, :, None] + sq[:, None, :] - 2 * cross).clamp_min(0)
 
 
 # ---- the prototypes ---------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from pathlib import Path
 
 from torch import nn
 
-from neurosym.interp import algorithms, primitives, prototypes, rules, series, standardize, values
+from neurosym.interp import (
+    algorithms,
+    dtw,
+    primitives,
+    prototypes,
+    rules,
+    series,
+    standardize,
+    values,
+)
 from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.registry import implementation
 from neurosym.lang import ast
@@ -29,7 +38,8 @@ from neurosym.lang.types import encodable
 from neurosym.models import Model
 from neurosym.relax import networks
 
-_MODULES = (values, standardize, primitives, series, prototypes, rules, algorithms, networks)
+_MODULES = (values, standardize, primitives, series, dtw, prototypes, rules, algorithms,
+            networks)
 _SKIP_METHODS = ("__init__", "explain", "learned_params", "_seed_from", "values", "bounds",
                  "effective", "_load_from_state_dict", "_seed", "_chunked", "_recalled")
 
