@@ -158,8 +158,8 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
     with torch_threads(config.threads):
         if config.solve and affine_weights(model) is not None:
             start = time.perf_counter()
-            set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size),
-           train[1])
+            set_up(model, [train[0]],
+                   first_batch(len(train[1]), config.seed, config.batch_size), train[1])
             iterations = fit_exactly(model, [train[0]], train[1], loss_kind, class_weights)
             if iterations is not None:
                 _check_finite(evaluate_loss(model, *train, loss), "after solving")

@@ -13,12 +13,12 @@ _BIG = 1e10  # stands for +inf in the recursion (a true inf gives NaN gradients)
 
 
 def step_costs(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Squared differences, averaged over channels, of every step of each series to every
-    step of each prototype: (B, k, m, m')."""
-    xx = (x * x).mean(2)  # (B, m)
-    pp = (p * p).mean(2)  # (k, m')
-    cross = torch.einsum("bin,kjn->bkij", x, p) / x.shape[2]
-    return (xx[:, None, :, None] + pp[None, :, None, :] - 2 * cross).clamp_min(0)
+    """Squared differences, averaged over channels, of every step of each series in x
+    (..., m, n) to every step of its counterpart in p (..., m', n), leading dimensions
+    broadcast: (..., m, m')."""
+    cross = torch.einsum("...in,...jn->...ij", x, p) / x.shape[-1]
+    own_x, own_p = (x * x).mean(-1), (p * p).mean(-1)
+    return (own_x[..., :, None] + own_p[..., None, :] - 2 * cross).clamp_min(0)
 
 
 def soft_dtw(cost: torch.Tensor, gamma: float = GAMMA, band: int | None = None) -> torch.Tensor:
@@ -67,7 +67,8 @@ def soft_dtw_divergence(x: torch.Tensor, p: torch.Tensor, gamma: float = GAMMA,
                                    own_p[c:c + 1]) for c in range(x.shape[2])]
         return torch.stack(per).mean(0)
     # the series' own S(x, x) rides along with S(x, p): one recursion, not two
-    both = soft_dtw(torch.cat([step_costs(x, p), _self_costs(x).unsqueeze(1)], 1), gamma, band)
+    both = soft_dtw(torch.cat([step_costs(x[:, None], p[None]), step_costs(x, x)[:, None]], 1),
+                    gamma, band)
     cross, own_x = both[:, :-1], both[:, -1]
     return (cross - (own_x[:, None] + own_p[0][None, :]) / 2) / x.shape[1]
 
@@ -76,13 +77,6 @@ def self_dtw(p: torch.Tensor, gamma: float = GAMMA, band: int | None = None,
              independent: bool = False) -> torch.Tensor:
     """S(p, p) of (k, m, n) series: (1, k), or (n, k) per channel if `independent`."""
     if independent:
-        return torch.stack([soft_dtw(_self_costs(p[..., c:c + 1]), gamma, band)
+        return torch.stack([soft_dtw(step_costs(p[..., c:c + 1], p[..., c:c + 1]), gamma, band)
                             for c in range(p.shape[2])])
-    return soft_dtw(_self_costs(p), gamma, band).unsqueeze(0)
-
-
-def _self_costs(x: torch.Tensor) -> torch.Tensor:
-    """Cost matrices of each series against itself: (B, m, m)."""
-    sq = (x * x).mean(2)
-    cross = torch.einsum("bin,bjn->bij", x, x) / x.shape[2]
-    return (sq[:, :, None] + sq[:, None, :] - 2 * cross).clamp_min(0)
+    return soft_dtw(step_costs(p, p), gamma, band).unsqueeze(0)

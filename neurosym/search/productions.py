@@ -131,9 +131,7 @@ def load_productions(name: str, groups: list[Group] | None = None,
     entries = spec.get("production")
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
-    fill = _placeholder_values(spec, groups, values, series_length, path)
-    fill["steps"] = [str(max(2, min(series_length, MAX_STEPS)))] if series_length else []
-    fill["prototypes"] = [str(min(128, max(8, 4 * (classes or 1))))] if series_length else []
+    fill = _placeholder_values(spec, groups, values, series_length, classes, path)
     lines = path.read_text(encoding="utf-8").splitlines()
     made: dict[tuple[str, float], list[Production]] = {}  # an entry repeated is read once
     for entry in entries:
@@ -164,9 +162,11 @@ def _positive(cost) -> bool:
 
 def _placeholder_values(spec: dict, groups: list[Group] | None,
                         given: Mapping[str, Sequence[str]] | None, series_length: int | None,
-                        path: Path) -> dict[str, list[str]]:
+                        classes: int | None, path: Path) -> dict[str, list[str]]:
     fill = {"group": [f"{a}:{b}" for a, b in groups or []],
-            "feature": [str(i) for i in sorted({i for a, b in groups or [] for i in range(a, b)})]}
+            "feature": [str(i) for i in sorted({i for a, b in groups or [] for i in range(a, b)})],
+            "steps": [str(max(2, min(series_length, MAX_STEPS)))] if series_length else [],
+            "prototypes": [str(min(128, max(8, 4 * (classes or 1))))] if series_length else []}
     fractions = spec.get("shapelet_fractions", [])
     if not isinstance(fractions, list) or not all(
             isinstance(f, int | float) and 0 < f <= 1 for f in fractions):
