@@ -187,17 +187,40 @@ def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tenso
           ) -> tuple[torch.Tensor, int]:
     """The penalized optimum θ (float64) and the iterations it took: Newton's method up
     to `NEWTON_WEIGHTS` weights (a few steps, each a small solve), L-BFGS beyond (where
-    one Hessian would cost more than its iterations)."""
+    one Hessian would cost more than its iterations).
+
+    With more weights than outputs on the training data (random features, a wide table,
+    few examples), the problem is first reduced to as many unknowns as the design has
+    rows, exactly: the optimum θ = -P⁻¹ Jᵀ g lies in P^-1/2 times the row space of
+    J P^-1/2 (P the penalty), so with V an orthonormal basis of that space, θ = P^-1/2 V z
+    and the penalty is ½‖z‖²."""
+    lam = (2.0 if loss_kind == "mse" else 1.0) / rows
+    penalty = torch.where(d.biases, lam * _BIAS_SHARE, lam)
+    matrix, basis = d.matrix, None
+    if matrix.shape[1] > matrix.shape[0]:
+        scale = penalty.rsqrt()
+        _, singular, vh = torch.linalg.svd(matrix * scale, full_matrices=False)
+        kept = singular > singular[0] * 1e-12 if len(singular) else singular > 0
+        basis = vh[kept].T * scale[:, None]
+        matrix, penalty = matrix @ basis, torch.ones(basis.shape[1], dtype=matrix.dtype,
+                                                     device=matrix.device)
+    z, iterations = _penalized(d.offset, matrix, penalty, y, loss_kind, class_weights, rows,
+                               tolerance, max_iterations)
+    return (z if basis is None else basis @ z), iterations
+
+
+def _penalized(offset: torch.Tensor, matrix: torch.Tensor, penalty: torch.Tensor,
+               y: torch.Tensor, loss_kind: str, class_weights: torch.Tensor | None,
+               rows: int, tolerance: float, max_iterations: int) -> tuple[torch.Tensor, int]:
+    """argmin over θ of the loss of `offset + matrix @ θ` plus ½ Σ penalty θ²."""
     from neurosym.train import losses_per_model
 
     out_shape = (rows, -1) if loss_kind == "cross_entropy" else tuple(y.shape)
     target = y if loss_kind == "cross_entropy" else y.double()
     weights = None if class_weights is None else class_weights.double()
-    lam = (2.0 if loss_kind == "mse" else 1.0) / rows
-    penalty = torch.where(d.biases, lam * _BIAS_SHARE, lam)
 
     def value(theta: torch.Tensor) -> torch.Tensor:
-        out = (d.offset + d.matrix @ theta).reshape(out_shape)
+        out = (offset + matrix @ theta).reshape(out_shape)
         return losses_per_model(loss_kind, out.unsqueeze(0), target.unsqueeze(0), weights)[0] \
             + 0.5 * (penalty * theta**2).sum()
 
@@ -208,10 +231,10 @@ def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tenso
         return v.detach(), grad
 
     def second(theta: torch.Tensor) -> torch.Tensor:
-        out = (d.offset + d.matrix @ theta).reshape(rows, -1)
-        return loss_hessian(d.matrix, out, loss_kind, y, weights) + torch.diag(penalty)
+        out = (offset + matrix @ theta).reshape(rows, -1)
+        return loss_hessian(matrix, out, loss_kind, y, weights) + torch.diag(penalty)
 
-    start = torch.zeros(d.matrix.shape[1], dtype=torch.float64, device=d.matrix.device)
+    start = torch.zeros(matrix.shape[1], dtype=torch.float64, device=matrix.device)
     if len(start) <= NEWTON_WEIGHTS:
         return newton(objective, second, start, tolerance, max_iterations)
     return lbfgs(objective, start, tolerance, max_iterations)

@@ -129,6 +129,13 @@ def test_feature_relaxations_rewrite_holes_into_cached_features_and_maps():
                           task_type, 8, 0)
     assert show(relaxed) == (r"\xs -> add (affine (features[14, 0] (mean xs))) "
                              r"(mean (map (\$r0 -> affine (features[14, 0] $r0)) xs))")
+    # a fold whose step has a hole stands in as a whole for a hole over its list
+    folded = relax_holes(parse_term(r"\xs -> mul (fold ?? (?? (mean xs)) xs) (?? (std xs))"),
+                         task_type, 8, 0)
+    assert show(folded) == (r"\xs -> mul (affine (features[224, 0] xs)) "
+                            r"(affine (features[14, 0] (std xs)))")
+    closed = r"\xs -> fold (\acc x -> add (affine acc) (affine x)) (?? (mean xs)) xs"
+    assert "fold" in show(relax_holes(parse_term(closed), task_type, 8, 0))
     settings = NodeSettings(train_config(task), relaxation="features", hidden=8)
     cache = FeatureCache(task)
     (score,) = train_nodes(task, [(r"\xs -> ?? xs", None)], settings, features=cache)
@@ -180,3 +187,27 @@ def test_the_newton_hessian_is_autograds_for_every_loss():
             out = (c + m @ theta).reshape(rows, -1)
             assert torch.allclose(loss_hessian(m, out, kind, y, weights), expected,
                                   atol=1e-10), (kind, weights)
+
+
+def test_more_weights_than_outputs_are_solved_in_the_row_space_to_the_same_optimum():
+    """The reduction to the design's row space (wide features, few examples) gives the
+    optimum of the full problem, for each loss, biases barely penalized."""
+    from neurosym.convex import Design, _penalized, solve
+
+    gen = torch.Generator().manual_seed(3)
+    rows, size = 6, 40
+    for kind, width in (("cross_entropy", 3), ("bce", 1), ("mse", 2)):
+        matrix = torch.randn(rows * width, size, generator=gen, dtype=torch.float64)
+        offset = torch.randn(rows * width, generator=gen, dtype=torch.float64)
+        biases = torch.zeros(size, dtype=torch.bool)
+        biases[-width:] = True
+        y = {"cross_entropy": torch.tensor([0, 1, 2, 0, 1, 2]),
+             "bce": torch.tensor([0.0, 1, 0, 1, 1, 0]).reshape(rows, 1),
+             "mse": torch.randn(rows, width, generator=gen)}[kind]
+        d = Design(offset, matrix, ("w",), (torch.Size([size]),), biases)
+        reduced, _ = solve(d, y, kind, None, rows)
+        lam = (2.0 if kind == "mse" else 1.0) / rows
+        penalty = torch.where(biases, lam * 1e-6, lam)
+        full, _ = _penalized(offset, matrix, penalty, y, kind, None, rows, 1e-10, 10_000)
+        assert torch.allclose(offset + matrix @ reduced, offset + matrix @ full, atol=1e-5)
+        assert torch.allclose(reduced, full, rtol=1e-4, atol=1e-4)

@@ -17,6 +17,13 @@ Two things follow from the rewrite, with no code of their own:
   ?? xs)`) is a convex problem, solved exactly (`neurosym.convex`); the others (a hole
   under `ite` or `mul`) train only their maps, over cached features.
 A hole whose type has a function argument, or no argument, keeps a trained network.
+
+A fold whose step function still has a hole (`fold ?? (?? (mean xs)) xs`) stands in as a
+whole for a hole over the list it folds: `affine (features xs)`. Its accumulator depends
+on the step's learnable part at every element, so nothing inside it could be cached, and
+training it is what a fold node cost (ten times any other node, BasicMotions); a
+function of the whole list is what the completed fold can be, as NEAR's relaxation of
+the fold's type would be.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.types import Arrow, ListT, Type, is_tensor, uncurry
 from neurosym.relax.networks import pool_reference
-from neurosym.search.terms import apply
+from neurosym.search.terms import apply, hole_paths
 
 SEGMENTS = 4  # equal parts of each list pooled on their own
 STATS = 4 + 3 * SEGMENTS  # pooled statistics per element feature
@@ -67,6 +74,11 @@ def relax_holes(term: ast.Term, task_type: Arrow, hidden: int, seed: int,
         return out
 
     def walk(t: ast.Term) -> ast.Term:
+        if _open_fold(t):
+            items = t.args[2]
+            items_type = checked.type_of(items)
+            if width(items_type, hidden):
+                return maps([walk(items)], [items_type])
         if isinstance(t, ast.App) and isinstance(t.fn, ast.Hole):
             types, _ = uncurry(checked.type_of(t.fn))
             args = [walk(a) for a in t.args]
@@ -92,6 +104,12 @@ def relax_holes(term: ast.Term, task_type: Arrow, hidden: int, seed: int,
         return t
 
     return walk(term)
+
+
+def _open_fold(t: ast.Term) -> bool:
+    """A fold of all three arguments whose step function has a hole."""
+    return (isinstance(t, ast.App) and isinstance(t.fn, ast.Var) and t.fn.name == "fold"
+            and len(t.args) == 3 and bool(hole_paths(t.args[0])))
 
 
 class _RandomFeatures(nn.Module):
