@@ -128,7 +128,7 @@ def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
     from test_model import _exported_outputs, _python_outputs
 
     from neurosym.models.explain import describe
-    from neurosym.models.plot import plot_model
+    from neurosym.models.plot import plot_model, readers_of
 
     xs, ys = _shapes(120, 1)
     task = neurosym.Task.from_arrays(xs[:80], ys[:80], xs[80:], ys[80:])
@@ -152,6 +152,40 @@ def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
     plot = plot_model(loaded, x, [f"class {v}" for v in task.test.y.tolist()],
                       tmp_path / "p.png")
     assert plot.stat().st_size > 10_000
+    ((text, entries, values),) = readers_of(loaded, x)  # what the map reads: 4 distances
+    assert text == "prototypes[4, 12] (znorm xs)" and entries[0].startswith("prototype 0 (")
+    assert values.shape == (len(task.test.y), 4) and (values >= 0).all()
+
+
+def test_the_plot_draws_every_channel_and_what_each_reader_passes_on(tmp_path):
+    """`affine (std xs)` on five channels: a panel per channel, and the spread of each
+    channel per class (what std passes on), equal to the spread computed directly."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurosym.models.plot import _by_class, _series, readers_of
+
+    rng = np.random.default_rng(0)
+    xs = [torch.tensor(rng.normal(0, 1 + (i % 2) * np.arange(5), (30 + i % 4, 5)),
+                       dtype=torch.float32) for i in range(60)]
+    ys = [i % 2 for i in range(60)]
+    task = neurosym.Task.from_arrays(xs[:40], ys[:40], xs[40:], ys[40:])
+    path = tmp_path / "std.ns"
+    path.write_text("def main : List[Vec[5]] -> Vec[2] =\n  \\xs -> affine (std xs)\n")
+    model = neurosym.run_file(path, task).save(tmp_path / "m")
+    x = task.test.x
+    ((text, entries, values),) = readers_of(model, x)
+    assert text == "std xs" and values.shape == (20, 5)
+    first = x.data[0, : int(x.weights[0].sum())]
+    assert torch.allclose(values[0], first.std(0, unbiased=False), atol=1e-4) or \
+        torch.allclose(values[0], first.std(0), atol=1e-4)
+    labels = [f"class {v}" for v in task.test.y.tolist()]
+    fig = _series(plt, model, x, labels)
+    assert len(fig.axes) == 5 + 1  # every channel, and the reader
+    plt.close(fig)
+    assert set(_by_class(labels)) == {"class 0", "class 1"}
 
 
 def test_bad_prototype_parameters_are_clear_errors(tmp_path):

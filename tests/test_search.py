@@ -144,6 +144,16 @@ def test_sequence_set_expands_groups():
     assert r"\xs -> ?? (mean xs)" in texts and r"\xs -> ?? (std xs)" in texts
 
 
+def test_the_series_set_reads_each_channel_of_a_multivariate_series():
+    several = {p.text for p in load_productions("series", series_length=40, channels=3)
+               .productions}
+    assert r"\xs -> ?? (paa[8] (map select[2:3] xs))" in several
+    assert r"\xs -> ?? (spectrum[16] (map select[0:1] xs))" in several
+    one = {p.text for p in load_productions("series", series_length=40, channels=1)
+           .productions}
+    assert not any("select" in t for t in one) and r"\xs -> ?? (paa[8] xs)" in one
+
+
 def test_bad_productions_are_rejected():
     with pytest.raises(SearchError, match="may not contain a hole"):
         make_production(r"\x -> ?? (?? x)")

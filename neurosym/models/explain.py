@@ -66,17 +66,19 @@ def _weights(affine, arg: str, top: int = 3, names: list[str] | None = None) -> 
     return f"weighs most inputs {', '.join(f'{i} ({share[i]:.0%})' for i in order)} of {arg}"
 
 
-def _part_names(arg) -> list[str] | None:
+def _part_names(arg, short: bool = False) -> list[str] | None:
     """For `paa[k] xs`, each input named by the part of the series it averages; for
-    `spectrum[k] xs`, by the frequency band it measures."""
+    `spectrum[k] xs`, by the frequency band it measures (`short`: the part or band alone,
+    for an axis)."""
     if not (isinstance(arg, ast.App) and isinstance(arg.fn, ast.Var)
             and arg.fn.name in ("paa", "spectrum") and arg.fn.params):
         return None  # other parameters (`select[0:3]`) are not counts
     k = int(arg.fn.params[0])
     if arg.fn.name == "paa":
-        return [f"the mean over {i / k:.0%}-{(i + 1) / k:.0%} of the series" for i in range(k)]
-    return [f"the share of variance at {i / (2 * k):.3g}-{(i + 1) / (2 * k):.3g} cycles "
-            "per step" for i in range(k)]
+        parts = [f"{i / k:.0%}-{(i + 1) / k:.0%}" for i in range(k)]
+        return parts if short else [f"the mean over {p} of the series" for p in parts]
+    bands = [f"{i / (2 * k):.3g}-{(i + 1) / (2 * k):.3g}" for i in range(k)]
+    return bands if short else [f"the share of variance at {b} cycles per step" for b in bands]
 
 
 class _Inputs:

@@ -1,8 +1,12 @@
 """`neurosym show MODEL --plot FILE.png`: a picture of what a saved program reads.
 
-- Series programs: the mean series of each class (one panel per channel, at most four),
-  with the intervals the program reads shaded and, for each shapelet pattern, its best
-  match on each class mean drawn over it, and each prototype in its class's colour.
+- Series programs: the mean series of each class (one panel per channel), with the
+  intervals the program reads shaded and, for each shapelet pattern, its best match on
+  each class mean drawn over it, and each prototype in its class's colour; then what each
+  reader passes on to the map that weighs it (`std xs`: each channel's spread; `paa[8]
+  xs`: the 8 part means; prototypes: the distance to each), by class (mean and spread);
+  then each distinct prototype beside the series nearest to it, in their classes' colours
+  (a prototype whose neighbours are of other classes is a weak vote).
 - Programs over feature vectors: for each `above` test of one feature, that feature's
   distribution per class with the threshold; else the weights of the first affine map.
 Needs matplotlib (`pip install "neurosym-synth[plot]"`).
@@ -17,6 +21,7 @@ import torch
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
+from neurosym.lang.printer import show
 from neurosym.lang.types import ListT, Vec
 from neurosym.models import Model
 from neurosym.tasks.assemble import class_name
@@ -97,15 +102,25 @@ def _parts(model: Model, name: str) -> list:
             if isinstance(n, ast.Var) and n.name == name and id(n) in sites]
 
 
+MAX_READERS = 4  # reader panels drawn (the first in reading order)
+MAX_NEAREST = 6  # prototypes drawn beside their nearest series
+NEIGHBOURS = 5  # series drawn beside each prototype
+
+
 def _series(plt, model: Model, x: Seq, labels: list[str]):
-    channels = min(x.data.shape[2], 4)
-    fig, axes = plt.subplots(channels, 1, figsize=(8, 2.6 * channels), squeeze=False)
-    steps = x.data.shape[1]
+    channels = x.data.shape[2]
+    readers = readers_of(model, x)[:MAX_READERS]
     groups = _by_class(labels)
+    nearest = _nearest_panels(model, x, labels, list(groups))
+    rows = channels + len(readers) + len(nearest)
+    height = 2.6 if channels <= 4 else 1.7
+    fig, axes = plt.subplots(rows, 1, figsize=(8, height * rows), squeeze=False)
+    steps = x.data.shape[1]
     means = {}
     for c, idx in groups.items():
         w = x.weights[idx].unsqueeze(2)
         means[c] = (x.data[idx] * w).sum(0) / w.sum(0).clamp_min(1e-9)  # (L, C)
+    names = model.record.get("input_names")
     for ch in range(channels):
         ax = axes[ch][0]
         for c, mean in means.items():
@@ -115,18 +130,137 @@ def _series(plt, model: Model, x: Seq, labels: list[str]):
                 p = site.params[0]
                 ax.axvspan(p.start * (steps - 1), p.stop * (steps - 1), alpha=0.15,
                            color="grey")
-        names = model.record.get("input_names")
-        ax.set_ylabel(names[ch] if names and ch < len(names) else f"channel {ch}")
+        ax.set_ylabel(names[ch] if names and ch < len(names) else f"channel {ch}",
+                      fontsize="small")
     for _, site in _parts(model, "shapelet"):
         _shapelets(axes, site.module, means, channels)
-    for name in ("prototypes", "prototypes_dtw", "prototypes_dtw_i"):
-        for _, site in _parts(model, name):
-            _prototypes(axes, site.module, list(means), model.classes, steps, channels)
+    for _, site in _prototype_parts(model):
+        _prototypes(axes, site.module, list(means), model.classes, steps, channels)
     axes[0][0].legend(loc="upper right", fontsize="small")
     axes[0][0].set_title(f"{model.record.get('task')}: {model.program}"[:110], fontsize=9)
-    axes[-1][0].set_xlabel("time step (shaded: intervals read; dashed: shapelets at their "
-                           "best match; dotted: prototypes, by class)", fontsize="small")
+    axes[channels - 1][0].set_xlabel(
+        "time step; class means (shaded: intervals read; dashed: shapelets at their best "
+        "match; dotted: prototypes, by class)", fontsize="small")
+    for i, (text, entries, values) in enumerate(readers):
+        _reader(axes[channels + i][0], text, entries, values, groups)
+    for i, (pattern, label, neighbours) in enumerate(nearest):
+        ax = axes[channels + len(readers) + i][0]
+        where = torch.linspace(0, steps - 1, pattern.shape[0]).numpy()
+        for series, color in neighbours:
+            for ch in range(channels):
+                ax.plot(series[:, ch].numpy(), linewidth=0.8, color=color, alpha=0.6)
+        for ch in range(channels):
+            ax.plot(where, pattern[:, ch].numpy(), linestyle=":", linewidth=2,
+                    color=_colour(label, list(groups)))
+        ax.set_ylabel(f"a prototype of {label}", fontsize="x-small")
+        ax.set_title(f"a prototype (dotted) and the {NEIGHBOURS} series nearest to it (in "
+                     "their classes' colours)", fontsize=8)
     return fig
+
+
+def readers_of(model: Model, x) -> list[tuple[str, list[str], torch.Tensor]]:
+    """What each `affine` map of the program is given, evaluated on `x` by the model's
+    own parts: (the argument as printed, a name for each entry, values [B, k]). Maps
+    applied inside a function (`map affine xs`) or to something that reads more than the
+    input are left out."""
+    from neurosym.models.explain import _Inputs, _part_names, applications
+    from neurosym.search.terms import free_names
+
+    term = model.module.term
+    if not isinstance(term, ast.Lam):
+        return []
+    applied = applications(term)
+    inputs = _Inputs(model.record.get("input_names"), term)
+    seen, out = set(), []
+    rows = x.data.shape[0] if isinstance(x, Seq) else len(x)
+    for node, _ in _parts(model, "affine"):
+        arg = (applied.get(id(node)) or (None,))[0]
+        if arg is None or free_names(arg) - {term.param} - _primitive_names(model, arg):
+            continue
+        text = show(arg)
+        if text in seen:
+            continue
+        seen.add(text)
+        with torch.no_grad():
+            value = model.module.evaluate(arg, {term.param: x}, rows)
+        if not isinstance(value, torch.Tensor):
+            continue
+        value = value.reshape(rows, -1).float()
+        entries = _part_names(arg, short=True) or inputs.named((arg,)) \
+            or _prototype_names(model, arg)
+        if not entries or len(entries) != value.shape[1]:
+            entries = [str(i) for i in range(value.shape[1])]
+        out.append((text, entries, value))
+    return out
+
+
+def _primitive_names(model: Model, t: ast.Term) -> set[str]:
+    sites = model.module._sites
+    return {n.name for n in ast.walk(t) if isinstance(n, ast.Var) and id(n) in sites}
+
+
+def _prototype_names(model: Model, arg: ast.Term) -> list[str] | None:
+    """For distances to prototypes, each entry named by the class it was taken from."""
+    found = [site for n, site in _prototype_parts(model) if any(n is m for m in ast.walk(arg))]
+    if len(found) != 1:
+        return None
+    classes = model.classes or []
+    return [f"prototype {i} ({classes[c] if 0 <= c < len(classes) else c})"
+            for i, c in enumerate(found[0].module.origin.tolist())]
+
+
+def _reader(ax, text: str, entries: list[str], values: torch.Tensor,
+            groups: dict[str, torch.Tensor]) -> None:
+    """Per class, the mean of each entry with its spread (one standard deviation)."""
+    where = torch.arange(values.shape[1]).float()
+    shift = 0.5 / (len(groups) + 1)
+    for i, (c, idx) in enumerate(groups.items()):
+        part = values[idx]
+        mean = part.mean(0)
+        spread = part.std(0) if len(idx) > 1 else torch.zeros_like(mean)
+        ax.errorbar((where + (i - len(groups) / 2) * shift).numpy(), mean.numpy(),
+                    yerr=spread.numpy(), fmt="o", markersize=3, capsize=2, color=f"C{i}",
+                    label=c)
+    short = [e if len(e) <= 24 else e[:23] + "…" for e in entries]
+    ticks = range(0, len(short), max(1, len(short) // 16))
+    ax.set_xticks(list(ticks), [short[t] for t in ticks], rotation=30, ha="right",
+                  fontsize="x-small")
+    ax.set_title(f"what the map reads: {text}"[:100] + " (per class: mean ± std)", fontsize=8)
+
+
+def _prototype_parts(model: Model) -> list:
+    return [part for name in ("prototypes", "prototypes_dtw", "prototypes_dtw_i")
+            for part in _parts(model, name)]
+
+
+def _nearest_panels(model: Model, x: Seq, labels: list[str], order: list[str]) -> list:
+    """(prototype [m, n], its class, [(series [L, n], colour)]) for the first distinct
+    prototypes of the program's first prototype part and the series of `x` nearest to
+    each (not the series it was taken from), coloured as their class's mean (`order`: the
+    classes as the legend lists them)."""
+    parts = _prototype_parts(model)
+    if not parts:
+        return []
+    module = parts[0][1].module
+    with torch.no_grad():
+        distance = module._distances(x)  # (B, k), on the series as they are
+    classes = model.classes or []
+    out, seen = [], set()
+    for j, (pattern, c) in enumerate(zip(module.pattern, module.origin.tolist())):
+        if (key := tuple(pattern.flatten().tolist())) in seen or len(out) == MAX_NEAREST:
+            continue
+        seen.add(key)
+        column = distance[:, j]
+        near = [i for i in column.argsort().tolist() if column[i] > 1e-6][:NEIGHBOURS]
+        neighbours = [(x.data[i, :int(x.weights[i].sum())], _colour(labels[i], order))
+                      for i in near]
+        out.append((pattern, f"class {classes[c] if 0 <= c < len(classes) else c}",
+                    neighbours))
+    return out
+
+
+def _colour(label: str, order: list[str]) -> str:
+    return f"C{order.index(label)}" if label in order else "black"
 
 
 def _prototypes(axes, module, order: list[str], classes, steps: int, channels: int) -> None:

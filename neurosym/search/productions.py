@@ -10,7 +10,9 @@ A set lives in `dsl/search/NAME.toml`:
     term = '\\x -> affine (select[{group}] x)'   # one copy per feature group ("0:3")
 
 Placeholders: `{group}` (the task's feature groups), `{feature}` (each feature index in
-them, for `select[{feature}]`, a Float), `{interval}` (the set's `intervals`
+them, for `select[{feature}]`, a Float), `{channel}` (each channel of a series of several,
+as `i:i+1`: `paa[8] (map select[{channel}] xs)` reads one channel; none for one channel),
+`{interval}` (the set's `intervals`
 list, or the task's `[search] intervals`) and `{shapelet}` (pattern lengths: the set's
 `shapelet_fractions` of the task's median series length).
 
@@ -114,15 +116,15 @@ MAX_STEPS = 64  # `{steps}`: prototypes longer than this cost more (DTW: steps s
 def load_productions(name: str, groups: list[Group] | None = None,
                      library: LibraryTypes | None = None,
                      values: Mapping[str, Sequence[str]] | None = None,
-                     series_length: int | None = None, classes: int | None = None
-                     ) -> ProductionSet:
+                     series_length: int | None = None, classes: int | None = None,
+                     channels: int | None = None) -> ProductionSet:
     """Load a bundled set by name (or a file by path). A template with placeholders is
     copied once per combination of their values: `{group}` over the feature `groups`,
     `{interval}` over the set's `intervals` and `{shapelet}` over pattern lengths, both
     overridable by `values` (the caller's: from the task), `{steps}` (a prototype's length:
-    the median series length, at most 64) and `{prototypes}` (4 per class of `classes`, 8 to
-    128); a placeholder with no values gives no copies. Errors name the file and the line
-    of the production."""
+    the median series length, at most 64), `{prototypes}` (4 per class of `classes`, 8 to
+    128) and `{channel}` (each of `channels`, if more than one); a placeholder with no
+    values gives no copies. Errors name the file and the line of the production."""
     path = _find_file(name)
     spec = read_toml(path, SearchError, "production set")
     from neurosym.settings import PRODUCTION, PRODUCTION_SET, check_table
@@ -132,6 +134,8 @@ def load_productions(name: str, groups: list[Group] | None = None,
     if not isinstance(entries, list) or not entries:
         raise SearchError(f"{path}: no [[production]] entries")
     fill = _placeholder_values(spec, groups, values, series_length, classes, path)
+    fill["channel"] = [f"{i}:{i + 1}" for i in range(channels or 0)] \
+        if (channels or 0) > 1 else []
     lines = path.read_text(encoding="utf-8").splitlines()
     made: dict[tuple[str, float], list[Production]] = {}  # an entry repeated is read once
     for entry in entries:

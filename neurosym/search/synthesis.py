@@ -22,6 +22,7 @@ from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.productions import (
     ProductionSet,
     default_set,
+    feature_count,
     feature_groups,
     load_productions,
     with_library,
@@ -139,7 +140,8 @@ def production_set(task: Task, productions: ProductionSet | str | None = None,
     x = task.train.x
     length = int(x.weights.sum(1).median()) if isinstance(x, Seq) else None
     return with_library(load_productions(str(name), groups, library, given, length,
-                                         task.num_classes), library)
+                                         task.num_classes, feature_count(task.input_type)),
+                        library)
 
 
 @dataclass(frozen=True, slots=True)
