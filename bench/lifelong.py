@@ -17,6 +17,13 @@ under `transfer`, for every sequence, task and fraction, `error_with`, `error_wi
 
 A ratio above 1 beyond the seeds' spread is negative transfer: the line `negative
 transfer` names each such row.
+
+Reverse transfer (unless `--no-reverse`): each sequence runs once more per seed into a
+fresh library, later steps fine-tuning what they reuse and then training it together
+with a replay of the earlier steps that use it (`neurosym lifelong --finetune-library
+--reverse-transfer`); every earlier task's validation and test score before and after is
+printed (mean ± std over seeds) with how often the new version was kept; in the JSON
+under `reverse`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurosym.library.lifelong import SearchLibrary, load_sequence, run_step
+from neurosym.library.lifelong import SearchLibrary, load_sequence, run_sequence, run_step
 from neurosym.library.transfer import error_of, measure_transfer, parse_fractions
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,6 +59,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--sorting-lists", type=int, default=5000,
                    help="training lists of five for the sorting recogniser (0: skip)")
     p.add_argument("--sorting-epochs", type=int, default=200)
+    p.add_argument("--no-reverse", dest="reverse", action="store_false")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args()
 
@@ -85,6 +93,39 @@ def sequence_runs(name: str, fractions: tuple[float, ...], seed: int, max_nodes:
         if i < len(seq.steps) - 1:  # into the library for the steps after it
             run_step(dataclasses.replace(step, seed=seed), library)
     return rows
+
+
+def reverse_runs(name: str, seed: int, folder: Path) -> list[dict]:
+    """The sequence again, fine-tuning and with reverse transfer: one dict per earlier
+    task scored by a later step."""
+    seq = load_sequence(name)
+    seq = dataclasses.replace(seq, steps=tuple(dataclasses.replace(s, seed=seed)
+                                               for s in seq.steps))
+    library = SearchLibrary(folder / f"{name}-{seed}-reverse", finetune=True)
+    rows = []
+    for result in run_sequence(seq, library, reverse=True):
+        for rev in result.reverse:
+            for s in rev.earlier:
+                rows.append({"sequence": name, "seed": seed, "step": result.step.task,
+                             "function": rev.function, "kept": rev.stored is not None,
+                             **dataclasses.asdict(s)})
+                print(f"  reverse {name} seed {seed}: {result.step.task} -> lib."
+                      f"{rev.function} ({'kept' if rev.stored else 'not kept'}): {s.task} "
+                      f"val {s.val_before:.4f} -> {s.val_after:.4f}, test "
+                      f"{s.test_before:.4f} -> {s.test_after:.4f}", flush=True)
+    return rows
+
+
+def summarize_reverse(rows: list[dict]) -> dict:
+    """sequence -> "step: function -> earlier task" -> scores [mean, std] and times kept."""
+    groups: dict = {}
+    for row in rows:
+        key = f"{row['step']}: lib.{row['function'].split('@')[0]} -> {row['task']}"
+        groups.setdefault(row["sequence"], {}).setdefault(key, []).append(row)
+    return {seq: {key: {k: mean_std([r[k] for r in runs]) for k in (
+        "val_before", "val_after", "test_before", "test_after")} | {
+        "kept": sum(r["kept"] for r in runs), "runs": len(runs)}
+        for key, runs in keys.items()} for seq, keys in groups.items()}
 
 
 def mean_std(values: list[float]) -> list[float]:
@@ -140,8 +181,19 @@ def main() -> int:
             for seed in args.seeds:
                 rows += sequence_runs(name, fractions, seed, args.max_nodes, args.time_limit,
                                       Path(tmp))
+        reverse = [row for name in args.sequences for seed in args.seeds
+                   for row in reverse_runs(name, seed, Path(tmp))] if args.reverse else []
     figures["transfer"] = summarize(rows)
     figures["runs"] = rows
+    if reverse:
+        figures["reverse"] = summarize_reverse(reverse)
+        print("\nreverse transfer: earlier tasks before -> after (mean ± std over seeds)")
+        for seq, keys in figures["reverse"].items():
+            for key, f in keys.items():
+                print(f"{seq:<16}{key:<60} val {f['val_before'][0]:.4f} -> "
+                      f"{f['val_after'][0]:.4f} ± {f['val_after'][1]:.4f}   test "
+                      f"{f['test_before'][0]:.4f} -> {f['test_after'][0]:.4f} ± "
+                      f"{f['test_after'][1]:.4f}   kept {f['kept']}/{f['runs']}")
     negative = print_table(figures["transfer"])
     print("negative transfer (error with the library above without, beyond the seeds' "
           "spread): " + (", ".join(negative) if negative else "none"))

@@ -215,3 +215,54 @@ def test_transfer_errors_are_one_line(run) -> None:
         result = CliRunner().invoke(transfer, base + extra)
         assert result.exit_code == 1, result.output
         assert message in result.output and "Traceback" not in result.output
+
+
+# ---- reverse transfer -------------------------------------------------------------------------
+
+def test_reverse_transfer_improves_the_function_for_the_earlier_task_or_keeps_it(
+        tmp_path: Path) -> None:
+    """The second step's copy of lib.is_three trains on counting together with a replay of
+    recognising; the earlier task is scored before (the stored function: its own
+    validation score) and after, and a new version is kept only if it is not worse."""
+    from neurosym.library.reverse import Replayed, data_hash, reverse_transfer
+
+    lib = Library(tmp_path / "lib")
+    first, second = run_sequence(load_sequence(sequence_file(tmp_path)), lib, time_limit=60,
+                                 reverse=True)
+    (result,) = second.reverse
+    (score,) = result.earlier
+    assert result.function == "is_three@1" and score.task == "digit_recognize_3"
+    assert score.val_before == pytest.approx(first.evaluation.val)  # the stored function
+    assert score.test_before == pytest.approx(first.evaluation.test)
+    stored = lib.entries("is_three")
+    if result.accepted:
+        assert score.improved and not score.worse and [e.version for e in stored] == [1, 2]
+        assert stored[1].provenance.parents == ("is_three@1",)
+        task = load_task("digit_recognize_3", data_fraction=0.05)
+        from neurosym import metrics
+        from neurosym.train import predict
+
+        again = metrics.score(task, predict(lib.module("is_three", 2)[0], task.val.x),
+                              task.val.y)
+        assert again == pytest.approx(score.val_after)
+    else:
+        assert (score.worse or not score.improved) and [e.version for e in stored] == [1]
+    task = load_task("digit_count_3", data_fraction=0.05)
+    stale = Replayed(load_task("digit_recognize_3", data_fraction=0.05), None, "0" * 16)
+    assert data_hash(stale.task) == first.data_hash
+    with pytest.raises(TaskError, match="hash differs"):
+        reverse_transfer(lib, "is_three", 1, (task, second.found.model), [stale],
+                         train_config(task, epochs=1))
+
+
+def test_the_lifelong_command_prints_reverse_transfer(tmp_path: Path) -> None:
+    result = CliRunner().invoke(lifelong, [str(sequence_file(tmp_path)), "--library",
+                                           str(tmp_path / "lib"), "--reverse-transfer",
+                                           "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    steps = json.loads(result.output)["steps"]
+    assert steps[0]["reverse_transfer"] == []
+    (rev,) = steps[1]["reverse_transfer"]
+    assert rev["function"] == "is_three@1" and rev["earlier"][0]["task"] == "digit_recognize_3"

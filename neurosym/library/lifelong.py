@@ -100,6 +100,8 @@ class StepResult:
     saved: tuple[Entry, ...]
     seconds: float
     found: Any = field(repr=False, default=None)  # the FoundProgram, model included
+    data_hash: str = ""  # of the training examples (`reverse.data_hash`), for a replay
+    reverse: tuple = ()  # `reverse.ReverseResult` of each function it improved for others
 
 
 # ---- sequence files ---------------------------------------------------------------------------
@@ -191,9 +193,13 @@ def default_name(task: str) -> str:
 # ---- running a sequence -----------------------------------------------------------------------
 
 def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None,
-             on_progress: Callable | None = None) -> StepResult:
+             on_progress: Callable | None = None,
+             earlier: tuple[StepResult, ...] | None = None) -> StepResult:
     """Search the step's task with the library's functions as leaves, then store the best
-    program (and, if asked, its parts) under the step's name."""
+    program (and, if asked, its parts) under the step's name. With `earlier` (the results
+    of this run's steps before it), every library function the program reuses is then
+    improved by reverse transfer over the earlier steps that use it (`reverse`)."""
+    from neurosym.library.reverse import data_hash
     from neurosym.search import synthesize
     from neurosym.tasks.spec import load_task
 
@@ -214,8 +220,35 @@ def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None
     saved = save_found(library, best, task, step.save_as, result.config,
                        parts=step.parts)
     reused = tuple(library.get(n, v).ref for n, v in library_refs(best.text))
+    improved = () if earlier is None else _reverse(library, reused, task, best.model,
+                                                   earlier, step.seed)
     return StepResult(step, best.text, reused, best.evaluation, len(task.train), tuple(saved),
-                      time.perf_counter() - start, best)
+                      time.perf_counter() - start, best, data_hash(task), improved)
+
+
+def _reverse(library: Library, reused: tuple[str, ...], task: Task, model: CompiledTerm,
+             earlier: tuple[StepResult, ...], seed: int | None) -> tuple:
+    """Reverse transfer of each reused function over the earlier steps that made it or
+    use it (their programs as stored; their data reloaded by task, fraction and hash)."""
+    from neurosym.library.reverse import Replayed, reverse_transfer
+    from neurosym.tasks.spec import load_task
+
+    out = []
+    for ref in reused:
+        name, version = ref.split("@")[0], int(ref.split("@")[1])
+        replays = []
+        for r in earlier:
+            made = any(e.ref == ref for e in r.saved)
+            if not made and ref not in r.reused:
+                continue
+            own = None if made else library.module(r.saved[0].name, r.saved[0].version,
+                                                   finetune=False)[0]
+            replays.append(Replayed(load_task(r.step.task, data_fraction=r.step.data_fraction),
+                                    own, r.data_hash))
+        if replays:
+            config = train_config(task, epochs=final_epochs(task), seed=seed or 0)
+            out.append(reverse_transfer(library, name, version, (task, model), replays, config))
+    return tuple(out)
 
 
 def final_epochs(task: Task, epochs: int | None = None) -> int:
@@ -229,11 +262,16 @@ def final_epochs(task: Task, epochs: int | None = None) -> int:
 
 
 def run_sequence(sequence: TaskSequence, library: Library, time_limit: float | None = None,
-                 finetune: bool | None = None) -> list[StepResult]:
+                 finetune: bool | None = None, reverse: bool = False) -> list[StepResult]:
     """Solve the sequence's tasks in order, growing `library`. `time_limit` overrides
-    every step's search budget; `finetune` lets later tasks train library functions."""
+    every step's search budget; `finetune` lets later tasks train library functions;
+    `reverse` improves the functions a step reuses for the earlier steps too."""
     lib = SearchLibrary(library.path, library.finetune if finetune is None else finetune)
-    return [run_step(step, lib, time_limit) for step in sequence.steps]
+    results: list[StepResult] = []
+    for step in sequence.steps:
+        results.append(run_step(step, lib, time_limit,
+                                earlier=tuple(results) if reverse else None))
+    return results
 
 
 # ---- library functions in the search ----------------------------------------------------------

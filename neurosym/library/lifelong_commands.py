@@ -4,6 +4,7 @@ message and exit 1 (see `neurosym.console.friendly_errors`), never as a tracebac
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -34,10 +35,14 @@ def _console() -> Console:
               help="Search budget per task in seconds (default: each step's own).")
 @click.option("--finetune-library", is_flag=True,
               help="Let later tasks train the library functions they use (default: frozen).")
+@click.option("--reverse-transfer", is_flag=True,
+              help="After each step, train the library functions it reused on it together "
+              "with a replay of the earlier steps that use them; keep a new version if "
+              "an earlier task improves and none gets worse (on validation).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @friendly_errors
 def lifelong(sequence: str, library_path: Path | None, time_limit: float | None,
-             finetune_library: bool, as_json: bool) -> None:
+             finetune_library: bool, reverse_transfer: bool, as_json: bool) -> None:
     """Solve the tasks of SEQUENCE (a name in tasks/sequences/ or a TOML file) in order,
     each search reusing the functions the earlier tasks stored in the library."""
     from neurosym.library.lifelong import SearchLibrary, load_sequence, run_step
@@ -56,7 +61,8 @@ def lifelong(sequence: str, library_path: Path | None, time_limit: float | None,
             console.print(f"\n[bold]step {i}/{len(seq.steps)}[/]  {escape(step.task)}  "
                           f"(data {step.data_fraction:.0%})")
         with SearchDisplay(console, enabled=not as_json) as display:
-            results.append(run_step(step, lib, time_limit, display.update))
+            results.append(run_step(step, lib, time_limit, display.update,
+                                    tuple(results) if reverse_transfer else None))
         if not as_json:
             _print_step(results[-1], console)
     if as_json:
@@ -76,6 +82,12 @@ def _print_step(r, console: Console) -> None:
                   f"{ev.baseline:.4f}; {r.train_size} training examples)")
     saved = ", ".join(f"lib.{e.ref} : {e.type}" for e in r.saved)
     console.print(f"  saved     {escape(saved)}   [dim]{r.seconds:.0f} s[/]")
+    for rev in r.reverse:
+        verdict = f"kept as lib.{rev.stored.ref}" if rev.stored else "not kept"
+        console.print(f"  reverse transfer of lib.{escape(rev.function)}: {verdict}")
+        for s in rev.earlier:
+            console.print(f"    {escape(s.task):<28} {s.metric} val {s.val_before:.4f} -> "
+                          f"{s.val_after:.4f}   test {s.test_before:.4f} -> {s.test_after:.4f}")
 
 
 def _print_summary(results: list, console: Console) -> None:
@@ -95,7 +107,11 @@ def _step_json(r) -> dict:
     return {"task": r.step.task, "data_fraction": r.step.data_fraction,
             "train_size": r.train_size, "program": r.program, "reused": list(r.reused),
             "saved": [{"ref": e.ref, "type": e.type, "source": e.source} for e in r.saved],
-            "seconds": r.seconds, **r.evaluation.as_dict()}
+            "seconds": r.seconds, **r.evaluation.as_dict(),
+            "reverse_transfer": [{"function": rev.function, "kept": rev.stored.ref
+                                  if rev.stored else None,
+                                  "earlier": [dataclasses.asdict(s) for s in rev.earlier]}
+                                 for rev in r.reverse]}
 
 
 @click.command()
