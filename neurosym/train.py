@@ -1,21 +1,26 @@
-"""One training loop for hand-written programs, search nodes and relaxations alike:
-mini-batch Adam, early stopping on validation loss (best weights restored), seeded
-shuffling, and a guard that stops on a non-finite loss instead of training on NaN."""
+"""One training loop for hand-written programs, search nodes, finalists, relaxations and
+lifelong steps alike: mini-batch Adam, early stopping on validation loss (best weights
+restored), seeded shuffling, and a guard that stops on a non-finite loss instead of
+training on NaN. `Stack` is the loop: K models of one structure trained as one stacked
+model (`torch.func.vmap` over their stacked weights), each with its own seed, loss, early
+stopping and best weights, so that each ends as it would alone; `fit` trains one model
+with it (a stack of one), after solving the fit exactly where it is convex."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from neurosym.convex import affine_weights, fit_exactly
-from neurosym.interp.values import Value, batch_size, index
+from neurosym.interp.values import Seq, Value, batch_size, flatten_values, index, unflatten_values
 from neurosym.lang.errors import TrainingError
 
 
@@ -169,56 +174,227 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
 
 
 def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
-         loss, config: TrainConfig) -> TrainResult:
-    """Early stopping counts from the first trained validation, not from the untrained
-    weights (a model that never beat its random start would keep it). `max_seconds` is
-    checked after every optimizer step; a run that times out still validates once."""
+         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], config: TrainConfig
+         ) -> TrainResult:
+    """Descend `loss(outputs, targets)` (a scalar) by the one loop, a stack of one model,
+    after setting the model up on its first mini-batch. Raises `TrainingError` on a
+    non-finite loss."""
     start = time.perf_counter()
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         return TrainResult(evaluate_loss(model, *val, loss), 0, time.perf_counter() - start)
     set_up(model, [train[0]], first_batch(len(train[1]), config.seed, config.batch_size),
            train[1])
-    opt = Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
-    deadline = math.inf if config.max_seconds is None else start + config.max_seconds
-    best, best_state, waited, history, epoch, best_epoch = math.nan, None, 0, [], 0, 0
-    for epoch in range(1, config.epochs + 1):
-        total, seen = _epoch(model, train, loss, opt, config, gen, epoch, deadline)
-        timed_out = time.perf_counter() > deadline
-        if epoch % config.eval_every and epoch < config.epochs and not timed_out:
-            continue
-        val_loss = evaluate_loss(model, *val, loss)
-        history.append((total / max(seen, 1), val_loss))
-        if best_state is None or val_loss < best - 1e-6 or math.isnan(best):
-            best, waited, best_state, best_epoch = val_loss, 0, snapshot(model), epoch
-        else:
-            waited += 1
-        if waited >= config.patience or timed_out:
-            break
-    model.load_state_dict(best_state)
-    return TrainResult(best, epoch, time.perf_counter() - start, best_epoch, history)
+    member = Member(config.seed, model, [train[0]], [val[0]])
+    (result,) = Stack([member], (train[1], val[1]),
+                      lambda out, y: loss(out[0], y[0]).reshape(1), config).descend()
+    if result.diverged:
+        raise TrainingError(f"non-finite loss by epoch {result.epochs}: the program produced "
+                            "NaN or inf; check the data scale or lower the learning rate")
+    return TrainResult(result.val_loss, result.epochs, time.perf_counter() - start,
+                       result.best_epoch, result.history)
 
 
-def _epoch(model: nn.Module, train: tuple[Value, torch.Tensor], loss, opt, config: TrainConfig,
-           gen: torch.Generator, epoch: int, deadline: float) -> tuple[float, int]:
-    """One pass over shuffled mini-batches (cut short at `deadline`); the summed loss and
-    the number of examples seen."""
-    set_training(model, True)
-    x, y = train
-    total, seen = 0.0, 0
-    order = torch.randperm(len(y), generator=gen, device="cpu")
-    for i in range(0, len(y), config.batch_size):
-        idx = order[i:i + config.batch_size]
-        batch_loss = loss(model(index(x, idx)), index(y, idx))
-        _check_finite(batch_loss.item(), f"at epoch {epoch}")
-        opt.zero_grad()
-        batch_loss.backward()
-        opt.step()
-        total, seen = total + batch_loss.item() * len(idx), seen + len(idx)
-        if time.perf_counter() > deadline:
-            break
-    return total, seen
+# ---- the loop: K models of one structure, trained together -----------------------------------
+
+_VAL_CHUNK = 2048  # validation rows per vectorised forward
+
+
+@dataclass
+class Member:
+    """One model of a stack: its seed (which also orders its mini-batches), the model
+    (set up; all members share its structure) and its inputs, one value per argument."""
+
+    seed: int
+    model: nn.Module
+    train: list[Value]
+    val: list[Value]
+    text: str = ""  # what it is, for messages (a search node's program)
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    val_loss: float  # inf if it failed
+    val_out: torch.Tensor | None  # outputs on the validation set at the best weights
+    error: str | None = None
+    epochs: int = 0  # trained before it stopped
+    best_epoch: int = 0  # whose weights were kept
+    diverged: bool = False  # a training loss was not finite
+    history: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+
+Losses = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # [K, B, ...] x2 -> [K]
+
+
+class Stack:
+    """Members with one structure, trained as one stacked model (`vmap` over their
+    stacked weights); a stack of one trains its own model directly, with the same
+    arithmetic. `targets` are the training and validation targets, `losses(out, y)` the
+    loss of each member ([K]) from outputs and targets stacked on dim 0. The loop checks
+    for non-finite losses only when it validates, so no step waits on the host."""
+
+    def __init__(self, members: list[Member], targets: tuple[torch.Tensor, torch.Tensor],
+                 losses: Losses, config: TrainConfig) -> None:
+        self.members, self.config, self.losses = members, config, losses
+        self.y_train, self.y_val = targets
+        self.base = members[0].model
+        self.device = targets[0].device
+        self.stacked = len(members) > 1
+        named = [(n, p) for n, p in self.base.named_parameters() if p.requires_grad]
+        self.params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members])
+                       .requires_grad_() for n, _ in named} if self.stacked else dict(named)
+        # what each member set up from its own data (the statistics that standardize an
+        # affine map's inputs) travels with its weights; flags stay the structure's
+        self.buffers = {n: torch.stack([m.model.get_buffer(n) for m in members])
+                        for n, b in self.base.named_buffers() if b.is_floating_point()
+                        } if self.stacked else {}
+        # an input equal for every member is passed once, unstacked; the others are
+        # stacked once here, [K, N, ...], not at every step
+        self.shared = [all(m.train[i] is members[0].train[i] for m in members)
+                       for i in range(len(members[0].train))]
+        self.inputs = {split: [getattr(members[0], split)[i] if shared else
+                               _stack([getattr(m, split)[i] for m in members])
+                               for i, shared in enumerate(self.shared)]
+                       for split in ("train", "val")}
+
+    def _inputs(self, split: str, rows: torch.Tensor | None) -> tuple[list, list]:
+        """The inputs of every member (`rows`: [K, B] indices per member, or all rows):
+        flat tensors and their vmap dims."""
+        values: list[Value] = []
+        dims: list[int | None] = []
+        for v, shared in zip(self.inputs[split], self.shared):
+            if rows is not None:
+                values.append(index(v, rows) if shared else _rows_of_each(v, rows))
+                dims.append(0)
+            else:
+                values.append(v)
+                dims.append(None if shared else 0)
+        flat_dims = [d for v, d in zip(values, dims)
+                     for _ in range(2 if isinstance(v, Seq) else 1)]
+        return flatten_values(values), flat_dims
+
+    def forward(self, params: dict, split: str, rows: torch.Tensor | None) -> torch.Tensor:
+        """Outputs of every member, [K, B, ...]."""
+        flat, dims = self._inputs(split, rows)
+        like = self.members[0].train
+        if not self.stacked:  # the model's own parameters are `params`
+            one_each = tuple(x if d is None else x[0] for x, d in zip(flat, dims))
+            return self.base(*unflatten_values(one_each, like)).unsqueeze(0)
+
+        def one(p: dict, *tensors: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, p, tuple(unflatten_values(tensors, like)))
+
+        return vmap(one, in_dims=(0, *dims))({**params, **self.buffers}, *flat)
+
+    def _per_member(self, mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """A [K] mask shaped to select whole members of parameter `p`."""
+        return mask.reshape((-1,) + (1,) * (p.dim() - 1)) if self.stacked else mask[0]
+
+    def validate(self, params: dict) -> torch.Tensor:
+        n = len(self.y_val)
+        with torch.no_grad():
+            set_training(self.base, False)
+            if n <= _VAL_CHUNK:
+                return self.forward(params, "val", None)
+            chunks = [torch.arange(i, min(i + _VAL_CHUNK, n), device=self.device)
+                      for i in range(0, n, _VAL_CHUNK)]
+            k = len(self.members)
+            return torch.cat([self.forward(params, "val", c.expand(k, -1)) for c in chunks], 1)
+
+    def descend(self) -> list[MemberResult]:
+        """Train every member by mini-batch Adam with early stopping; each member's best
+        weights are written back into its model."""
+        config = self.config
+        k, n = len(self.members), len(self.y_train)
+        y_val = self.y_val.expand(k, *self.y_val.shape)
+        start = time.perf_counter()
+        deadline = math.inf if config.max_seconds is None else start + config.max_seconds * k
+        gens = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        if not self.params:
+            out = self.validate({})
+            return [MemberResult(float(v), out[i]) for i, v in
+                    enumerate(self.losses(out, y_val))]
+        opt = Adam(list(self.params.values()), lr=config.lr, weight_decay=config.weight_decay)
+        device = self.device
+        best = torch.full((k,), math.nan, device=device)
+        best_params = {name: p.detach().clone() for name, p in self.params.items()}
+        best_out: torch.Tensor | None = None
+        waited = torch.zeros(k, dtype=torch.long, device=device)
+        active = torch.ones(k, dtype=torch.bool, device=device)
+        finite = torch.ones(k, dtype=torch.bool, device=device)
+        stopped_at = torch.zeros(k, dtype=torch.long, device=device)
+        best_epoch = torch.zeros(k, dtype=torch.long, device=device)
+        seen_once = torch.zeros(k, dtype=torch.bool, device=device)
+        history: list[tuple[torch.Tensor, torch.Tensor]] = []
+        epoch = 0
+        for epoch in range(1, config.epochs + 1):
+            order = torch.stack([torch.randperm(n, generator=g, device="cpu")
+                                 for g in gens]).to(device)  # [K, N]
+            set_training(self.base, True)
+            total = torch.zeros(k, device=device)
+            for i in range(0, n, config.batch_size):
+                rows = order[:, i:i + config.batch_size]
+                out = self.forward(self.params, "train", rows)
+                losses = self.losses(out, self.y_train[rows])
+                finite &= torch.isfinite(losses.detach())
+                total += losses.detach() * rows.shape[1]
+                opt.zero_grad()
+                torch.where(finite, losses, 0.0).sum().backward()
+                opt.step()
+                if time.perf_counter() > deadline:
+                    break
+            timed_out = time.perf_counter() > deadline
+            if epoch % config.eval_every and epoch < config.epochs and not timed_out:
+                continue
+            out = self.validate(self.params)
+            val = self.losses(out, y_val)
+            history.append((total / n, val))
+            ok = active & finite & torch.isfinite(val)
+            better = ok & (~seen_once | (val < best - 1e-6) | torch.isnan(best))
+            best = torch.where(better, val, best)
+            best_epoch = torch.where(better, epoch, best_epoch)
+            for name, p in self.params.items():
+                best_params[name] = torch.where(self._per_member(better, p), p.detach(),
+                                                best_params[name])
+            best_out = out if best_out is None else torch.where(
+                better.reshape((k,) + (1,) * (out.dim() - 1)), out, best_out)
+            seen_once |= better
+            waited = torch.where(better, 0, waited + 1)
+            stop = active & ((waited >= config.patience) | ~finite | timed_out)
+            stopped_at = torch.where(stop, epoch, stopped_at)
+            active &= ~stop
+            if not bool(active.any()):
+                break
+        stopped_at = torch.where(stopped_at == 0, epoch, stopped_at)
+        with torch.no_grad():
+            for m_index, m in enumerate(self.members):
+                for name, p in best_params.items():
+                    m.model.get_parameter(name).copy_(p[m_index] if self.stacked else p)
+        results = []
+        for i in range(k):
+            common = dict(epochs=int(stopped_at[i]), best_epoch=int(best_epoch[i]),
+                          diverged=not bool(finite[i]),
+                          history=[(float(t[i]), float(v[i])) for t, v in history])
+            if not bool(finite[i]) and not bool(seen_once[i]):
+                results.append(MemberResult(math.inf, None, error=(
+                    f"non-finite loss by epoch {int(stopped_at[i])}: the program produced "
+                    "NaN or inf; check the data scale or lower the learning rate"), **common))
+            else:
+                results.append(MemberResult(float(best[i]), best_out[i], **common))
+        return results
+
+
+def _rows_of_each(v: Value, rows: torch.Tensor) -> Value:
+    """From a stacked value [K, N, ...], member k's rows `rows[k]`: [K, B, ...]."""
+    members = torch.arange(len(rows), device=rows.device).unsqueeze(1)
+    if isinstance(v, Seq):
+        return Seq(v.data[members, rows], v.weights[members, rows])
+    return v[members, rows]
+
+
+def _stack(values: list[Value]) -> Value:
+    if isinstance(values[0], Seq):
+        return Seq(torch.stack([v.data for v in values]), torch.stack([v.weights for v in values]))
+    return torch.stack(values)
 
 
 def _check_finite(loss: float, when: str) -> None:

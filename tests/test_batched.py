@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from neurosym import train as training
 from neurosym.interp.values import Seq
 from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow
-from neurosym.search import batched
 from neurosym.search.scoring import NodeSettings, build, judge, node_seed, train_nodes
 from neurosym.search.skeleton import skeleton
 from neurosym.search.synthesis import node_training, resolve_config
@@ -121,13 +121,13 @@ NODES = ["\\xs -> ?? (mean xs)", "\\xs -> ?? (std xs)", "\\xs -> ?? (last xs)",
 def test_a_score_does_not_depend_on_what_it_was_trained_with(task_and_settings, monkeypatch):
     task, settings = task_and_settings
     sizes: list[int] = []
-    group = batched.Group
+    stack = training.Stack
 
     def counting(members, *args):
         sizes.append(len(members))
-        return group(members, *args)
+        return stack(members, *args)
 
-    monkeypatch.setattr("neurosym.search.scoring.Group", counting)
+    monkeypatch.setattr("neurosym.search.scoring.Stack", counting)
     together = train_nodes(task, [(t, None) for t in NODES], settings)
     assert max(sizes) >= 3  # the first three (and the two affine) did train together
     for text, score in zip(NODES, together):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from neurosym import metrics
+from neurosym.convex import affine_weights, fit_exactly
 from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
 from neurosym.interp.standardize import Standardize
 from neurosym.interp.values import Seq
@@ -32,12 +33,23 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import NeurosymError, SearchError
 from neurosym.lang.parser import parse_term
 from neurosym.lang.types import Arrow
-from neurosym.search.batched import Group, Member, MemberResult
 from neurosym.search.rescale import rescaled_loss
 from neurosym.search.skeleton import FeatureCache, Skeleton, skeleton
 from neurosym.search.terms import hole_paths
 from neurosym.tasks.spec import Task, load_task
-from neurosym.train import TrainConfig, first_batch, predict, set_up, snapshot, torch_threads
+from neurosym.train import (
+    Member,
+    MemberResult,
+    Stack,
+    TrainConfig,
+    first_batch,
+    losses_per_model,
+    predict,
+    set_training,
+    set_up,
+    snapshot,
+    torch_threads,
+)
 
 HoleStates = tuple[dict[str, torch.Tensor] | None, ...]
 
@@ -109,7 +121,7 @@ def train_nodes(task: Task, items: list[tuple[str, HoleStates | None]],
                 settings: NodeSettings, library=None, features: FeatureCache | None = None
                 ) -> list[NodeScore]:
     """Train nodes given by text (and warm starts), those of one skeleton together
-    (`batched`); each is scored as it would be alone."""
+    (`train.Stack`); each is scored as it would be alone."""
     scores: list[NodeScore | None] = [None] * len(items)
     for i, score in trained_nodes(task, items, settings, library, features):
         scores[i] = score
@@ -182,7 +194,7 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
         start = time.perf_counter()
         try:
             with torch_threads(settings.train.threads):
-                results = Group([m for _, m in group], task, settings.train).fit()
+                results = _fit_members([m for _, m in group], task, settings.train)
         except Exception:  # noqa: BLE001 (whatever vmap refuses, the loop below runs)
             pass  # and a fault of the machine (a device, memory) is raised there
         else:
@@ -194,12 +206,40 @@ def _train_group(task: Task, group: list[tuple[int, Member]], settings: NodeSett
         start = time.perf_counter()
         try:
             with torch_threads(settings.train.threads):
-                result = Group([m], task, settings.train).fit()[0]
+                result = _fit_members([m], task, settings.train)[0]
         except (NeurosymError, RuntimeError, ValueError) as err:
             out.append((i, _failed(err, m.text)))
             continue
         out.append((i, _score(task, m, result, settings, time.perf_counter() - start)))
     return out
+
+
+def _fit_members(members: list[Member], task: Task, config: TrainConfig) -> list[MemberResult]:
+    """`train.fit` for nodes of one skeleton at once: solved where the fit is convex,
+    else descended together (`train.Stack`)."""
+    if config.solve and affine_weights(members[0].model) is not None:
+        results = _solved(members, task)
+        if results is not None:
+            return results
+    weights = task.class_weights
+    return Stack(members, (task.train.y, task.val.y),
+                 lambda out, y: losses_per_model(task.loss, out, y, weights), config).descend()
+
+
+def _solved(members: list[Member], task: Task) -> list[MemberResult] | None:
+    """Every member fitted to optimum, if the skeleton's fit is convex (`convex`); None
+    (nothing changed) if it is not."""
+    results = []
+    for m in members:
+        if fit_exactly(m.model, m.train, task.train.y, task.loss, task.class_weights) is None:
+            return None  # the same skeleton: none of the others is convex either
+        set_training(m.model, False)
+        with torch.no_grad():
+            out = m.model(*m.val).unsqueeze(0)
+        loss = losses_per_model(task.loss, out, task.val.y.unsqueeze(0), task.class_weights)[0]
+        results.append(MemberResult(float(loss), out[0]) if torch.isfinite(loss)
+                       else MemberResult(math.inf, None, "non-finite validation loss"))
+    return results
 
 
 def _score(task: Task, member: Member, result: MemberResult, settings: NodeSettings,

@@ -4,7 +4,7 @@ The largest sub-terms of a node that read only the input and hold nothing learna
 (`mean xs`, `window[5] std xs`, `xs` itself) are evaluated over the data once, cached for
 the search, and the node becomes a *skeleton* over them: `\\xs -> ?? (mean xs)` is
 `\\$0 -> ?? $0` applied to the means. Skeletons that are equal (with equal feature shapes)
-train together (`search.batched`).
+train together (`train.Stack`).
 
 Before the split, a parameter-free part of a mapped function's argument is moved out of
 the loop (map fission): `window[5] (\\ys -> ite (affine (features ys)) ..) xs` is
