@@ -122,6 +122,16 @@ def test_prototypes_come_from_the_training_series_of_each_class():
         assert torch.allclose(training[match], pattern) and labels[match] == cls
     distances = model(batch)
     assert distances.shape == (40, 6) and (distances >= 0).all()
+    # another fit on the same series (a finalist's next fold) measures no pair again
+    again = compile_term(term, check_term(term, parse_type("List[Vec[1]] -> Vec[6]")))
+    calls = []
+    (other,) = [m for m in again.modules() if hasattr(m, "pattern")]
+    measure = other.distances
+    other.distances = lambda x, to: calls.append(len(x)) or measure(x, to)
+    seed_prototypes(again, [batch], labels)
+    assert torch.equal(again(batch), distances) and calls == []
+    fresh = module.distances(training, module.pattern) / module.scale
+    assert torch.allclose(distances, fresh, atol=1e-6)  # what the cache holds
 
 
 def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):

@@ -39,11 +39,18 @@ from neurosym.lang.types import Type, Vec, uncurry
 MAX_PER_CLASS = 8
 SEED_ROWS = 256  # training series the prototypes are chosen among (evenly spread)
 MEMO = 8192  # series whose distances a module keeps
+PAIRS = 2**21  # (series, prototype) distances kept across modules (`_pair_cache`)
 MEDOID_CANDIDATES = 32  # of them, per class, compared pairwise for its medoids
 _MEDOID_ROUNDS = 4
 _CELLS = 2**23  # cost-matrix cells computed at once (32 MB in float32)
 
 _TARGETS: ContextVar[torch.Tensor | None] = ContextVar("setup_targets", default=None)
+
+# (kind, m, band) -> {(resampled series bytes, prototype bytes): distance}. Every fold of a
+# finalist's cross-validation takes its prototypes again (from that fold's series) and
+# measures every series against them: the prototypes are resampled training series, so
+# the same pairs recur from fold to fold and finalist to finalist.
+_PAIR_CACHE: dict[tuple, dict[tuple[bytes, bytes], float]] = {}
 
 
 @contextmanager
@@ -180,7 +187,30 @@ class Prototypes(nn.Module):
         return self._recalled(xs)
 
     def _distances(self, xs: Seq) -> torch.Tensor:
-        return self.distances(resample(xs, self.m), self.pattern) / self.scale
+        x = resample(xs, self.m)
+        plain = x.requires_grad or getattr(self, "_memo", None) is None  # (exported: no cache)
+        return (self.distances(x, self.pattern) if plain else self._pairs(x, self.pattern)) \
+            / self.scale
+
+    def _pairs(self, x: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+        """`distances` of resampled series to patterns (no gradients), each pair computed
+        once per process (`_PAIR_CACHE`); the series missing a pair are computed
+        together."""
+        if torch.compiler.is_compiling():
+            return self.distances(x, to)
+        cache = _PAIR_CACHE.setdefault((self.elastic, self.m, self.band, GAMMA), {})
+        rows = [r.tobytes() for r in x.detach().cpu().numpy()]
+        cols = [c.tobytes() for c in to.detach().cpu().numpy()]
+        missing = [i for i, r in enumerate(rows) if any((r, c) not in cache for c in cols)]
+        if missing:
+            if sum(map(len, _PAIR_CACHE.values())) + len(missing) * len(cols) > PAIRS:
+                for kept in _PAIR_CACHE.values():
+                    kept.clear()
+            fresh = self._chunked(x[missing], to).tolist()
+            for i, values in zip(missing, fresh):
+                cache.update(((rows[i], c), v) for c, v in zip(cols, values))
+        return torch.tensor([[cache[r, c] for c in cols] for r in rows], dtype=x.dtype,
+                            device=x.device)
 
     def _recalled(self, xs: Seq) -> torch.Tensor:
         """The distances, each series' computed once: a fit evaluates the same training
@@ -209,10 +239,10 @@ class Prototypes(nn.Module):
             if len(members) > MEDOID_CANDIDATES:  # evenly spread: soft-DTW costs m^2 a pair
                 members = members[torch.linspace(0, len(members) - 1,
                                                  MEDOID_CANDIDATES).round().long()]
-            chosen = medoids(self._chunked(x[members], x[members]), count)
+            chosen = medoids(self._pairs(x[members], x[members]), count)
             picks += members[chosen].tolist()
             origin += [c] * len(chosen)
-        distance = self._chunked(x, x[picks])
+        distance = self._pairs(x, x[picks])
         rest = torch.ones(len(x), dtype=torch.bool)
         rest[picks] = False
         nearest = distance.amin(1)

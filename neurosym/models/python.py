@@ -41,7 +41,8 @@ from neurosym.relax import networks
 _MODULES = (values, standardize, primitives, series, dtw, prototypes, rules, algorithms,
             networks)
 _SKIP_METHODS = ("__init__", "explain", "learned_params", "_seed_from", "values", "bounds",
-                 "effective", "_load_from_state_dict", "_seed", "_chunked", "_recalled")
+                 "effective", "_load_from_state_dict", "_seed", "_chunked", "_recalled",
+                 "_pairs")
 
 
 class PythonExportError(NeurosymError):
