@@ -696,6 +696,22 @@ def test_the_time_limit_ends_the_search_never_a_finalists_fit():
     assert time.perf_counter() - start > result.stats.seconds  # the finalists, uncut
 
 
+def test_past_the_time_limit_no_further_costly_finalist_is_started(monkeypatch):
+    """Finalists whose fit is not convex (here: all of them, say) are not started once the
+    limit that ended the search has passed; the first always is. Under a node budget,
+    every one is fitted, whatever the clock."""
+    monkeypatch.setattr("neurosym.search.final.convex_fit", lambda *args: False)
+    timed = synthesize(tiny_task(), algorithm="astar", time_limit=1.0, max_depth=4,
+                       epochs_per_node=5, final_epochs=300, top_k=3, cv_folds=2)
+    assert timed.stats.stopped_by == "time" and len(timed.programs) >= 1
+    skipped = [text for text, why in timed.dropped
+               if why == "not fitted: the time limit was reached"]
+    assert skipped and not {p.text for p in timed.programs} & set(skipped)
+    budget = synthesize(tiny_task(), algorithm="astar", time_limit=600, max_depth=4,
+                        max_nodes=6, epochs_per_node=5, final_epochs=5, top_k=3, cv_folds=2)
+    assert budget.stats.stopped_by != "time" and not budget.dropped
+
+
 def test_a_node_budget_gives_the_same_programs_fitted_the_same_idle_and_busy():
     """Neither the search under a node budget nor a finalist's fit reads the clock: two
     processes burning both cores change nothing (issue 28: a busy machine refit GunPoint's

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -133,17 +134,20 @@ def family(node: Node) -> str:
 
 def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralGraph,
               config: SearchConfig, library, found_at: dict[Hashable, float],
-              others: list[tuple[float, Node]] = (),
+              others: list[tuple[float, Node]] = (), deadline: float | None = None,
               ) -> tuple[list[FoundProgram], tuple[tuple[str, str], ...]]:
     """Retrain each candidate in full, and cross-validate it on small data; then the
     other complete programs of the search (`others`, best first, at most
     `MAX_SOLVED_OTHERS`) whose fit is convex, since their folds are solved exactly in
     milliseconds. Rank by f after full training (its mean over the folds, with CV). A
     program whose fit is convex is cross-validated over `CV_REPEATS` splits into folds
-    (its mean f varies less), the others over one. Nothing here reads the clock: a
-    program is fitted the same on an idle and a busy machine (`--time-limit` ends the
-    search, never a finalist's training). Returns the top-k and the (program, reason) of
-    the candidates that failed."""
+    (its mean f varies less), the others over one. No fit reads the clock: a program is
+    fitted the same on an idle and a busy machine (`--time-limit` ends the search, never
+    a finalist's training). Past `deadline` (`time.perf_counter()`; given when the time
+    limit ended the search), no further candidate whose fit is not convex is started
+    (the first always is): that changes which programs compete, as the limit changes how
+    far the search got, never how one is fitted. Returns the top-k and the (program,
+    reason) of the candidates that failed or were not fitted."""
     final = train_config(task, epochs=config.final_epochs, lr=config.lr, seed=config.seed,
                          patience=max(train_config(task).patience, 30))
     folds = cv_folds(task, config.cv_folds, config.seed)
@@ -158,6 +162,9 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
         try:
             convex = bool(folds) and (node.text in solved
                                       or convex_fit(task, node.term, config.hidden, library))
+            if deadline is not None and kept and not convex and time.perf_counter() > deadline:
+                dropped.append((node.text, "not fitted: the time limit was reached"))
+                continue
             cv = cross_validate(task, node, repeated if convex else folds, final, graph,
                                 config, library)
             if cv is not None and convex:

@@ -296,8 +296,9 @@ def synthesize(task: Task | str | Path, algorithm: str | None = None,
     failures = tuple((text, score.error) for text, score in scorer.cache.items()
                      if score.error)
     others = sorted(search.complete.values(), key=lambda fn: (fn[0], fn[1].text))
+    deadline = start + config.time_limit if stats.stopped_by == "time" else None
     found, dropped = finalists(task, candidates(search, programs), graph, config, library,
-                               search.found_at, others)
+                               search.found_at, others, deadline)
     return SearchResult(found, stats, pset.name, config, failures, dropped, task,
                         scorer.restarts)
 
