@@ -190,15 +190,15 @@ def solve(d: Design, y: torch.Tensor, loss_kind: str, class_weights: torch.Tenso
     one Hessian would cost more than its iterations).
 
     With more weights than outputs on the training data (random features, a wide table,
-    few examples), the problem is first reduced to as many unknowns as the design has
-    rows, exactly: the optimum θ = -P⁻¹ Jᵀ g lies in P^-1/2 times the row space of
-    J P^-1/2 (P the penalty), so with V an orthonormal basis of that space, θ = P^-1/2 V z
-    and the penalty is ½‖z‖² (V from the eigenvectors of the small A Aᵀ, not an SVD of
-    the wide A: ten times faster on a design of 800 rows and 5,000 columns)."""
+    few examples) and few enough of those for Newton's method, the problem is first
+    reduced to as many unknowns as the design has rows, exactly: the optimum
+    θ = -P⁻¹ Jᵀ g lies in P^-1/2 times the row space of J P^-1/2 (P the penalty), so with
+    V an orthonormal basis of that space, θ = P^-1/2 V z and the penalty is ½‖z‖² (V from
+    the eigenvectors of the small A Aᵀ, not an SVD of the wide A)."""
     lam = (2.0 if loss_kind == "mse" else 1.0) / rows
     penalty = torch.where(d.biases, lam * _BIAS_SHARE, lam)
     matrix, basis = d.matrix, None
-    if matrix.shape[1] > matrix.shape[0]:
+    if matrix.shape[0] < matrix.shape[1] and matrix.shape[0] <= NEWTON_WEIGHTS:
         scaled = matrix * penalty.rsqrt()  # A = J P^-1/2; its row space from A Aᵀ = U Λ Uᵀ
         eigen, u = torch.linalg.eigh(scaled @ scaled.T)
         kept = eigen > eigen[-1].clamp_min(0) * 1e-12
@@ -349,14 +349,16 @@ def _two_loop(grad: torch.Tensor, s_list: list[torch.Tensor],
 
 
 def fit_exactly(model: nn.Module, inputs: list[Value], y: torch.Tensor, loss_kind: str,
-                class_weights: torch.Tensor | None = None) -> int | None:
+                class_weights: torch.Tensor | None = None, tolerance: float = 1e-7,
+                max_iterations: int = 1000) -> int | None:
     """Set the model's `affine` weights to the penalized optimum on (`inputs`, `y`) if its
-    fit is convex; the solver's iterations, or None (nothing changed) if it is not."""
+    fit is convex (to a largest gradient entry of `tolerance`, in at most `max_iterations`
+    steps); the solver's iterations, or None (nothing changed) if it is not."""
     rows = len(y)
     d = design(model, inputs, rows)
     if d is None:
         return None
-    theta, iterations = solve(d, y, loss_kind, class_weights, rows)
+    theta, iterations = solve(d, y, loss_kind, class_weights, rows, tolerance, max_iterations)
     if not torch.isfinite(theta).all():
         return None
     params = dict(model.named_parameters())

@@ -90,7 +90,8 @@ def test_map_fission_scores_a_node_as_without_it(monkeypatch):
 
     task = _series_task()
     config = resolve_config(task, seed=0)
-    settings = NodeSettings(node_training(task, config), config.heuristic, 8, 0)
+    settings = NodeSettings(node_training(task, config), config.heuristic, 8, 0,
+                            relaxation="trained")
     items = [(text, None) for text, *_ in FISSION[:3]]
     moved = train_nodes(task, items, settings)
     monkeypatch.setattr(skeleton_module, "_move_one", lambda *args: None)
@@ -109,7 +110,9 @@ def test_siblings_that_differ_in_parameter_free_parts_share_a_skeleton():
 def task_and_settings():
     task = _series_task()
     config = resolve_config(task, seed=3)
-    return task, NodeSettings(node_training(task, config), config.heuristic, config.hidden, 3)
+    # (trained relaxations: what is batched is their training; features are solved)
+    return task, NodeSettings(node_training(task, config), config.heuristic, config.hidden, 3,
+                              relaxation="trained")
 
 
 NODES = ["\\xs -> ?? (mean xs)", "\\xs -> ?? (std xs)", "\\xs -> ?? (last xs)",

@@ -16,7 +16,8 @@ from torch.overrides import TorchFunctionMode
 
 import neurosym
 from neurosym.cli import main
-from neurosym.search import batched, scoring
+from neurosym.interp.values import index
+from neurosym.search import scoring
 from neurosym.search.synthesis import node_training, resolve_config
 from neurosym.tasks.spec import load_task
 
@@ -43,7 +44,7 @@ def test_hand_written_programs_run_on_the_data_device(program, task):
     model = result.model.train()
     rows = torch.arange(8, device="cpu")
     with NoImplicitDevice():
-        x = batched.index(data.x, rows)
+        x = index(data.x, rows)
         out = model(x)
         out.float().sum().backward()
     assert torch.isfinite(out).all()
@@ -52,17 +53,17 @@ def test_hand_written_programs_run_on_the_data_device(program, task):
 def test_nodes_train_on_the_data_device(monkeypatch):
     """Every kind of node part: relaxations of lists and vectors, windows, folds,
     constants, shapelets (seeded from the data), intervals, paa, learned thresholds."""
-    fit, init = batched.Group.fit, scoring.set_up
+    fit, init = scoring._fit_members, scoring.set_up
 
-    def fit_checked(self):
+    def fit_checked(*args):
         with NoImplicitDevice():
-            return fit(self)
+            return fit(*args)
 
     def init_checked(*args):
         with NoImplicitDevice():
             return init(*args)
 
-    monkeypatch.setattr(batched.Group, "fit", fit_checked)
+    monkeypatch.setattr(scoring, "_fit_members", fit_checked)
     monkeypatch.setattr(scoring, "set_up", init_checked)
     nodes = {
         "basic_motions": [r"\xs -> ite (?? (mean xs)) (?? (last xs)) (?? xs)",
@@ -74,11 +75,12 @@ def test_nodes_train_on_the_data_device(monkeypatch):
     for name, texts in nodes.items():
         task = load_task(name)
         config = resolve_config(task, time_limit=60)
-        settings = scoring.NodeSettings(node_training(task, config), config.heuristic,
-                                        config.hidden, 0)
-        for text, score in zip(texts, scoring.train_nodes(task, [(t, None) for t in texts],
-                                                          settings)):
-            assert score.error is None and math.isfinite(score.h), (text, score.error)
+        for relaxation in ("trained", "features"):
+            settings = scoring.NodeSettings(node_training(task, config), config.heuristic,
+                                            config.hidden, 0, relaxation=relaxation)
+            for text, score in zip(texts, scoring.train_nodes(
+                    task, [(t, None) for t in texts], settings)):
+                assert score.error is None and math.isfinite(score.h), (text, score.error)
 
 
 def test_a_fault_of_the_machine_stops_the_search(monkeypatch):
@@ -89,16 +91,16 @@ def test_a_fault_of_the_machine_stops_the_search(monkeypatch):
     text = r"\xs -> affine (mean xs)"
 
     def raising(message):
-        def fit(self):
+        def fit(*args):
             raise RuntimeError(message)
         return fit
 
-    monkeypatch.setattr(batched.Group, "fit", raising(
+    monkeypatch.setattr(scoring, "_fit_members", raising(
         "Expected all tensors to be on the same device, but found at least two devices, "
         "cuda:0 and cpu!"))
     with pytest.raises(scoring.MachineError, match=r"affine \(mean xs\).*same device"):
         scoring.train_nodes(task, [(text, None)], settings)
-    monkeypatch.setattr(batched.Group, "fit", raising("shape '[16, 4]' is invalid"))
+    monkeypatch.setattr(scoring, "_fit_members", raising("shape '[16, 4]' is invalid"))
     score = scoring.train_nodes(task, [(text, None)], settings)[0]
     assert score.h == math.inf and "invalid" in score.error
 
