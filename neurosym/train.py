@@ -139,6 +139,24 @@ def losses_per_model(kind: str, out: torch.Tensor, y: torch.Tensor,
     return ((out - y) ** 2).reshape(k, -1).mean(1)
 
 
+def example_losses(kind: str, out: torch.Tensor, y: torch.Tensor,
+                   class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Each example's loss ([B]), weighted so that their mean is `loss_function`'s loss
+    of the batch (a class weight divided by the batch's mean weight)."""
+    if kind == "cross_entropy":
+        each = F.cross_entropy(out, y.long(), reduction="none")
+        if class_weights is None:
+            return each
+        w = class_weights[y.long()]
+        return each * w / w.mean()
+    if kind == "bce":
+        pos = None if class_weights is None else class_weights[1] / class_weights[0]
+        each = F.binary_cross_entropy_with_logits(out, y.float(), pos_weight=pos,
+                                                  reduction="none")
+        return each.reshape(len(out), -1).mean(1)
+    return ((out - y) ** 2).reshape(len(out), -1).mean(1)
+
+
 def predict(model: nn.Module, x: Value, chunk: int = 1024) -> torch.Tensor:
     """Model outputs for all examples, in chunks, without gradients."""
     set_training(model, False)

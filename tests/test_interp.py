@@ -295,3 +295,21 @@ def test_only_inputs_of_fixed_statistics_are_standardized():
         affine = next(m for m in model.modules() if isinstance(m, Affine))
         assert affine.standardize.ready
         assert bool((affine.standardize.shift != 0).all()) == standardized, text
+
+
+def test_each_examples_loss_averages_to_the_batch_loss():
+    """Per-example losses (a joint model over several tasks weighs each example by them)
+    average to the task loss, class weights included."""
+    from neurosym.train import example_losses, loss_function
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [("cross_entropy", torch.randn(7, 3, generator=gen),
+              torch.tensor([0, 1, 2, 0, 1, 2, 1]), torch.tensor([0.5, 2.0, 1.0])),
+             ("bce", torch.randn(7, 1, generator=gen),
+              torch.randint(0, 2, (7, 1), generator=gen).float(), torch.tensor([0.5, 2.0])),
+             ("mse", torch.randn(7, 2, generator=gen), torch.randn(7, 2, generator=gen), None)]
+    for kind, out, y, weights in cases:
+        for w in (None, weights):
+            each = example_losses(kind, out, y, w)
+            assert each.shape == (7,)
+            assert torch.allclose(each.mean(), loss_function(kind, w)(out, y), atol=1e-6)

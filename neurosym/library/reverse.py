@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neurosym import metrics
@@ -37,7 +36,7 @@ from neurosym.library.entry import Entry, Provenance
 from neurosym.library.store import Library
 from neurosym.library.transfer import error_of
 from neurosym.tasks.spec import Task
-from neurosym.train import TrainConfig, _fit, predict
+from neurosym.train import TrainConfig, _fit, example_losses, predict
 
 TOLERANCE = 0.05  # an earlier task's validation error may rise by 5% of itself
 FLOOR = 0.005  # ... or by this much, whichever is larger
@@ -157,24 +156,11 @@ class _Joint(nn.Module):
                 if not mask.any():
                     continue
                 idx = self.local[rows[mask]]
-                each = row_losses(task, program(index(part.x, idx)), index(part.y, idx))
+                each = example_losses(task.loss, program(index(part.x, idx)), index(part.y, idx),
+                                      task.class_weights)
                 out = out.index_put((mask.nonzero()[:, 0],),
                                     each * (len(rows) / (len(self.tasks) * int(mask.sum()))))
         return out
-
-
-def row_losses(task: Task, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each example's loss under the task's loss (class weights as the task weighs)."""
-    weights = task.class_weights
-    if task.loss == "cross_entropy":
-        each = F.cross_entropy(out, y.long(), reduction="none")
-        return each if weights is None else each * weights[y.long()] / weights[y.long()].mean()
-    if task.loss == "bce":
-        pos = None if weights is None else weights[1] / weights[0]
-        each = F.binary_cross_entropy_with_logits(out, y.float(), pos_weight=pos,
-                                                  reduction="none")
-        return each.reshape(len(out), -1).mean(1)
-    return ((out - y) ** 2).reshape(len(out), -1).mean(1)
 
 
 def _scores(task: Task, model: nn.Module) -> tuple[float, float, float]:
@@ -182,7 +168,7 @@ def _scores(task: Task, model: nn.Module) -> tuple[float, float, float]:
     val = predict(model, task.val.x)
     return (metrics.score(task, val, task.val.y),
             metrics.score(task, predict(model, task.test.x), task.test.y),
-            float(row_losses(task, val, task.val.y).mean()))
+            float(example_losses(task.loss, val, task.val.y, task.class_weights).mean()))
 
 
 def reverse_transfer(library: Library, name: str, version: int,
