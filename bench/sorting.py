@@ -47,7 +47,7 @@ from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
 from neurosym.tasks.sources import _digits, digit_pools
 from neurosym.tasks.spec import load_task
-from neurosym.train import TrainConfig, _fit, fit, predict
+from neurosym.train import TrainConfig, descend, fit, predict
 
 LENGTH = 5
 HIDDEN = 64  # the recogniser's width (a small CNN); at 32, the search's default, seed 1 sorted
@@ -112,7 +112,7 @@ def through_sorting(seed: int, n_lists: int, epochs: int) -> tuple[dict, nn.Modu
     program = compile_program(check_source(SORTER, "the sorter"), hidden=HIDDEN)
     model = _Positions(program["main"])
     config = TrainConfig(epochs=epochs, lr=3e-3, batch_size=32, patience=30, seed=seed)
-    _fit(model, train[:2], val[:2], lambda out, y: ((out - y) ** 2).mean(), config)
+    descend(model, train[:2], val[:2], lambda out, y: ((out - y) ** 2).mean(), config)
     scorer = program["score"]
     flat = test[0].data.flatten(0, 1)
     return _report(_scores(scorer, flat).reshape(-1, LENGTH), test[2],

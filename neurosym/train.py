@@ -188,12 +188,13 @@ def fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, t
                 _check_finite(evaluate_loss(model, *train, loss), "after solving")
                 return TrainResult(evaluate_loss(model, *val, loss), iterations,
                                    time.perf_counter() - start, iterations, solved=True)
-        return _fit(model, train, val, loss, config)
+        return descend(model, train, val, loss, config)
 
 
-def _fit(model: nn.Module, train: tuple[Value, torch.Tensor], val: tuple[Value, torch.Tensor],
-         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], config: TrainConfig
-         ) -> TrainResult:
+def descend(model: nn.Module, train: tuple[Value, torch.Tensor],
+            val: tuple[Value, torch.Tensor],
+            loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], config: TrainConfig
+            ) -> TrainResult:
     """Descend `loss(outputs, targets)` (a scalar) by the one loop, a stack of one model,
     after setting the model up on its first mini-batch. Raises `TrainingError` on a
     non-finite loss."""

@@ -6,7 +6,7 @@ new task alone, and may have forgotten what the earlier tasks needed. `reverse_t
 trains that copy on the new task *together with a replay* of every earlier task that uses
 F (its training data reloaded from the task's name, fraction and seed, and checked by a
 hash of its examples): one model over all of them whose output is each example's loss,
-each task weighted equally, trained by `train._fit` (the one training loop: Adam, early
+each task weighted equally, trained by `train.descend` (the one training loop: Adam, early
 stopping on the tasks' joint validation loss). Only F and the new program's own parts
 train; the earlier programs' own parts stay as stored (they are not refit), so an earlier
 task changes only through F.
@@ -36,7 +36,7 @@ from neurosym.library.entry import Entry, Provenance
 from neurosym.library.store import Library
 from neurosym.library.transfer import error_of
 from neurosym.tasks.spec import Task
-from neurosym.train import TrainConfig, _fit, example_losses, predict
+from neurosym.train import TrainConfig, descend, example_losses, predict
 
 TOLERANCE = 0.05  # an earlier task's validation error may rise by 5% of itself
 FLOOR = 0.005  # ... or by this much, whichever is larger
@@ -192,11 +192,9 @@ def reverse_transfer(library: Library, name: str, version: int,
     stored_function, _ = library.module(name, version, finetune=False)
     before = [_scores(r.task, r.program(name, stored_function)) for r in earlier]
     programs = [r.program(name, function) for r in earlier]
-    for p in function.parameters():  # (a program that held the stored copy froze it)
-        p.requires_grad_(True)
     joint = _Joint([task, *(r.task for r in earlier)], [model, *programs])
     train_rows, val_rows = joint.rows(0), joint.rows(1)
-    result = _fit(joint, (train_rows, torch.zeros(len(train_rows))),
+    result = descend(joint, (train_rows, torch.zeros(len(train_rows))),
                   (val_rows, torch.zeros(len(val_rows))), lambda out, y: out.mean(), config)
     after = [_scores(r.task, program) for r, program in zip(earlier, programs)]
     scores = tuple(EarlierScore(r.task.name, r.task.metric, b[0], a[0], b[1], a[1], b[2],
