@@ -388,11 +388,14 @@ class Stack:
             for m_index, m in enumerate(self.members):
                 for name, p in best_params.items():
                     m.model.get_parameter(name).copy_(p[m_index] if self.stacked else p)
+        # [validations][2][K] -> each member's (train, validation) losses, read at once
+        curves = torch.stack([torch.stack([t.double(), v.double()]) for t, v in history]
+                             ).tolist() if history else []
         results = []
         for i in range(k):
             common = dict(epochs=int(stopped_at[i]), best_epoch=int(best_epoch[i]),
                           diverged=not bool(finite[i]),
-                          history=[(float(t[i]), float(v[i])) for t, v in history])
+                          history=[(t[i], v[i]) for t, v in curves])
             if not bool(finite[i]) and not bool(seen_once[i]):
                 results.append(MemberResult(math.inf, None, error=(
                     f"non-finite loss by epoch {int(stopped_at[i])}: the program produced "

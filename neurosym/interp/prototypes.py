@@ -39,7 +39,7 @@ from neurosym.lang.types import Type, Vec, uncurry
 MAX_PER_CLASS = 8
 SEED_ROWS = 256  # training series the prototypes are chosen among (evenly spread)
 MEMO = 8192  # series whose distances a module keeps
-PAIRS = 2**21  # (series, prototype) distances kept across modules (`_pair_cache`)
+PAIRS = 2**21  # (series, prototype) distances kept across modules (`_PAIR_CACHE`)
 MEDOID_CANDIDATES = 32  # of them, per class, compared pairwise for its medoids
 _MEDOID_ROUNDS = 4
 _CELLS = 2**23  # cost-matrix cells computed at once (32 MB in float32)

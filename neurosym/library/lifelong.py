@@ -35,7 +35,7 @@ from neurosym.lang.errors import LibraryError, NeurosymError, SearchError, TaskE
 from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, ListT, Type, free_vars
-from neurosym.library.entry import Entry, Provenance, check_name
+from neurosym.library.entry import Entry, Provenance, check_name, parse_ref
 from neurosym.library.store import Library
 from neurosym.resources import read_toml, tasks_dir
 from neurosym.search.productions import Production, ProductionSet, make_production
@@ -235,7 +235,7 @@ def _reverse(library: Library, reused: tuple[str, ...], task: Task, model: Compi
 
     out = []
     for ref in reused:
-        name, version = ref.split("@")[0], int(ref.split("@")[1])
+        name, version = parse_ref(ref)
         replays = []
         for r in earlier:
             made = any(e.ref == ref for e in r.saved)

@@ -29,7 +29,7 @@ from torch import nn
 
 from neurosym import metrics
 from neurosym.interp.compiler import CompiledTerm
-from neurosym.interp.values import index
+from neurosym.interp.values import flatten_values, index
 from neurosym.lang import ast
 from neurosym.lang.errors import TaskError
 from neurosym.library.entry import Entry, Provenance
@@ -93,16 +93,9 @@ class ReverseResult:
 def data_hash(task: Task) -> str:
     """A digest of a task's training examples, to check that a replay reloads them."""
     digest = hashlib.sha256()
-    for value in (task.train.x, task.train.y):
-        for t in _tensors(value):
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for t in flatten_values([task.train.x, task.train.y]):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    return [getattr(value, k) for k in ("data", "weights") if hasattr(value, k)]
 
 
 def _error_rose(metric: str, before: float, after: float, tolerance: float = TOLERANCE) -> bool:

@@ -244,35 +244,41 @@ def _nearest_panels(model: Model, x: Seq, labels: list[str], order: list[str]) -
     module = parts[0][1].module
     with torch.no_grad():
         distance = module._distances(x)  # (B, k), on the series as they are
-    classes = model.classes or []
-    out, seen = [], set()
-    for j, (pattern, c) in enumerate(zip(module.pattern, module.origin.tolist())):
-        if (key := tuple(pattern.flatten().tolist())) in seen or len(out) == MAX_NEAREST:
-            continue
-        seen.add(key)
+    out = []
+    for j, pattern, c in _distinct(module)[:MAX_NEAREST]:
         column = distance[:, j]
         near = [i for i in column.argsort().tolist() if column[i] > 1e-6][:NEIGHBOURS]
         neighbours = [(x.data[i, :int(x.weights[i].sum())], _colour(labels[i], order))
                       for i in near]
-        out.append((pattern, f"class {classes[c] if 0 <= c < len(classes) else c}",
-                    neighbours))
+        out.append((pattern, _class_label(model.classes, c) or f"class {c}", neighbours))
     return out
 
 
-def _colour(label: str, order: list[str]) -> str:
+def _distinct(module) -> list[tuple[int, torch.Tensor, int]]:
+    """(slot, pattern, class taken from) of each distinct prototype (slots beyond the
+    caps repeat them)."""
+    seen, out = set(), []
+    for j, (pattern, c) in enumerate(zip(module.pattern, module.origin.tolist())):
+        if (key := tuple(pattern.flatten().tolist())) not in seen:
+            seen.add(key)
+            out.append((j, pattern, c))
+    return out
+
+
+def _class_label(classes, c: int) -> str | None:
+    """The legend's label of class index `c` (as `plot_data` names them), if it has one."""
+    return f"class {classes[c]}" if classes and 0 <= c < len(classes) else None
+
+
+def _colour(label: str | None, order: list[str]) -> str:
     return f"C{order.index(label)}" if label in order else "black"
 
 
 def _prototypes(axes, module, order: list[str], classes, steps: int, channels: int) -> None:
     """Each distinct prototype, stretched over the steps, in the colour of the class it
     was taken from (the class means are drawn in legend order)."""
-    seen = set()
-    for pattern, c in zip(module.pattern, module.origin.tolist()):
-        if (key := tuple(pattern.flatten().tolist())) in seen:
-            continue
-        seen.add(key)
-        label = f"class {classes[c]}" if classes and 0 <= c < len(classes) else None
-        color = f"C{order.index(label)}" if label in order else "black"
+    for _, pattern, c in _distinct(module):
+        color = _colour(_class_label(classes, c), order)
         where = torch.linspace(0, steps - 1, pattern.shape[0]).numpy()
         for ch in range(channels):
             axes[ch][0].plot(where, pattern[:, ch].numpy(), linestyle=":", linewidth=1.2,

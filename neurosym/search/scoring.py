@@ -239,9 +239,10 @@ def _solved(members: list[Member], task: Task) -> list[MemberResult] | None:
     results = []
     for m in members:
         relaxed = ast.holes(parse_term(m.text)) > 0
-        limits = (RELAXED_TOLERANCE, RELAXED_ITERATIONS) if relaxed else (1e-7, 1000)
+        limits = dict(tolerance=RELAXED_TOLERANCE, max_iterations=RELAXED_ITERATIONS) \
+            if relaxed else {}
         if fit_exactly(m.model, m.train, task.train.y, task.loss, task.class_weights,
-                       *limits) is None:
+                       **limits) is None:
             return None  # the same skeleton: none of the others is convex either
         set_training(m.model, False)
         with torch.no_grad():
