@@ -14,6 +14,7 @@ from neurosym.lang.checker import check_term
 from neurosym.lang.errors import TrainingError
 from neurosym.lang.load import check_source
 from neurosym.lang.parser import parse_term, parse_type
+from neurosym.lang.printer import show
 from neurosym.train import Adam, TrainConfig, first_batch, fit, predict, set_up
 
 
@@ -46,6 +47,45 @@ def test_fold_and_last_skip_padding(ragged):
     assert torch.allclose(out, torch.stack([0.5 + s[:, 1].sum() for s in seqs]), atol=1e-5)
     out = run("last", "List[Vec[3]] -> Vec[3]", xs)
     assert torch.equal(out, torch.stack([s[-1] for s in seqs]))
+
+
+def _compiled(text: str, type_text: str):
+    term = parse_term(text)
+    return compile_term(term, check_term(term, parse_type(type_text)))
+
+
+def test_a_folds_element_only_parts_are_taken_out_of_its_loop(ragged):
+    """A part of a fold's step that reads the element (and outer names) but not the
+    accumulator is computed for every element before the loop: the same outputs and
+    gradients as interpreting it at each position, with padding."""
+    seqs, xs = ragged
+    torch.manual_seed(0)
+    model = _compiled(r"\xs -> fold (\acc x -> add (affine acc) (mul (affine x) "
+                      r"(affine (mean xs)))) (affine (mean xs)) xs", "List[Vec[3]] -> Vec[2]")
+    (plan,) = model._folds.values()
+    assert [show(part) for _, part in plan.parts] == ["mul (affine x) (affine (mean xs))"]
+
+    def outputs_and_gradients():
+        model.zero_grad()
+        out = model(xs)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    hoisted = outputs_and_gradients()
+    model._folds = {}  # interpreted at every position
+    looped = outputs_and_gradients()
+    assert torch.allclose(hoisted[0], looped[0], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hoisted[1], looped[1]))
+
+
+@pytest.mark.parametrize("step", [
+    r"\acc x -> affine (add acc x)",  # every part reads the accumulator
+    r"\acc x -> add acc (?? x)",  # a relaxation reads every name in scope, acc too
+    r"\acc x -> add acc (mean (map (\x -> select[0:3] acc) xs))",  # x rebound inside
+])
+def test_a_fold_keeps_in_its_loop_what_reads_the_accumulator(step):
+    model = _compiled(rf"\xs -> fold ({step}) (mean xs) xs", "List[Vec[3]] -> Vec[3]")
+    assert model._folds == {}
 
 
 def test_window_is_a_causal_moving_average(ragged):

@@ -8,12 +8,15 @@ used) and library functions. `forward` then interprets the tree over whole batch
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from torch import nn
 
+from neurosym.interp.hoist import HoistedFold, hoisted_fold
+from neurosym.interp.primitives import fold_positions
 from neurosym.interp.registry import Primitive, Site, implementation
 from neurosym.interp.values import Value, align, batch_size, device_of
 from neurosym.lang import ast
@@ -65,8 +68,11 @@ class CompiledTerm(nn.Module):
         self.parts = nn.ModuleDict()
         self._keys: dict[int, str] = {}  # id of a sub-term -> the key of its module
         self._sites: dict[int, Site] = {}
+        # id of a primitive's use -> its implementation with the site bound, and its arity
+        self._calls: dict[int, tuple[Callable[..., Value], int]] = {}
         self._library_types: dict[int, Type] = {}
         self._device = torch.device("cpu")  # where constants are made: the input's device
+        self._folds: dict[int, HoistedFold] = {}  # id of a fold application -> its plan
         self._build(term, (), library, hidden)
 
     @property
@@ -107,7 +113,8 @@ class CompiledTerm(nn.Module):
             if module is not None:
                 self.parts[key] = module
                 self._keys[id(term)] = key
-            self._sites[id(term)] = Site(term.params, t, module)
+            site = self._sites[id(term)] = Site(term.params, t, module)
+            self._calls[id(term)] = (functools.partial(prim.impl, site), len(uncurry(t)[0]))
         elif isinstance(term, ast.Hole):
             scope = list(self.checked.scopes[id(term)])
             self.parts[key] = Relaxation([ty for _, ty in scope if _encodable(ty)], t, hidden)
@@ -122,6 +129,8 @@ class CompiledTerm(nn.Module):
         elif isinstance(term, ast.Var) and term.name in self.defs:
             self.parts[key] = self.defs[term.name]  # shared: same parameters at every use
             self._keys[id(term)] = key
+        elif isinstance(term, ast.App) and (plan := hoisted_fold(term, self.checked)):
+            self._folds[id(term)] = plan
         for i, child in enumerate(ast.children(term)):
             self._build(child, (*path, i), library, hidden)
 
@@ -145,7 +154,7 @@ class CompiledTerm(nn.Module):
             case ast.Var(name):
                 if name in env:
                     return align(env[name], rows)
-                if id(term) in self._sites:
+                if id(term) in self._calls:
                     return self._primitive(term)
                 definition = self.defs[name]
                 definition._device = self._device
@@ -160,16 +169,29 @@ class CompiledTerm(nn.Module):
             case ast.Let(name, value, body):
                 return self.evaluate(body, {**env, name: self.evaluate(value, env, rows)}, rows)
             case ast.App(fn, args):
+                plan = self._folds.get(id(term))
+                if plan is not None:
+                    return self._fold(plan, term, env, rows)
                 f = self.evaluate(fn, env, rows)
                 for a in args:
                     f = f(self.evaluate(a, env, rows))
                 return f
         raise TypeError(f"cannot evaluate {term!r}")
 
+    def _fold(self, plan: HoistedFold, term: ast.App, env: dict[str, Value], rows: int
+              ) -> torch.Tensor:
+        """A fold whose step's element-only parts are computed for all elements first."""
+        init, xs = (self.evaluate(a, env, rows) for a in term.args[1:])
+        b, n = xs.data.shape[:2]
+        inner = {**env, plan.element: xs.flat()}
+        parts = {name: self.evaluate(part, inner, b * n).unflatten(0, (b, n))
+                 for name, part in plan.parts}
+        return fold_positions(lambda acc, t: self.evaluate(plan.body, {
+            **env, plan.acc: acc, plan.element: xs.data[:, t],
+            **{name: v[:, t] for name, v in parts.items()}}, b), init, xs)
+
     def _primitive(self, term: ast.Var) -> Value:
-        site = self._sites[id(term)]
-        prim = implementation(self.checked.primitives[id(term)].name)
-        return curried(lambda *xs: prim.impl(site, *xs), len(uncurry(site.type)[0]))
+        return curried(*self._calls[id(term)])
 
     def _hole(self, term: ast.Hole, env: dict[str, Value], rows: int) -> Value:
         net: Relaxation = self.parts[self._keys[id(term)]]

@@ -5,6 +5,7 @@ through `ite`, `filter` and `count` alike."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -55,11 +56,22 @@ def filter_(site: Site, p, xs: Seq) -> Seq:
 @implements("fold")
 def fold(site: Site, f, init: torch.Tensor, xs: Seq) -> torch.Tensor:
     """Left fold; padding (weight 0) leaves the accumulator unchanged."""
+    return fold_positions(lambda acc, t: call(f, acc, xs.data[:, t]), init, xs)
+
+
+def fold_positions(step: Callable[[torch.Tensor, int], torch.Tensor], init: torch.Tensor,
+                   xs: Seq) -> torch.Tensor:
+    """`step(acc, t)` folded over the positions t of xs, padding (weight 0) leaving the
+    accumulator unchanged: `fold`'s loop, shared with the interpreter's hoisted folds."""
     acc = align(init, xs.data.shape[0])
+    every = bool((xs.weights == 1).all())  # no padding, no soft filter: no blending
     for t in range(xs.length):
-        step = call(f, acc, xs.data[:, t])
-        w = _like(xs.weights[:, t], step)
-        acc = w * step + (1 - w) * acc
+        new = step(acc, t)
+        if every:
+            acc = new
+        else:
+            w = _like(xs.weights[:, t], new)
+            acc = w * new + (1 - w) * acc
     return acc
 
 

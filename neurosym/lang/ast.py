@@ -143,3 +143,16 @@ def size(t: Term) -> int:
 
 def holes(t: Term) -> int:
     return sum(1 for s in subterms(t) if isinstance(s, Hole))
+
+
+def free_names(t: Term) -> set[str]:
+    """Names used free in `t` (variables and primitives alike: callers only ask whether a
+    bound name would capture one of them)."""
+    match t:
+        case Var(name):
+            return {name}
+        case Lam(param, body):
+            return free_names(body) - {param}
+        case Let(name, value, body):
+            return free_names(value) | (free_names(body) - {name})
+    return set().union(*(free_names(c) for c in children(t)))

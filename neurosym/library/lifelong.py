@@ -39,7 +39,7 @@ from neurosym.library.entry import Entry, Provenance, check_name, parse_ref
 from neurosym.library.store import Library
 from neurosym.resources import read_toml, tasks_dir
 from neurosym.search.productions import Production, ProductionSet, make_production
-from neurosym.search.terms import free_names, hole_site, plug
+from neurosym.search.terms import hole_site, plug
 from neurosym.search.terms import replace as replace_at
 from neurosym.tasks.spec import Task
 
@@ -363,7 +363,7 @@ def reusable_parts(model: CompiledTerm, library: Library | None = None,
             here = (*path, i)
             typ = model.checked.type_of(child)
             if (isinstance(typ, Arrow) and not free_vars(typ)
-                    and not free_names(child) & inner and _learns(model, here)):
+                    and not ast.free_names(child) & inner and _learns(model, here)):
                 found.append((here, child))
             walk(child, here, inner)
 

@@ -32,7 +32,7 @@ from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
 from neurosym.tasks.spec import Split, Task
 from neurosym.tasks.splits import stratified_folds
-from neurosym.train import first_batch, set_up
+from neurosym.train import first_batch, set_up, torch_threads
 
 if TYPE_CHECKING:
     from neurosym.search.synthesis import NeuralGraph, SearchConfig
@@ -158,21 +158,22 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
              and convex_fit(task, node.term, config.hidden, library)][:MAX_SOLVED_OTHERS]
     solved = {node.text for _, node in extra}
     kept, dropped = [], []
-    for f, node in [*found, *extra]:
-        try:
-            convex = bool(folds) and (node.text in solved
-                                      or convex_fit(task, node.term, config.hidden, library))
-            if deadline is not None and kept and not convex and time.perf_counter() > deadline:
-                dropped.append((node.text, "not fitted: the time limit was reached"))
-                continue
-            cv = cross_validate(task, node, repeated if convex else folds, final, graph,
-                                config, library)
-            if cv is not None and convex:
-                cv = dataclasses.replace(cv, repeats=CV_REPEATS)
-            kept.append(_retrain(task, f, node, final, graph, config, library,
-                                 found_at.get(node.text), cv))
-        except (NeurosymError, RuntimeError, ValueError) as err:
-            dropped.append((node.text, str(err).splitlines()[0]))
+    with torch_threads(final.threads):  # its scores' small solves too (`_train_group`)
+        for f, node in [*found, *extra]:
+            try:
+                convex = bool(folds) and (node.text in solved
+                                          or convex_fit(task, node.term, config.hidden, library))
+                if deadline is not None and kept and not convex and time.perf_counter() > deadline:
+                    dropped.append((node.text, "not fitted: the time limit was reached"))
+                    continue
+                cv = cross_validate(task, node, repeated if convex else folds, final, graph,
+                                    config, library)
+                if cv is not None and convex:
+                    cv = dataclasses.replace(cv, repeats=CV_REPEATS)
+                kept.append(_retrain(task, f, node, final, graph, config, library,
+                                     found_at.get(node.text), cv))
+            except (NeurosymError, RuntimeError, ValueError) as err:
+                dropped.append((node.text, str(err).splitlines()[0]))
     kept.sort(key=lambda p: (p.final_f, p.cost, p.text))
     if config.selection == "one_se":
         kept = one_standard_error(kept)

@@ -25,7 +25,7 @@ from neurosym.lang import ast
 from neurosym.lang.checker import Checked, check_term
 from neurosym.lang.printer import show
 from neurosym.lang.types import Arrow, Type, is_tensor
-from neurosym.search.terms import free_names, rebuild
+from neurosym.search.terms import rebuild
 from neurosym.tasks.spec import Task
 from neurosym.train import torch_threads
 
@@ -200,7 +200,7 @@ def _moved(loop: ast.App, checked: Checked, memo: dict) -> ast.Term | None:
     taken = {n for s in ast.walk(loop) for n in _names(s)}
     z = next(f"$e{i}" for i in itertools.count() if f"$e{i}" not in taken)
     body = _swap(fn.body, fn.param, text, z)
-    if fn.param in free_names(body):
+    if fn.param in ast.free_names(body):
         return None
     each = ast.Lam(fn.param, part)
     if outer is not None:  # fold f init xs
@@ -232,7 +232,7 @@ def _parts(t: ast.Term, param: str, checked: Checked, memo: dict,
 
 def _swap(t: ast.Term, param: str, text: str, name: str) -> ast.Term:
     """`t` with every occurrence of the part `text` (of `param`, not shadowed) as `name`."""
-    if free_names(t) & {param} and show(t) == text:
+    if ast.free_names(t) & {param} and show(t) == text:
         return ast.Var(name)
     match t:
         case ast.Lam(p, _) if p == param:

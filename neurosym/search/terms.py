@@ -12,21 +12,9 @@ import dataclasses
 import itertools
 
 from neurosym.lang import ast
+from neurosym.lang.ast import free_names
 
 Path = tuple[int, ...]
-
-
-def free_names(t: ast.Term) -> set[str]:
-    """Names used free in `t` (variables and primitives alike: callers only ask whether a
-    bound name would capture one of them)."""
-    match t:
-        case ast.Var(name):
-            return {name}
-        case ast.Lam(param, body):
-            return free_names(body) - {param}
-        case ast.Let(name, value, body):
-            return free_names(value) | (free_names(body) - {name})
-    return set().union(*(free_names(c) for c in ast.children(t)))
 
 
 def rebuild(t: ast.Term, kids: list[ast.Term]) -> ast.Term:
