@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes, load_digits, load_wine
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from neurosym import Task
-from neurosym.convex import design
+from neurosym import Task, convex
+from neurosym.convex import ClassBlocks, design
 from neurosym.evaluate import train_config, train_on_task
 from neurosym.lang.parser import parse_term
 from neurosym.search.scoring import build
@@ -66,6 +66,30 @@ def test_programs_not_linear_in_their_weights_are_not_solved():
         set_up(model, [task.train.x], first_batch(len(task.train.y), 0, 64))
         assert design(model, [task.train.x], len(task.train.y)) is None, text
     assert not _fitted(task, r"\x -> mul (affine x) (affine x)", epochs=2)[1].solved
+
+
+def test_a_map_per_class_is_solved_by_blocks_to_the_dense_designs_optimum(monkeypatch):
+    """Output k reads row k of every map, by the same features: the design is X ⊗ I
+    (`ClassBlocks`, 1/classes of the dense matrix), and it solves to the optimum of the
+    dense design measured weight by weight: by Newton's method on its row space (fewer
+    examples than features) and by L-BFGS (650 weights)."""
+    for examples, text in ((30, r"\x -> add (affine x) (affine (select[0:6] x))"),
+                           (None, "affine")):
+        task = _table(load_digits)
+        task = replace(task, train=task.train.subset(torch.arange(examples or len(task.train))))
+        torch.manual_seed(0)
+        model = build(task, parse_term(text), 32)
+        rows = len(task.train.y)
+        set_up(model, [task.train.x], first_batch(rows, 0, 10**6))
+        blocks = design(model, [task.train.x], rows)
+        assert isinstance(blocks.matrix, ClassBlocks)
+        with monkeypatch.context() as patch:
+            patch.setattr(convex, "_class_blocks", lambda *args: None)
+            dense = design(model, [task.train.x], rows)
+        assert torch.allclose(blocks.matrix.dense(), dense.matrix, atol=1e-9)
+        solved = [convex.solve(d, task.train.y, "cross_entropy", None, rows, 1e-9, 2000)[0]
+                  for d in (blocks, dense)]
+        assert torch.allclose(*solved, atol=1e-5), text
 
 
 def test_sums_of_maps_are_solved_and_no_clock_changes_the_fit():
