@@ -69,7 +69,8 @@ class ClassBlocks:
         """The design as a matrix [n * outputs, P] (for a small Newton problem)."""
         rows, outputs = len(self.x), len(self.positions)
         out = self.x.new_zeros(rows, outputs, self.shape[1])
-        out[:, torch.arange(outputs)[:, None], self.positions] = self.x[:, None, :]
+        out[:, torch.arange(outputs, device=self.x.device)[:, None], self.positions] = \
+            self.x[:, None, :]
         return out.reshape(rows * outputs, -1)
 
 
@@ -183,18 +184,18 @@ def _class_blocks(model: nn.Module, buffers: dict, names: tuple[str, ...],
     outputs = offset.numel() // rows
     if outputs < 2 or any(len(s) > 2 or s[0] != outputs for s in shapes):
         return None
-    positions, start = [], 0
+    positions, start, device = [], 0, offset.device
     for shape in shapes:
         per_output = shape.numel() // outputs
-        positions.append(start + torch.arange(outputs)[:, None] * per_output
-                         + torch.arange(per_output))
+        positions.append(start + torch.arange(outputs, device=device)[:, None] * per_output
+                         + torch.arange(per_output, device=device))
         start += shape.numel()
-    positions = torch.cat(positions, 1).to(offset.device)
+    positions = torch.cat(positions, 1)
     columns = positions.shape[1]
     if rows * outputs * columns > MAX_DESIGN or columns > MAX_PASSES:
         return None
-    probes = torch.zeros(columns, start, dtype=torch.float64, device=offset.device)
-    probes[torch.arange(columns), positions[0]] = 1.0
+    probes = torch.zeros(columns, start, dtype=torch.float64, device=device)
+    probes[torch.arange(columns, device=device), positions[0]] = 1.0
     chunk = max(1, _CHUNK // max(offset.numel(), 1))
     moved = torch.cat([_outputs(model, buffers, names, shapes, probes[i:i + chunk], inputs)
                        for i in range(0, columns, chunk)]) - offset
