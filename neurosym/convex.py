@@ -178,9 +178,9 @@ def _class_blocks(model: nn.Module, buffers: dict, names: tuple[str, ...],
                   shapes: tuple[torch.Size, ...], inputs: list[Value], offset: torch.Tensor,
                   rows: int) -> ClassBlocks | None:
     """The design as `ClassBlocks`, if every weight is a map's [outputs, d] matrix or
-    [outputs] bias and the first row of each moves the first output alone: one forward
-    pass per column of X (a weight of row 0), not per weight. None otherwise (`design`
-    then checks the blocks at a random θ like any design)."""
+    [outputs] bias: X is the first output's column of J for the first row of each map,
+    measured as `_matrix` measures J (`design` then checks the blocks at a random θ, as
+    it checks any design). None if the weights are not shaped so."""
     outputs = offset.numel() // rows
     if outputs < 2 or any(len(s) > 2 or s[0] != outputs for s in shapes):
         return None
@@ -191,37 +191,37 @@ def _class_blocks(model: nn.Module, buffers: dict, names: tuple[str, ...],
                          + torch.arange(per_output, device=device))
         start += shape.numel()
     positions = torch.cat(positions, 1)
-    columns = positions.shape[1]
-    if rows * outputs * columns > MAX_DESIGN or columns > MAX_PASSES:
+    if rows * positions.shape[1] > MAX_DESIGN:
         return None
-    probes = torch.zeros(columns, start, dtype=torch.float64, device=device)
-    probes[torch.arange(columns, device=device), positions[0]] = 1.0
-    chunk = max(1, _CHUNK // max(offset.numel(), 1))
-    moved = torch.cat([_outputs(model, buffers, names, shapes, probes[i:i + chunk], inputs)
-                       for i in range(0, columns, chunk)]) - offset
-    moved = moved.reshape(columns, rows, outputs)
-    if float(moved[:, :, 1:].abs().max()) > 1e-9 * (1 + float(moved[:, :, 0].abs().max())):
-        return None
-    return ClassBlocks(moved[:, :, 0].T.contiguous(), positions)
+    x = _matrix(model, buffers, names, shapes, inputs, offset, start, rows, positions[0])
+    return None if x is None else ClassBlocks(x, positions)
 
 
 def _matrix(model: nn.Module, buffers: dict, names: tuple[str, ...],
             shapes: tuple[torch.Size, ...], inputs: list[Value], offset: torch.Tensor,
-            size: int, rows: int) -> torch.Tensor | None:
-    """J [n * outputs, P], by whichever costs less: one forward pass per weight
-    (columns), or one backward pass per output of a block of examples, the blocks apart
-    (an example's outputs read its own inputs only). None past `MAX_PASSES`."""
+            size: int, rows: int, first_row: torch.Tensor | None = None
+            ) -> torch.Tensor | None:
+    """J [n * outputs, P], or, given the indices of each map's `first_row` weights, the
+    first output's column of J for those weights alone ([n, len(first_row)], X of
+    `ClassBlocks`); by whichever costs less: one forward pass per weight (columns), or
+    one backward pass per output of a block of examples, the blocks apart (an example's
+    outputs read its own inputs only). None past `MAX_PASSES`."""
     outputs = offset.numel() // rows
-    if min(outputs, size) > MAX_PASSES:
+    kept = outputs if first_row is None else 1  # outputs measured per example
+    width = size if first_row is None else len(first_row)  # weights measured
+    if min(kept, width) > MAX_PASSES:
         return None
     device = offset.device
-    block = max(1, min(_CHUNK // (outputs * size), -(-rows // _BLOCKS)))
-    if size <= 4 * outputs * block:  # a backward pass costs a few forward ones
-        eye = torch.eye(size, dtype=torch.float64, device=device)
+    block = max(1, min(_CHUNK // (kept * width), -(-rows // _BLOCKS)))
+    if width <= 4 * kept * block:  # a backward pass costs a few forward ones
+        measured = torch.arange(size, device=device) if first_row is None else first_row
         chunk = max(1, _CHUNK // max(offset.numel(), 1))
-        columns = torch.cat([_outputs(model, buffers, names, shapes, eye[i:i + chunk], inputs)
-                             for i in range(0, size, chunk)])
-        return (columns - offset).T.contiguous()
+        moved = torch.cat([_outputs(model, buffers, names, shapes,
+                                    _units(measured[i:i + chunk], size), inputs)
+                           for i in range(0, width, chunk)]) - offset
+        if first_row is not None:
+            moved = moved.reshape(width, rows, outputs)[:, :, 0]
+        return moved.T.contiguous()
     # examples in blocks: each block's outputs, pulled back together (is_grads_batched,
     # which needs no torch._dynamo), read only that block's inputs
     theta = torch.zeros(size, dtype=torch.float64, device=device, requires_grad=True)
@@ -230,9 +230,19 @@ def _matrix(model: nn.Module, buffers: dict, names: tuple[str, ...],
         for start in range(0, rows, block):
             picked = torch.arange(start, min(start + block, rows), device=device)
             out = _call(model, buffers, names, shapes, theta, [index(v, picked) for v in inputs])
+            if first_row is not None:
+                out = out.reshape(len(picked), outputs)[:, 0]
             eye = torch.eye(out.numel(), dtype=torch.float64, device=device)
-            parts.append(torch.autograd.grad(out, theta, eye, is_grads_batched=True)[0])
+            grads = torch.autograd.grad(out, theta, eye, is_grads_batched=True)[0]
+            parts.append(grads if first_row is None else grads[:, first_row])
     return torch.cat(parts)
+
+
+def _units(indices: torch.Tensor, size: int) -> torch.Tensor:
+    """Weight vectors [len(indices), size], each 1 at one of `indices` and 0 elsewhere."""
+    units = torch.zeros(len(indices), size, dtype=torch.float64, device=indices.device)
+    units[torch.arange(len(indices), device=indices.device), indices] = 1.0
+    return units
 
 
 def _outputs(model: nn.Module, buffers: dict, names: tuple[str, ...],
