@@ -2,7 +2,9 @@
 
 Every learnable part of a program gets its own module, built once from its resolved type:
 `affine` sites, holes (neural relaxations), referenced definitions (shared wherever they are
-used) and library functions. `forward` then interprets the tree over whole batches.
+used) and library functions. `forward` then interprets the tree over whole batches; a
+fold's step is interpreted at each position, less what reads only the element, which is
+computed for every element before the loop (`hoist`).
 """
 
 from __future__ import annotations
