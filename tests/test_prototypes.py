@@ -138,7 +138,7 @@ def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
     from test_model import _exported_outputs, _python_outputs
 
     from neurosym.models.explain import describe
-    from neurosym.models.plot import plot_model, readers_of
+    from neurosym.models.plot import _nearest_panels, plot_model, readers_of
 
     xs, ys = _shapes(120, 1)
     task = neurosym.Task.from_arrays(xs[:80], ys[:80], xs[80:], ys[80:])
@@ -165,6 +165,11 @@ def test_a_prototype_program_learns_moving_shapes_and_exports(tmp_path):
     ((text, entries, values),) = readers_of(loaded, x)  # what the map reads: 4 distances
     assert text == "prototypes[4, 12] (znorm xs)" and entries[0].startswith("prototype 0 (")
     assert values.shape == (len(task.test.y), 4) and (values >= 0).all()
+    # the series drawn beside each prototype are those it is compared with: z-normalized
+    panels = _nearest_panels(loaded, x, [f"class {v}" for v in task.test.y.tolist()], [])
+    neighbours = [series for _, _, near in panels for series, _ in near]
+    assert neighbours and all(abs(float(s.mean())) < 1e-4 and
+                              abs(float(s.std(unbiased=False)) - 1) < 1e-3 for s in neighbours)
 
 
 def test_the_plot_draws_every_channel_and_what_each_reader_passes_on(tmp_path):

@@ -164,7 +164,6 @@ def readers_of(model: Model, x) -> list[tuple[str, list[str], torch.Tensor]]:
     applied inside a function (`map affine xs`) or to something that reads more than the
     input are left out."""
     from neurosym.models.explain import _Inputs, _part_names, applications
-    from neurosym.search.terms import free_names
 
     term = model.module.term
     if not isinstance(term, ast.Lam):
@@ -175,7 +174,7 @@ def readers_of(model: Model, x) -> list[tuple[str, list[str], torch.Tensor]]:
     rows = x.data.shape[0] if isinstance(x, Seq) else len(x)
     for node, _ in _parts(model, "affine"):
         arg = (applied.get(id(node)) or (None,))[0]
-        if arg is None or free_names(arg) - {term.param} - _primitive_names(model, arg):
+        if arg is None or ast.free_names(arg) - {term.param} - _primitive_names(model, arg):
             continue
         text = show(arg)
         if text in seen:
@@ -235,15 +234,18 @@ def _prototype_parts(model: Model) -> list:
 
 def _nearest_panels(model: Model, x: Seq, labels: list[str], order: list[str]) -> list:
     """(prototype [m, n], its class, [(series [L, n], colour)]) for the first distinct
-    prototypes of the program's first prototype part and the series of `x` nearest to
-    each (not the series it was taken from), coloured as their class's mean (`order`: the
-    classes as the legend lists them)."""
+    prototypes of the program's first prototype part and the series nearest to each (not
+    the series it was taken from), as that part reads them (z-normalized, if the program
+    says `znorm`), coloured as their class's mean (`order`: the classes as the legend
+    lists them)."""
     parts = _prototype_parts(model)
     if not parts:
         return []
-    module = parts[0][1].module
+    node, site = parts[0]
+    module = site.module
+    x = _read_by(model, node, x)
     with torch.no_grad():
-        distance = module._distances(x)  # (B, k), on the series as they are
+        distance = module._distances(x)  # (B, k)
     out = []
     for j, pattern, c in _distinct(module)[:MAX_NEAREST]:
         column = distance[:, j]
@@ -252,6 +254,21 @@ def _nearest_panels(model: Model, x: Seq, labels: list[str], order: list[str]) -
                       for i in near]
         out.append((pattern, _class_label(model.classes, c) or f"class {c}", neighbours))
     return out
+
+
+def _read_by(model: Model, node: ast.Var, x: Seq) -> Seq:
+    """The series as the part at `node` reads them (`znorm xs`, one channel of it), where
+    its argument reads the input alone; else the series as they are."""
+    from neurosym.models.explain import applications
+
+    term = model.module.term
+    arg = (applications(term).get(id(node)) or (None,))[0]
+    if not isinstance(term, ast.Lam) or arg is None or \
+            ast.free_names(arg) - {term.param} - _primitive_names(model, arg):
+        return x
+    with torch.no_grad():
+        seen = model.module.evaluate(arg, {term.param: x}, x.data.shape[0])
+    return seen if isinstance(seen, Seq) else x
 
 
 def _distinct(module) -> list[tuple[int, torch.Tensor, int]]:
