@@ -174,7 +174,7 @@ def readers_of(model: Model, x) -> list[tuple[str, list[str], torch.Tensor]]:
     rows = x.data.shape[0] if isinstance(x, Seq) else len(x)
     for node, _ in _parts(model, "affine"):
         arg = (applied.get(id(node)) or (None,))[0]
-        if arg is None or ast.free_names(arg) - {term.param} - _primitive_names(model, arg):
+        if not _reads_input_alone(model, arg):
             continue
         text = show(arg)
         if text in seen:
@@ -191,6 +191,13 @@ def readers_of(model: Model, x) -> list[tuple[str, list[str], torch.Tensor]]:
             entries = [str(i) for i in range(value.shape[1])]
         out.append((text, entries, value))
     return out
+
+
+def _reads_input_alone(model: Model, arg: ast.Term | None) -> bool:
+    """Whether `arg` (a sub-term of the program `\\x -> ...`) reads no name but x and
+    primitives: it can be evaluated on the input alone."""
+    return arg is not None and not (ast.free_names(arg) - {model.module.term.param}
+                                    - _primitive_names(model, arg))
 
 
 def _primitive_names(model: Model, t: ast.Term) -> set[str]:
@@ -263,8 +270,7 @@ def _read_by(model: Model, node: ast.Var, x: Seq) -> Seq:
 
     term = model.module.term
     arg = (applications(term).get(id(node)) or (None,))[0]
-    if not isinstance(term, ast.Lam) or arg is None or \
-            ast.free_names(arg) - {term.param} - _primitive_names(model, arg):
+    if not isinstance(term, ast.Lam) or not _reads_input_alone(model, arg):
         return x
     with torch.no_grad():
         seen = model.module.evaluate(arg, {term.param: x}, x.data.shape[0])
