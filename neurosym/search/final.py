@@ -161,8 +161,8 @@ def finalists(task: Task, found: list[tuple[float | None, Node]], graph: NeuralG
     with torch_threads(final.threads):  # its scores' small solves too (`_train_group`)
         for f, node in [*found, *extra]:
             try:
-                convex = bool(folds) and (node.text in solved
-                                          or convex_fit(task, node.term, config.hidden, library))
+                convex = node.text in solved or convex_fit(task, node.term, config.hidden,
+                                                           library)
                 if deadline is not None and kept and not convex and time.perf_counter() > deadline:
                     dropped.append((node.text, "not fitted: the time limit was reached"))
                     continue
