@@ -712,6 +712,17 @@ def test_past_the_time_limit_no_further_costly_finalist_is_started(monkeypatch):
     assert budget.stats.stopped_by != "time" and not budget.dropped
 
 
+def test_past_the_time_limit_convex_finalists_are_fitted_without_folds_too(monkeypatch):
+    """With no cross-validation (large data, or cv_folds=0), a finalist whose fit is
+    convex is solved in milliseconds: the limit that ended the search skips none."""
+    monkeypatch.setattr("neurosym.search.final.convex_fit", lambda *args: True)
+    timed = synthesize(tiny_task(), algorithm="astar", time_limit=1.0, max_depth=4,
+                       epochs_per_node=5, final_epochs=300, top_k=3, cv_folds=0)
+    assert timed.stats.stopped_by == "time" and timed.programs
+    assert not [text for text, why in timed.dropped
+                if why == "not fitted: the time limit was reached"]
+
+
 def test_a_node_budget_gives_the_same_programs_fitted_the_same_idle_and_busy():
     """Neither the search under a node budget nor a finalist's fit reads the clock: two
     processes burning both cores change nothing (issue 28: a busy machine refit GunPoint's
