@@ -188,7 +188,7 @@ def reverse_transfer(library: Library, name: str, version: int,
     joint = _Joint([task, *(r.task for r in earlier)], [model, *programs])
     train_rows, val_rows = joint.rows(0), joint.rows(1)
     result = descend(joint, (train_rows, torch.zeros(len(train_rows))),
-                  (val_rows, torch.zeros(len(val_rows))), lambda out, y: out.mean(), config)
+                     (val_rows, torch.zeros(len(val_rows))), lambda out, y: out.mean(), config)
     after = [_scores(r.task, program) for r, program in zip(earlier, programs)]
     scores = tuple(EarlierScore(r.task.name, r.task.metric, b[0], a[0], b[1], a[1], b[2],
                                 a[2]) for r, b, a in zip(earlier, before, after))
