@@ -38,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neurosym.library.lifelong import SearchLibrary, load_sequence, run_sequence, run_step
+from neurosym.library.lifelong import (
+    SearchLibrary,
+    Step,
+    load_sequence,
+    run_sequence,
+    run_step,
+)
 from neurosym.library.transfer import error_of, measure_transfer, parse_fractions
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,16 +97,19 @@ def sequence_runs(name: str, fractions: tuple[float, ...], seed: int, max_nodes:
                       f"({row.with_library.program}  |  {row.without.program})", flush=True)
             print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
         if i < len(seq.steps) - 1:  # into the library for the steps after it
-            run_step(dataclasses.replace(step, seed=seed), library)
+            run_step(seeded(step, seed), library)
     return rows
+
+
+def seeded(step: Step, seed: int) -> Step:
+    return dataclasses.replace(step, search={**step.search, "seed": seed})
 
 
 def reverse_runs(name: str, seed: int, folder: Path) -> list[dict]:
     """The sequence again, fine-tuning and with reverse transfer: one dict per earlier
     task scored by a later step."""
     seq = load_sequence(name)
-    seq = dataclasses.replace(seq, steps=tuple(dataclasses.replace(s, seed=seed)
-                                               for s in seq.steps))
+    seq = dataclasses.replace(seq, steps=tuple(seeded(s, seed) for s in seq.steps))
     library = SearchLibrary(folder / f"{name}-{seed}-reverse", finetune=True)
     rows = []
     for result in run_sequence(seq, library, reverse=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -14,10 +15,25 @@ from rich.table import Table
 
 from neurosym.console import DEBUG_VAR, echo_json, friendly_errors, out, report
 from neurosym.lang.errors import NeurosymError, SearchError
-from neurosym.settings import MISSING_POLICIES
+from neurosym.settings import MISSING_POLICIES, SearchConfig
 
 DEVICE = click.option("--device", default="cpu", show_default=True,
                       help="Where programs train: cpu, cuda, cuda:N or mps.")
+
+
+def search_options(command):
+    """An option for every search setting that has a flag, made from its declaration
+    (`settings.SearchConfig`), so the command line, Python and task files agree. Left
+    out, a setting comes from the task's [search] table, then the default."""
+    for setting in reversed(fields(SearchConfig)):
+        flag, key = setting.metadata["flag"], setting.metadata["key"]
+        if flag is not None:
+            kind = click.Choice(key.choices) if key.choices else key.kind
+            command = click.option(
+                flag, setting.name, type=kind, default=None,
+                help=f"{setting.metadata['help']} (default: the task's [search] "
+                f"{setting.name}, else {setting.metadata['shown']}).")(command)
+    return command
 
 
 @click.group()
@@ -113,19 +129,7 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 
 @main.command()
 @click.argument("task_name", metavar="TASK")
-@click.option("--search", "algorithm", type=click.Choice(["astar", "iddfs", "enumerate"]),
-              default=None, help="Search algorithm (default: the task's, else astar).")
-@click.option("--time-limit", type=float, default=None,
-              help="Seconds for the whole run, final retraining included "
-              "(default: the task's [search] time_limit, else 300).")
-@click.option("--max-depth", type=int, default=None, help="Deepest derivation explored.")
-@click.option("--max-nodes", type=int, default=None, help="Most nodes trained.")
-@click.option("--epochs-per-node", type=int, default=None, help="Training epochs per node.")
-@click.option("--workers", type=int, default=None,
-              help="Processes evaluating sibling nodes in parallel (default: the task's, else 1).")
-@click.option("--top-k", type=int, default=None,
-              help="Programs retrained in full and reported (default: the task's, else 3).")
-@click.option("--seed", type=int, default=None, help="Search seed (default: the task's).")
+@search_options
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Save the best program as a .ns file (check/run accept it).")
@@ -148,15 +152,11 @@ def print_evaluation(ev, console: Console | None = None) -> None:
 @click.option("--ray-address", default=None,
               help="With --executor ray: the cluster to join (`ray start --head` prints it; "
               "default: start a local one).")
-@DEVICE
 @friendly_errors
-def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
-               max_depth: int | None, max_nodes: int | None, epochs_per_node: int | None,
-               workers: int | None, top_k: int | None, seed: int | None, as_json: bool,
-               out_file: str | None, library_path: str | None, finetune_library: bool,
-               save_as: str | None, save_dir: str | None, checkpoint_file: str | None,
-               resume_file: str | None, executor: str | None, ray_address: str | None,
-               device: str) -> None:
+def synthesize(task_name: str, as_json: bool, out_file: str | None, library_path: str | None,
+               finetune_library: bool, save_as: str | None, save_dir: str | None,
+               checkpoint_file: str | None, resume_file: str | None, executor: str | None,
+               ray_address: str | None, **settings) -> None:
     """Search for programs that solve TASK (NEAR: A* or branch-and-bound guided by neural
     relaxations) and print the best ones in DSL syntax."""
     from neurosym.library.lifelong import SearchLibrary, save_found, search_productions
@@ -174,13 +174,10 @@ def synthesize(task_name: str, algorithm: str | None, time_limit: float | None,
     found = _open_library(library_path)
     library = SearchLibrary(found.path, finetune_library) if found else None
     with SearchDisplay(out(), enabled=not as_json) as display:
-        result = run_search(task, algorithm=algorithm, time_limit=time_limit,
-                            max_depth=max_depth, max_nodes=max_nodes,
-                            epochs_per_node=epochs_per_node, workers=workers, top_k=top_k,
-                            seed=seed, library=library, on_progress=display.update,
+        result = run_search(task, library=library, on_progress=display.update,
                             productions=search_productions(task, library),
                             checkpoint=checkpoint_file, resume=resume_file,
-                            executor=executor, ray_address=ray_address, device=device)
+                            executor=executor, ray_address=ray_address, **settings)
     if out_file and result.best is not None:
         save_program(result.best, task, out_file)
     if save_dir and result.best is not None:

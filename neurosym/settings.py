@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from neurosym.lang.errors import TaskError
@@ -89,32 +89,80 @@ TRAIN = {
     "weight_decay": Key(float, 0, 10),
 }
 
-SEARCH = {
-    "algorithm": Key(str, choices=("astar", "iddfs", "enumerate")),
-    "time_limit": Key(float, 0, 10**8, open_low=True),
-    "max_nodes": COUNT,
-    "max_depth": Key(int, 1, 1000),
-    "max_size": COUNT,
-    "workers": Key(int, 1, 4096),
-    "top_k": Key(int, 1, 1000),
-    "seed": SEED,
-    "epochs_per_node": COUNT,
-    "final_epochs": COUNT,
-    "lr": Key(float, 0, 10, open_low=True),
-    "hidden": Key(int, 1, 65536),
-    "heuristic": Key(str, choices=("rescaled", "loss", "metric")),
-    "cost_weight": Key(float, 0, 10**6),
-    "warm_start": Key(bool),
-    "frontier_capacity": COUNT,
-    "expansions": Key(int, 1, 4096),
-    "anytime": Key(bool),
-    "completions": Key(bool),
-    "final_share": Key(float, 0, 0.99, open_low=True),
-    "node_seconds": Key(float, 0, 10**8, open_low=True),
-    "cv_folds": Key(int, 0, 100),
-    "device": Key(str, high=64),
-    "relaxation": Key(str, choices=("features", "trained")),
-    "selection": Key(str, choices=("best", "one_se")),
+def _setting(default: Any, key: Key, help: str = "", flag: str | None = None,
+             shown: str | None = None) -> Any:
+    """One search setting: its default, its kind and range, and, where the command line
+    takes it, its flag, help and default as said there (`shown`, for a default that
+    depends on the task); `cli.search_options` makes the option from these."""
+    return field(default=default, metadata={"key": key, "help": help, "flag": flag,
+                                            "shown": str(default) if shown is None else shown})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """Every knob of a search, declared once: resolved from the caller's value (Python
+    or command line), else the task's `[search]` table, else the default here
+    (`search.synthesis.resolve_config`), then passed down whole."""
+
+    algorithm: str = _setting("astar", Key(str, choices=("astar", "iddfs", "enumerate")),
+                              "Search algorithm", "--search")
+    time_limit: float = _setting(300.0, Key(float, 0, 10**8, open_low=True),
+                                 "Seconds for the whole run, final retraining included",
+                                 "--time-limit")
+    max_nodes: int | None = _setting(None, COUNT, "Most nodes trained (unlike a time limit: the "
+                                     "same program on an idle or a busy machine)",
+                                     "--max-nodes", "none")
+    max_depth: int = _setting(6, Key(int, 1, 1000), "Deepest derivation explored",
+                              "--max-depth")
+    max_size: int | None = _setting(None, COUNT)
+    workers: int = _setting(1, Key(int, 1, 4096),
+                            "Processes evaluating sibling nodes in parallel", "--workers")
+    top_k: int = _setting(3, Key(int, 1, 1000), "Programs retrained in full and reported",
+                          "--top-k")
+    seed: int = _setting(0, SEED, "Search seed", "--seed", "the task's [train] seed")
+    epochs_per_node: int = _setting(10, COUNT, "Training epochs per node", "--epochs-per-node",
+                                    "about [search] node_steps (150) optimizer steps")
+    final_epochs: int = _setting(150, COUNT, "Most epochs of a finalist's fit",
+                                 "--final-epochs", "the task's [train] epochs, at least 150")
+    lr: float = _setting(0.03, Key(float, 0, 10, open_low=True))  # 3x the task's rate
+    hidden: int = _setting(32, Key(int, 1, 65536))
+    heuristic: str = _setting("rescaled", Key(str, choices=("rescaled", "loss", "metric")))
+    cost_weight: float = _setting(0.05, Key(float, 0, 10**6),
+                                  "Weight of a program's size against its loss",
+                                  "--cost-weight")
+    warm_start: bool = _setting(True, Key(bool))
+    # A*: keep only the best nodes (NEAR's beam)
+    frontier_capacity: int | None = _setting(None, COUNT)
+    # A*: partial nodes expanded together (work for many workers)
+    expansions: int = _setting(1, Key(int, 1, 4096))
+    # A*: use the whole budget, not stop at the first top_k popped
+    anytime: bool = _setting(True, Key(bool))
+    # A*: score each child's cheapest completion with it
+    completions: bool = _setting(True, Key(bool))
+    # at most this much of the limit is kept for the finalists
+    final_share: float = _setting(0.2, Key(float, 0, 0.99, open_low=True))
+    cv_folds: int = _setting(5, Key(int, 0, 100), "Folds of the cross-validation that "
+                             "ranks the finalists; 0 or 1: none", "--cv-folds")
+    # the pick among them: "best" (lowest f) or "one_se" (the cheapest within one standard
+    # error of the best's f over the folds)
+    selection: str = _setting("best", Key(str, choices=("best", "one_se")))
+    # most seconds one node trains (None: 5% of the limit, at least 1 s)
+    node_seconds: float | None = _setting(None, Key(float, 0, 10**8, open_low=True))
+    device: str = _setting("cpu", Key(str, high=64),
+                           "Where programs train: cpu, cuda, cuda:N or mps", "--device")
+    # what fills a hole while a node is scored: "features" (fixed random features, a
+    # linear head: solved exactly where the node is linear; the default: the same programs
+    # as "trained" on the nine UCR sets measured, at 2-2.4x the nodes) or "trained" (small
+    # networks)
+    relaxation: str = _setting("features", Key(str, choices=("features", "trained")),
+                               "What fills a hole while a node is scored: fixed random "
+                               "features with a solved linear head, or small trained "
+                               "networks", "--relaxation")
+
+
+SETTINGS = {f.name: f.metadata["key"] for f in fields(SearchConfig)}  # given anywhere
+SEARCH = {  # a task file's [search] table
+    **SETTINGS,
     # read from the task only
     "productions": Key(str),
     "feature_groups": Key((dict, list)),

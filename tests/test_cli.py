@@ -171,6 +171,33 @@ def test_a_search_that_returns_no_program_says_why_and_fails(monkeypatch):
     assert "non-finite loss" in result.output
 
 
+def test_search_flags_resolve_as_python_options_do(monkeypatch):
+    import neurosym.search
+    from neurosym.lang.errors import SearchError
+    from neurosym.search.synthesis import resolve_config
+    from neurosym.settings import SearchConfig
+    from neurosym.tasks.spec import load_task
+
+    seen = {}
+
+    def record(task, **options):
+        seen["config"] = resolve_config(task, **{k: v for k, v in options.items()
+                                                 if k in SearchConfig.__dataclass_fields__})
+        raise SearchError("recorded")
+
+    monkeypatch.setattr(neurosym.search, "synthesize", record)
+    result = invoke("synthesize", "unit_test", "--relaxation", "trained", "--cv-folds", "0",
+                    "--max-nodes", "7", "--search", "iddfs", "--final-epochs", "9")
+    assert result.exit_code == 1 and "recorded" in result.output
+    config = seen["config"]
+    assert (config.relaxation, config.cv_folds, config.max_nodes, config.algorithm,
+            config.final_epochs) == ("trained", 0, 7, "iddfs", 9)
+    assert config == resolve_config(load_task("unit_test"), relaxation="trained", cv_folds=0,
+                                    max_nodes=7, algorithm="iddfs", final_epochs=9)
+    bad = invoke("synthesize", "unit_test", "--relaxation", "vibes")
+    assert bad.exit_code == 2 and "features" in bad.output  # the choices, from the schema
+
+
 def test_output_to_a_pipe_keeps_each_phrase_on_one_line(monkeypatch):
     import io
 

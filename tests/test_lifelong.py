@@ -168,8 +168,13 @@ def test_bundled_sequences_load() -> None:
 def test_bad_sequence_files_are_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[step]]\ntask = "digits"\nbudget = 3\n')
-    with pytest.raises(TaskError, match="unknown key"):
+    with pytest.raises(TaskError, match="unknown key 'budget'"):
         load_sequence(bad)
+    bad.write_text('[[step]]\ntask = "digits"\nmax_nodes = 0\nrelaxation = "features"\n')
+    with pytest.raises(TaskError, match="step 1: max_nodes must be >= 1"):
+        load_sequence(bad)  # a search setting, checked as everywhere else
+    bad.write_text('[[step]]\ntask = "digits"\nrelaxation = "trained"\ntime_limit = 9\n')
+    assert load_sequence(bad).steps[0].search == {"relaxation": "trained", "time_limit": 9}
     with pytest.raises(TaskError, match="count_digits"):
         load_sequence("no_such_sequence")
     result = CliRunner().invoke(lifelong, ["no_such_sequence", "--library", str(tmp_path)])

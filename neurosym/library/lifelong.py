@@ -9,7 +9,7 @@ A sequence is a TOML file in `tasks/sequences/`:
     [[step]]
     task = "digit_recognize_3"
     save_as = "is_three"          # the whole program, as lib.is_three
-    time_limit = 60               # search budget (s); also max_nodes, epochs_per_node, ...
+    time_limit = 60               # any search setting (max_nodes, seed, top_k, ...)
     [[step]]
     task = "digit_count_3"
     save_as = "count_threes"
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,11 @@ from neurosym.resources import read_toml, tasks_dir
 from neurosym.search.productions import Production, ProductionSet, make_production
 from neurosym.search.terms import hole_site, plug
 from neurosym.search.terms import replace as replace_at
+from neurosym.settings import SETTINGS, check_table, did_you_mean
 from neurosym.tasks.spec import Task
 
 MAX_EPOCH_SCALE = 20.0
-_STEP_KEYS = {"task", "save_as", "data_fraction", "time_limit", "max_nodes", "epochs_per_node",
-              "final_epochs", "top_k", "algorithm", "productions", "parts", "seed"}
+_STEP_KEYS = ("task", "save_as", "data_fraction", "productions", "parts")  # and search settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +64,15 @@ class SearchLibrary(Library):
 class Step:
     """One task of a sequence, the name its solution is kept under, and its budget.
     `parts`: False (whole program only), True (also each function-typed part, named
-    `SAVE_AS_partI`) or (type, name) pairs naming the parts to keep by their type."""
+    `SAVE_AS_partI`) or (type, name) pairs naming the parts to keep by their type.
+    `search`: search settings by name (`settings.SearchConfig`), over the task's own."""
 
     task: str
     save_as: str
     data_fraction: float = 1.0
-    time_limit: float | None = None
-    max_nodes: int | None = None
-    epochs_per_node: int | None = None
-    final_epochs: int | None = None
-    top_k: int | None = None  # None: the task's [search] value, else the search default
-    algorithm: str | None = None
     productions: str | None = None
     parts: bool | tuple[tuple[str, str], ...] = False
-    seed: int | None = None
+    search: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,35 +139,27 @@ def _find_sequence(text: str) -> Path:
 def _step(raw: Any, where: str) -> Step:
     if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
         raise TaskError(f"{where}: every [[step]] needs task = \"NAME\"")
-    unknown = sorted(set(raw) - _STEP_KEYS)
-    if unknown:
-        raise TaskError(f"{where}: unknown key(s) {', '.join(unknown)} (known: "
-                        f"{', '.join(sorted(_STEP_KEYS))})")
+    search = {k: v for k, v in raw.items() if k not in _STEP_KEYS}
+    known = [*_STEP_KEYS, *SETTINGS]
+    for key in search:
+        if key not in SETTINGS:
+            raise TaskError(f"{where}: unknown key {key!r}{did_you_mean(key, known)} "
+                            f"(known: {', '.join(known)})")
+    check_table(search, SETTINGS, where)
     save_as = raw.get("save_as") or default_name(raw["task"])
+    fraction, productions = raw.get("data_fraction", 1.0), raw.get("productions")
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+            or not 0.0 < fraction <= 1.0:
+        raise TaskError(f"{where}: data_fraction must be a number in (0, 1], got {fraction!r}")
+    if productions is not None and not isinstance(productions, str):
+        raise TaskError(f"{where}: productions must be a name or a path, got {productions!r}")
     try:
-        check_name(str(save_as))
-        step = Step(raw["task"], str(save_as), **{k: _number(k, v) for k, v in raw.items()
-                                                   if k not in ("task", "save_as", "parts")},
-                    parts=_parts(raw.get("parts", False)))
-    except (TypeError, ValueError) as err:
+        return Step(raw["task"], check_name(str(save_as)), float(fraction), productions,
+                    _parts(raw.get("parts", False)), search)
+    except ValueError as err:
         raise TaskError(f"{where}: {err}") from None
     except NeurosymError as err:  # a bad name or part type
         raise TaskError(f"{where}: {err.message}") from None
-    if not 0.0 < step.data_fraction <= 1.0:
-        raise TaskError(f"{where}: data_fraction must be in (0, 1], got {step.data_fraction}")
-    return step
-
-
-def _number(key: str, value: Any) -> Any:
-    kinds = {"algorithm": str, "productions": str, "data_fraction": float, "time_limit": float}
-    kind = kinds.get(key, int)
-    ok = isinstance(value, str) if kind is str else (
-        isinstance(value, int | float) and not isinstance(value, bool)
-        and (kind is float or float(value).is_integer()))
-    if not ok:
-        raise ValueError(f"{key} must be {'a string' if kind is str else 'a number'}, "
-                         f"got {value!r}")
-    return value if kind is str else kind(value)
 
 
 def _parts(raw: Any) -> bool | tuple[tuple[str, str], ...]:
@@ -205,15 +192,10 @@ def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None
 
     start = time.perf_counter()
     task = load_task(step.task, data_fraction=step.data_fraction)
-    result = synthesize(task, algorithm=step.algorithm,
-                        time_limit=time_limit if time_limit is not None else step.time_limit,
-                        max_nodes=step.max_nodes,
-                        epochs_per_node=step.epochs_per_node,
-                        final_epochs=step.final_epochs or final_epochs(task), top_k=step.top_k,
-                        seed=step.seed,
-                        productions=search_productions(task, library, step.productions),
-                        library=library,
-                        on_progress=on_progress)
+    limit = {} if time_limit is None else {"time_limit": time_limit}
+    result = synthesize(task, productions=search_productions(task, library, step.productions),
+                        library=library, on_progress=on_progress,
+                        **{"final_epochs": final_epochs(task), **step.search, **limit})
     best = result.best
     if best is None:
         raise TaskError(f"step {step.task}: the search found no program")
@@ -221,13 +203,13 @@ def run_step(step: Step, library: SearchLibrary, time_limit: float | None = None
                        parts=step.parts)
     reused = tuple(library.get(n, v).ref for n, v in library_refs(best.text))
     improved = () if earlier is None else _reverse(library, reused, task, best.model,
-                                                   earlier, step.seed)
+                                                   earlier, result.config.seed)
     return StepResult(step, best.text, reused, best.evaluation, len(task.train), tuple(saved),
                       time.perf_counter() - start, best, data_hash(task), improved)
 
 
 def _reverse(library: Library, reused: tuple[str, ...], task: Task, model: CompiledTerm,
-             earlier: tuple[StepResult, ...], seed: int | None) -> tuple:
+             earlier: tuple[StepResult, ...], seed: int) -> tuple:
     """Reverse transfer of each reused function over the earlier steps that made it or
     use it (their programs as stored; their data reloaded by task, fraction and hash)."""
     from neurosym.library.reverse import Replayed, reverse_transfer
@@ -246,7 +228,7 @@ def _reverse(library: Library, reused: tuple[str, ...], task: Task, model: Compi
             replays.append(Replayed(load_task(r.step.task, data_fraction=r.step.data_fraction),
                                     own, r.data_hash))
         if replays:
-            config = train_config(task, epochs=final_epochs(task), seed=seed or 0)
+            config = train_config(task, epochs=final_epochs(task), seed=seed)
             out.append(reverse_transfer(library, name, version, (task, model), replays, config))
     return tuple(out)
 

@@ -30,12 +30,13 @@ from neurosym.lang.printer import show
 from neurosym.search.algorithms import Run
 from neurosym.search.graph import Node, ProgramGraph
 from neurosym.search.scoring import build, heuristic
+from neurosym.settings import SearchConfig
 from neurosym.tasks.spec import Split, Task
 from neurosym.tasks.splits import stratified_folds
 from neurosym.train import first_batch, set_up, torch_threads
 
 if TYPE_CHECKING:
-    from neurosym.search.synthesis import NeuralGraph, SearchConfig
+    from neurosym.search.synthesis import NeuralGraph
 
 
 MIN_TRAINING_SECONDS = 0.5  # a finalist's training, or one fold's, takes at least this

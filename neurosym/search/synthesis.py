@@ -28,6 +28,7 @@ from neurosym.search.productions import (
     with_library,
 )
 from neurosym.search.scoring import HoleStates, NodeSettings, Scorer, loss_scale
+from neurosym.settings import SEARCH, SearchConfig, check_table, did_you_mean
 from neurosym.tasks.spec import Task, load_task
 from neurosym.train import TrainConfig
 
@@ -144,49 +145,6 @@ def production_set(task: Task, productions: ProductionSet | str | None = None,
                         library)
 
 
-@dataclass(frozen=True, slots=True)
-class SearchConfig:
-    """Every knob of a search, resolved: the caller's value, else the task's `[search]`
-    table, else the default here."""
-
-    algorithm: str = "astar"
-    time_limit: float = 300.0
-    max_nodes: int | None = None
-    max_depth: int = 6
-    max_size: int | None = None
-    workers: int = 1
-    top_k: int = 3
-    seed: int = 0
-    epochs_per_node: int = 10
-    final_epochs: int = 150
-    lr: float = 0.03
-    hidden: int = 32
-    heuristic: str = "rescaled"  # see NodeSettings
-    cost_weight: float = 0.05
-    warm_start: bool = True
-    frontier_capacity: int | None = None  # A*: keep only the best nodes (NEAR's beam)
-    expansions: int = 1  # A*: partial nodes expanded together (work for many workers)
-    anytime: bool = True  # A*: use the whole budget, not stop at the first top_k popped
-    completions: bool = True  # A*: score each child's cheapest completion with it
-    final_share: float = 0.2  # at most this much of the limit is kept for the finalists
-    cv_folds: int = 5  # rank finalists by k-fold CV on train + val (small data; < 2: off)
-    # the pick among them: "best" (lowest f) or "one_se" (the cheapest within one standard
-    # error of the best's f over the folds)
-    selection: str = "best"
-    node_seconds: float | None = None  # most seconds one node trains (None: 5% of the limit)
-    device: str = "cpu"  # where nodes and finalists train ("cuda", "cuda:1", "mps")
-    # what fills a hole while a node is scored: "features" (fixed random features, a
-    # linear head: solved exactly where the node is linear; the default: the same programs
-    # as "trained" on the nine UCR sets measured, at 2-2.4x the nodes) or "trained" (small
-    # networks)
-    relaxation: str = "features"
-
-
-_KINDS = {"str": str, "float": float, "int": int, "bool": bool}
-# each option's kind, read off `SearchConfig`'s annotations ("int | None" is int)
-_CASTS = {f.name: _KINDS[f.type.split(" |")[0]] for f in fields(SearchConfig)}
-
-
 def resolve_config(task: Task, **given) -> SearchConfig:
     """Merge the caller's options (None: not given) over the task's `[search]` table. The
     defaults that depend on the task: about `node_steps` (150) optimizer steps per node,
@@ -194,76 +152,59 @@ def resolve_config(task: Task, **given) -> SearchConfig:
     or complete programs look worse than the relaxations they are compared with), and a
     final retraining of at least 150 epochs at that rate, the task's seed, and at most 5%
     of the time limit (at least 1 s) for one node."""
+    known = [f.name for f in fields(SearchConfig)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise SearchError(f"unknown search option(s): {', '.join(unknown)}"
+                          f"{did_you_mean(unknown[0], known)}")
     opts = _options(task)
     base = train_config(task)
     derived = {"epochs_per_node": node_epochs(task, int(opts.get("node_steps", 150))),
                "lr": 3 * base.lr, "final_epochs": max(base.epochs, 150), "seed": task.seed}
-    values = {}
-    for name, cast in _CASTS.items():
-        value = given.get(name)
-        value = opts.get(name, derived.get(name)) if value is None else value
+    values = {}  # kinds and ranges: checked below, as a task file's are
+    for f in fields(SearchConfig):
+        value = given.get(f.name)
+        value = opts.get(f.name, derived.get(f.name)) if value is None else value
         if hasattr(value, "item"):  # a NumPy or torch scalar
             value = value.item()
-        if cast is float and isinstance(value, int) and not isinstance(value, bool):
+        if f.metadata["key"].kind is float and isinstance(value, int) \
+                and not isinstance(value, bool):
             value = float(value)
-        values[name] = value  # kinds and ranges: checked by `_validate`
-    config = replace(SearchConfig(), **{k: v for k, v in values.items()
-                                        if v is not None or k in _OPTIONAL})
-    _validate(config)
+        values[f.name] = value
+    chosen = {k: v for k, v in values.items() if v is not None}
+    check_table(chosen, SEARCH, "search options", SearchError)
+    config = replace(SearchConfig(), **chosen)
     if config.node_seconds is None:
         config = replace(config, node_seconds=max(1.0, 0.05 * config.time_limit))
     return config
 
 
-_OPTIONAL = {"max_nodes", "max_size", "frontier_capacity", "node_seconds"}
-
-
-def _validate(c: SearchConfig) -> None:
-    """Each option against the settings schema (kind and range), as task files are."""
-    from dataclasses import asdict
-
-    from neurosym.settings import SEARCH, check_table
-
-    check_table({k: v for k, v in asdict(c).items() if v is not None and k in SEARCH},
-                SEARCH, "search options", SearchError)
-
-
-def synthesize(task: Task | str | Path, algorithm: str | None = None,
-               time_limit: float | None = None, max_depth: int | None = None,
-               workers: int | None = None, top_k: int | None = None, seed: int | None = None,
-               epochs_per_node: int | None = None, final_epochs: int | None = None,
-               productions: ProductionSet | str | None = None, library=None,
-               on_progress: Callable[[Progress], None] | None = None,
+def synthesize(task: Task | str | Path, *, productions: ProductionSet | str | None = None,
+               library=None, on_progress: Callable[[Progress], None] | None = None,
                checkpoint: str | Path | None = None, resume: str | Path | None = None,
                checkpoint_every: float = 60.0, executor: str | None = None,
                ray_address: str | None = None, **options) -> SearchResult:
     """Search programs for `task` (a Task or a bundled task name) with NEAR.
 
-    Options left as None come from the task's `[search]` table, then `SearchConfig`'s
-    defaults; more knobs (max_nodes, cost_weight, heuristic, lr, hidden, warm_start,
-    frontier_capacity, final_share, ...) go in `options`. `time_limit` bounds the whole
-    run: the search stops early enough for the finalists to be retrained in the rest (an
-    estimate from the nodes' training times, at most `final_share` of the limit). Ctrl-C
-    stops the search and still returns the best programs found so far
-    (`stats.interrupted`). With `checkpoint` (A* only), the search state is saved there
-    every `checkpoint_every` seconds and when the search stops (Ctrl-C included);
-    `resume` continues from such a file (and keeps saving to it unless `checkpoint`
-    names another), with a fresh time limit and the same node budget counted from the
-    start. `executor` is where nodes train: "local" (this process), "pool" (`workers`
-    local processes; the default when workers > 1) or "ray" (`workers` Ray tasks at a
-    time, on the cluster at `ray_address` or on a new local one); the results do not
-    depend on it.
+    `options` are search settings by name (`settings.SearchConfig`: algorithm,
+    time_limit, max_nodes, max_depth, workers, top_k, seed, cv_folds, relaxation, ...);
+    one left out or None comes from the task's `[search]` table, then the default there.
+    `time_limit` bounds the whole run: the search stops early enough for the finalists
+    to be retrained in the rest (an estimate from the nodes' training times, at most
+    `final_share` of the limit). Ctrl-C stops the search and still returns the best
+    programs found so far (`stats.interrupted`). With `checkpoint` (A* only), the search
+    state is saved there every `checkpoint_every` seconds and when the search stops
+    (Ctrl-C included); `resume` continues from such a file (and keeps saving to it unless
+    `checkpoint` names another), with a fresh time limit and the same node budget counted
+    from the start. `executor` is where nodes train: "local" (this process), "pool"
+    (`workers` local processes; the default when workers > 1) or "ray" (`workers` Ray
+    tasks at a time, on the cluster at `ray_address` or on a new local one); the results
+    do not depend on it.
     """
     start = time.perf_counter()
     task_ref = str(task) if isinstance(task, str | Path) else None  # a name or a file
     task = load_task(task) if task_ref else task
-    unknown = set(options) - set(_CASTS)
-    if unknown:
-        raise SearchError(f"unknown search option(s): {', '.join(sorted(unknown))}")
-    config = resolve_config(task, algorithm=algorithm, time_limit=time_limit,
-                            max_depth=max_depth, workers=workers, top_k=top_k, seed=seed,
-                            epochs_per_node=epochs_per_node, final_epochs=final_epochs,
-                            **options)
+    config = resolve_config(task, **options)
     pset = production_set(task, productions, library)
     programs = ProgramGraph(task.input_type, task.output_type, pset, config.max_depth,
                             config.max_size, library)
