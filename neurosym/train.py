@@ -319,6 +319,17 @@ class Stack:
             k = len(self.members)
             return torch.cat([self.forward(params, "val", c.expand(k, -1)) for c in chunks], 1)
 
+    def _batches(self, gens: list[torch.Generator]) -> list[torch.Tensor | None]:
+        """An epoch's mini-batches, [K, B] row indices each, shuffled per member; one
+        batch of all rows in order (None: no gather) where they fit in one, since the
+        order of the rows in a batch does not change its loss."""
+        n, size = len(self.y_train), self.config.batch_size
+        if n <= size:
+            return [None]
+        order = torch.stack([torch.randperm(n, generator=g, device="cpu")
+                             for g in gens]).to(self.device)  # [K, N]
+        return [order[:, i:i + size] for i in range(0, n, size)]
+
     def descend(self) -> list[MemberResult]:
         """Train every member by mini-batch Adam with early stopping; each member's best
         weights are written back into its model."""
@@ -345,17 +356,15 @@ class Stack:
         seen_once = torch.zeros(k, dtype=torch.bool, device=device)
         history: list[tuple[torch.Tensor, torch.Tensor]] = []
         epoch = 0
+        y_train = self.y_train.expand(k, *self.y_train.shape)
         for epoch in range(1, config.epochs + 1):
-            order = torch.stack([torch.randperm(n, generator=g, device="cpu")
-                                 for g in gens]).to(device)  # [K, N]
             set_training(self.base, True)
             total = torch.zeros(k, device=device)
-            for i in range(0, n, config.batch_size):
-                rows = order[:, i:i + config.batch_size]
+            for rows in self._batches(gens):
                 out = self.forward(self.params, "train", rows)
-                losses = self.losses(out, self.y_train[rows])
+                losses = self.losses(out, y_train if rows is None else self.y_train[rows])
                 finite &= torch.isfinite(losses.detach())
-                total += losses.detach() * rows.shape[1]
+                total += losses.detach() * (n if rows is None else rows.shape[1])
                 opt.zero_grad()
                 torch.where(finite, losses, 0.0).sum().backward()
                 opt.step()

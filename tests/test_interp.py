@@ -248,6 +248,27 @@ def test_affine_learns_from_badly_scaled_inputs():
     assert torch.allclose(x.double() @ weight.T + bias, predict(model, x).double(), atol=1e-3)
 
 
+@pytest.mark.parametrize("offset, spread, folds", [(3.0, 1.0, True), (-1000.0, 0.01, False)])
+def test_a_folded_standardization_computes_the_standardized_map(offset, spread, folds):
+    """An affine map folds its inputs' statistics into its weights (a cost per weight, not
+    per input value) unless a shift is so far off its spread that it would cancel in the
+    bias; either way its outputs and gradients are those of the standardized map."""
+    model = _affine("Vec[3]", "Vec[2]")
+    x = offset + spread * torch.randn(64, 3)
+    set_up(model, [x], torch.arange(64))
+    affine = next(m for m in model.modules() if isinstance(m, Affine))
+    assert affine.standardize.foldable == folds and affine._folds(len(x)) == folds
+    out = model(x)
+    out.square().sum().backward()
+    folded = [p.grad.clone() for p in affine.linear.parameters()]
+    affine.zero_grad()
+    reference = affine.linear(affine.standardize(x))
+    reference.square().sum().backward()
+    assert torch.allclose(out, reference, atol=1e-5)
+    assert all(torch.allclose(a, p.grad, rtol=1e-4, atol=1e-4)
+               for a, p in zip(folded, affine.linear.parameters()))
+
+
 @pytest.mark.parametrize("column", [
     torch.full((32,), 3.0),  # constant
     torch.full((32,), 1e30).index_fill(0, torch.tensor([0]), 2e30),  # huge

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+FOLDABLE_SHIFT = 100.0  # see `Standardize.foldable`
+
 
 class Standardize(nn.Module):
     """Each input feature shifted and scaled to zero mean and unit spread, by statistics
@@ -19,6 +21,9 @@ class Standardize(nn.Module):
         self.register_buffer("shift", torch.zeros(n))
         self.register_buffer("scale", torch.ones(n))
         self.ready = False
+        # whether a linear map after it may fold it into its weights: no shift is over
+        # `FOLDABLE_SHIFT` spreads (beyond, the shift would cancel in the bias, in float32)
+        self.foldable = False
 
     def calibrate(self, x: torch.Tensor) -> None:
         """Statistics over the finite values, computed on values divided by their largest
@@ -27,7 +32,7 @@ class Standardize(nn.Module):
         (it requires grad in `train.set_up`): its statistics change as they learn, and on
         GunPoint standardizing a shapelet's initial distances cost 0.02 test accuracy."""
         if x.requires_grad:
-            self.ready = True
+            self._set_ready()
             return
         finite = torch.isfinite(x.detach())
         x = torch.where(finite, x.detach(), 0.0)
@@ -39,7 +44,11 @@ class Standardize(nn.Module):
         usable = finite.any(0) & (spread > 1e-6 * mean.abs().clamp_min(1e-6))
         self.shift.copy_(torch.where(usable, mean * top, 0.0))
         self.scale.copy_(torch.where(usable, spread * top, 1.0))
+        self._set_ready()
+
+    def _set_ready(self) -> None:
         self.ready = True
+        self.foldable = bool((self.shift.abs() <= FOLDABLE_SHIFT * self.scale).all())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and not self.ready:
@@ -51,4 +60,4 @@ class Standardize(nn.Module):
             state[prefix + "shift"] = torch.zeros_like(self.shift)
             state[prefix + "scale"] = torch.ones_like(self.scale)
         super()._load_from_state_dict(state, prefix, *args, **kwargs)
-        self.ready = True
+        self._set_ready()
