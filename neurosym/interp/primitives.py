@@ -228,7 +228,7 @@ class Affine(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.linear.weight.dtype
         flat = x.reshape(x.shape[0], -1).to(dtype)
-        if self._folds(flat.shape[0]):
+        if self._folds():
             # the standardization folded into the weights: out x in values to scale
             # instead of rows x in (40% of a node descending over cached list features)
             shift, scale = (self.standardize.shift.to(dtype),
@@ -239,12 +239,11 @@ class Affine(nn.Module):
             out = self.linear(self.standardize(flat))
         return out.reshape(x.shape[0], *self.out_shape)
 
-    def _folds(self, rows: int) -> bool:
-        """Whether to fold: `Standardize.foldable` statistics, more rows than outputs, and
-        the statistics of one model (not stacked under `vmap`, where they differ by member
-        and cannot decide a branch)."""
+    def _folds(self) -> bool:
+        """Whether to fold: `Standardize.foldable` statistics of one model (not stacked
+        under `vmap`, where they differ by member and cannot decide a branch). Not by the
+        number of rows: an exported program would keep that as a guard on its batch."""
         return (self.standardize.ready and self.standardize.foldable
-                and rows > self.linear.out_features
                 and not torch._C._functorch.is_functorch_wrapped_tensor(self.standardize.shift))
 
     def effective(self) -> tuple[torch.Tensor, torch.Tensor]:
