@@ -3,13 +3,14 @@ learned with and without the functions the earlier tasks leave in a library, at 
 data fractions, over several seeds, at equal node budgets; beside them, the recogniser
 trained through sorting alone (`bench/sorting.py`).
 
-    python bench/lifelong.py                               # count and sum, 3 seeds
+    python bench/lifelong.py                               # every sequence, 3 seeds
     python bench/lifelong.py --sequences houdini_digits --seeds 0 --json out.json
 
 For each sequence and seed, the earlier steps run into a fresh library under that seed;
 each later task is then measured by `neurosym.library.transfer.measure_transfer` (what
-`neurosym transfer` does): one search per arm with the same node budget (`--max-nodes`;
-the time limit is only a ceiling, so a busy machine changes nothing), and a task's
+`neurosym transfer` does): one search per arm with the same node budget (the step's
+`max_nodes`, else `--max-nodes`; the time limit is only a ceiling, so a busy machine
+changes nothing), and a task's
 error with the library over its error without. Printed as mean ± std over the seeds; the
 JSON file (`--json`) has `sorting_exact_match`, `sorting_spearman` (each [mean, std]) and,
 under `transfer`, for every sequence, task and fraction, `error_with`, `error_without` and
@@ -50,7 +51,7 @@ from neurosym.library.transfer import error_of, measure_transfer, parse_fraction
 sys.path.insert(0, str(Path(__file__).parent))
 import sorting  # noqa: E402
 
-SEQUENCES = ("count_digits", "sum_digits")
+SEQUENCES = ("count_digits", "sum_digits", "sort_sum_paths")
 
 
 def arguments() -> argparse.Namespace:
@@ -59,7 +60,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--fractions", default="0.1,0.5,1.0")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-nodes", type=int, default=30, help="nodes trained per search "
-                   "(both arms alike)")
+                   "where the sequence's step names none (both arms alike)")
     p.add_argument("--time-limit", type=float, default=3600.0,
                    help="ceiling per search, seconds (the node budget should end it)")
     p.add_argument("--sorting-lists", type=int, default=5000,
@@ -80,8 +81,9 @@ def sequence_runs(name: str, fractions: tuple[float, ...], seed: int, max_nodes:
     for i, step in enumerate(seq.steps):
         if i > 0:
             start = time.perf_counter()
+            nodes = step.search.get("max_nodes", max_nodes)
             result = measure_transfer(step.task, library, fractions, time_limit=time_limit,
-                                      max_nodes=max_nodes, seed=seed)
+                                      max_nodes=nodes, seed=seed)
             for row in result.rows:
                 errors = {arm: error_of(result.metric, getattr(row, key).evaluation.test)
                           for arm, key in (("with", "with_library"), ("without", "without"))}

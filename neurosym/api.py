@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from neurosym.evaluate import Evaluation, train_and_evaluate, train_config
-from neurosym.interp.compiler import CompiledTerm, compile_program
+from neurosym.interp.compiler import CompiledTerm, as_task_program, compile_program
 from neurosym.lang.checker import Checked
 from neurosym.lang.errors import DSLTypeError, TaskError, TypeMismatch
 from neurosym.lang.load import check_file
@@ -66,7 +66,7 @@ def run_file(path: str | Path, task: str | Path | Task, entry: str | None = None
         raise err.located(Path(path).read_text(), str(path)) from None
     config = train_config(task, epochs=epochs, lr=lr, seed=seed)
     torch.manual_seed(config.seed)  # module initialisation is part of the run's seed
-    model = compile_program(checked, library)[name].to(device)
+    model = as_task_program(compile_program(checked, library)[name].to(device))
     evaluation = train_and_evaluate(model, task, config)
     params = sum(p.numel() for p in model.parameters())
     return RunResult(name, str(checked.def_types[name]), params, evaluation, model, task)

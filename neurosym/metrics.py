@@ -66,11 +66,28 @@ def mse(pred: ArrayLike, y: ArrayLike) -> float:
     return float(((p.double() - t.double()) ** 2).mean())
 
 
+def exact_order(pred: ArrayLike, y: ArrayLike) -> float:
+    """The share of lists (rows of [n, L] scores) put in the targets' order: every pair
+    of elements whose targets differ is ordered as they are (pairs of equal targets do
+    not count, so ties need no convention)."""
+    p, t = _tensor(pred).double(), _tensor(y).double()
+    if p.shape != t.shape or p.dim() != 2:
+        raise ValueError(f"an order needs [lists, length] scores and targets, got "
+                         f"{tuple(p.shape)} and {tuple(t.shape)}")
+    if len(p) == 0:
+        raise ValueError("cannot score zero examples")
+    apart = t[:, :, None] < t[:, None, :]
+    right = p[:, :, None] < p[:, None, :]
+    return int((right | ~apart).all(2).all(1).sum()) / len(p)
+
+
 METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
     "accuracy": accuracy,
     "macro_f1": macro_f1,
     "mse": mse,
+    "exact_order": exact_order,
 }
+MEAN_BASELINE = ("mse", "exact_order")  # metrics whose baseline predicts the training mean
 
 
 def higher_is_better(metric: str) -> bool:
@@ -107,7 +124,7 @@ def score(task_or_metric: Any, outputs: ArrayLike, y: ArrayLike) -> float:
 
 
 def _loss_from_outputs(metric: str, out: torch.Tensor) -> str | None:
-    if metric == "mse":
+    if metric in MEAN_BASELINE:
         return "mse"
     if not out.is_floating_point():
         return None
@@ -115,20 +132,25 @@ def _loss_from_outputs(metric: str, out: torch.Tensor) -> str | None:
 
 
 def baseline_name(metric: str) -> str:
-    """What the baseline predicts, in words: the majority class, or for mse the mean."""
-    return "mean" if metric == "mse" else "majority"
+    """What the baseline predicts, in words: the majority class, or for mse (and an
+    order) the mean."""
+    return "mean" if metric in MEAN_BASELINE else "majority"
 
 
 def trivial_words(metric: str) -> str:
-    what = "the training mean" if metric == "mse" else "the majority class"
+    what = "the training mean" if metric in MEAN_BASELINE else "the majority class"
     return f"no better than always predicting {what} (within noise)"
 
 
 def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, metric: str) -> float:
     """The score on `y_test` of always predicting the most frequent training class (ties:
-    the lowest index), or for mse the training mean: the floor any result must beat."""
+    the lowest index), for mse the training mean, for an order each position's training
+    mean: the floor any result must beat."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+    if metric == "exact_order":  # each position's training mean, for every list
+        train, test = _tensor(y_train).double(), _tensor(y_test)
+        return exact_order(train.mean(0).expand(test.shape), test)
     train, test = _tensor(y_train).flatten(), _tensor(y_test).flatten()
     if train.numel() == 0:
         raise ValueError("majority baseline of an empty training set")

@@ -78,7 +78,7 @@ SEED = Key(int, 0, SEED_MAX)
 
 TRAIN = {
     "loss": Key(str, choices=("cross_entropy", "bce", "mse")),
-    "metric": Key(str, choices=("accuracy", "macro_f1", "mse")),
+    "metric": Key(str, choices=("accuracy", "macro_f1", "mse", "exact_order")),
     "seed": SEED,
     "val_fraction": Key(float, 0, 1, open_low=True),
     "class_weights": Key((str, list)),  # "balanced" or a list, checked against the classes
@@ -168,6 +168,7 @@ SEARCH = {  # a task file's [search] table
     "feature_groups": Key((dict, list)),
     "intervals": Key(list),
     "shapelets": Key(list),
+    "grids": Key(list, items=str),  # "height, width" of the grids a task's lists are
     "node_steps": COUNT,
 }
 
@@ -175,7 +176,8 @@ _LENGTH = Key(int, 1, 10**6)
 DATA = {
     "aeon": {"source": Key(str), "dataset": Key(str), "normalize": Key(bool)},
     "digits": {"source": Key(str), "mode": Key(str, choices=("classify", "recognize", "count",
-                                                             "sum", "path")),
+                                                             "sum", "path", "order")),
+               "length": Key(int, 2, 10),
                "height": Key(int, 1, 64), "width": Key(int, 1, 64),
                "digit": Key(int, 0, 9), "pool_seed": SEED, "n_train": _LENGTH,
                "n_val": _LENGTH, "n_test": _LENGTH, "min_len": Key(int, 1, 1000),

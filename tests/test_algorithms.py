@@ -198,3 +198,54 @@ def test_the_digit_paths_task_loads_and_its_grid_size_is_checked(tmp_path):
     bad.write_text(huge.replace("n_train = 1000", "n_train = 2000"))
     with pytest.raises(TaskError, match="2600 grids of 4096 images: more than 5,000,000"):
         load_task(str(bad))
+
+
+def test_the_digit_order_task_is_labelled_by_positions_alone(tmp_path):
+    """Lists of distinct digits whose targets are each image's position when sorted, one
+    per element; its metric counts lists put in that order, ties aside; a task file whose
+    targets cannot be one per element is refused with what it needs."""
+    from neurosym import metrics
+    from neurosym.lang.errors import TaskError
+    from neurosym.tasks.sources import _digits
+    from neurosym.tasks.spec import load_task
+
+    task = load_task("digit_order", data_fraction=0.05)
+    assert str(task.output_type) == "List[Float]" and task.metric == "exact_order"
+    images, labels = _digits()
+    assert task.train.x.data.shape[1:] == (5, 8, 8) and task.train.y.shape == (100, 5)
+    assert bool((task.train.y.sort(1).values == torch.arange(5.0)).all())  # positions
+    flat = task.test.x.data.flatten(0, 1).reshape(-1, 64)
+    digit = labels[(flat[:, None] == images.reshape(-1, 64)[None]).all(2).float().argmax(1)]
+    digits = digit.reshape(-1, 5)
+    assert bool((digits.sort(1).values.diff(dim=1) > 0).all())  # distinct
+    assert torch.equal(digits.argsort(1).argsort(1).float(), task.test.y)
+    assert metrics.exact_order(digits.float(), task.test.y) == 1.0  # the digits sort them
+    assert metrics.exact_order(-digits.float(), task.test.y) == 0.0
+    assert metrics.exact_order(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0, 1, 1]])) == 1
+    assert metrics.majority_baseline(task.train.y, task.test.y, "exact_order") < 0.05
+    text = (Path(__file__).parents[1] / "tasks" / "digit_order.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('output = "List[Float]"', 'output = "List[Bool]"'))
+    with pytest.raises(TaskError, match="needs output type Float or List"):
+        load_task(str(bad))
+
+
+def test_an_order_is_learned_through_rank_and_exports_as_its_values(tmp_path):
+    """A task program with a list output returns its values [lists, length] in memory and
+    from the exported Python file alike; a few epochs through `rank` already sort far
+    above the mean-position baseline."""
+    from test_model import _python_outputs
+
+    import neurosym
+
+    program = tmp_path / "sort.ns"
+    program.write_text("def main : List[Image[8,8]] -> List[Float] = "
+                       "\\xs -> rank[30] (map nn xs)\n")
+    task = neurosym.load_task("digit_order", data_fraction=0.25)
+    run = neurosym.run_file(program, task, epochs=3, seed=0)
+    assert run.evaluation.test > 10 * run.evaluation.baseline
+    model = run.save(tmp_path / "model")
+    x = task.test.x
+    ours = predict(model.module, x)
+    assert ours.shape == (len(task.test), 5)
+    assert (_python_outputs(model, tmp_path, x) - ours).abs().max() <= 1e-5

@@ -16,7 +16,7 @@ from neurosym.evaluate import train_and_evaluate, train_config
 from neurosym.interp.compiler import CompiledTerm, compile_term
 from neurosym.lang.checker import check_term
 from neurosym.lang.errors import TaskError
-from neurosym.lang.parser import parse_term
+from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.types import Arrow
 from neurosym.library.lifelong import (
     SearchLibrary,
@@ -152,7 +152,24 @@ def test_library_functions_join_the_productions(run) -> None:
     assert costs["lib.is_three"] == 1.0
     assert costs[r"\xs -> count lib.is_three xs"] == 1.0  # the template's cost: reuse is free
     assert r"\xs -> sum (map (\x -> prob (lib.is_three x)) xs)" in costs
+    assert r"\x -> ?? (lib.is_three x)" not in costs  # a Bool: no calibration on top
+    assert not any("shortest_path" in text for text in costs)  # the task names no grid
     assert library_refs(r"\xs -> count lib.a@2 (map lib.b xs)") == [("a", 2), ("b", None)]
+
+
+def test_a_score_in_the_library_is_offered_with_a_learned_calibration(tmp_path) -> None:
+    """A function to a Float (a score learned through a sorting network is right only up
+    to a monotone map) comes with a learned part on top, also inside the templates: in
+    a sum, and, for a task whose lists are 3x3 grids, in a shortest path."""
+    lib = Library(tmp_path / "lib")
+    term, typ = parse_term("affine"), parse_type("Image[8,8] -> Float")
+    lib.save("score", "affine", str(typ), compile_term(term, check_term(term, typ)))
+    pset = reuse_productions(load_productions("digits", values={"grid": ["3, 3"]}),
+                             SearchLibrary(lib.path))
+    texts = {p.text for p in pset.productions}
+    assert {r"\x -> ?? (lib.score x)", r"\xs -> sum (map (\x -> ?? (lib.score x)) xs)",
+            r"\xs -> shortest_path (grid[3, 3] (map (\x -> ?? (lib.score x)) xs))",
+            r"\xs -> rank[30] (map lib.score xs)"} <= texts
 
 
 # ---- sequence files and the commands -----------------------------------------------------------

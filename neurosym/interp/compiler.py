@@ -20,7 +20,7 @@ from torch import nn
 from neurosym.interp.hoist import HoistedFold, hoisted_fold
 from neurosym.interp.primitives import fold_positions
 from neurosym.interp.registry import Primitive, Site, implementation
-from neurosym.interp.values import Value, align, batch_size, device_of
+from neurosym.interp.values import Seq, Value, align, batch_size, device_of
 from neurosym.lang import ast
 from neurosym.lang.checker import Checked
 from neurosym.lang.types import Type, uncurry
@@ -62,6 +62,9 @@ class CompiledTerm(nn.Module):
     """A closed, checked term. Calling it with a batch applies the term's function to it."""
 
     origin: str | None = None  # "NAME@VERSION" of the library entry it was loaded from
+    # a task's program (`as_task_program`): a list of numbers comes out as its values
+    # [batch, length], as the task's targets are, not as a list
+    task_program: bool = False
 
     def __init__(self, term: ast.Term, checked: Checked, defs: dict[str, CompiledTerm],
                  library: LibraryModules | None = None, hidden: int = 32) -> None:
@@ -143,7 +146,7 @@ class CompiledTerm(nn.Module):
         value = self.evaluate(self.term, {}, rows)
         for a in args:
             value = value(a)
-        return value
+        return value.data if self.task_program and isinstance(value, Seq) else value
 
     def value(self, rows: int) -> Value:
         return self.evaluate(self.term, {}, rows)
@@ -220,6 +223,13 @@ def compile_program(checked: Checked, library: LibraryModules | None = None,
     for d in checked.program.defs:
         defs[d.name] = CompiledTerm(d.body, checked, dict(defs), library, hidden)
     return defs
+
+
+def as_task_program(model: CompiledTerm) -> CompiledTerm:
+    """`model` as a task's whole program, whose list output is one target per element
+    (`CompiledTerm.task_program`); a part or a library function keeps its lists."""
+    model.task_program = True
+    return model
 
 
 def compile_term(term: ast.Term, checked: Checked, library: LibraryModules | None = None,

@@ -38,7 +38,12 @@ from neurosym.lang.types import Arrow, ListT, Type, free_vars
 from neurosym.library.entry import Entry, Provenance, check_name, parse_ref
 from neurosym.library.store import Library
 from neurosym.resources import read_toml, tasks_dir
-from neurosym.search.productions import Production, ProductionSet, make_production
+from neurosym.search.productions import (
+    Production,
+    ProductionSet,
+    library_productions,
+    make_production,
+)
 from neurosym.search.terms import hole_site, plug
 from neurosym.search.terms import replace as replace_at
 from neurosym.settings import SETTINGS, check_table, did_you_mean
@@ -263,24 +268,22 @@ def reuse_productions(pset: ProductionSet, library: SearchLibrary, rounds: int =
     """`pset` plus every library function as a leaf (of `cost`, as `with_library` adds
     it) and inside the complete programs that one-hole templates make of it, `rounds`
     deep: `\\xs -> count lib.is_three xs`, then `\\xs -> sum (map (\\x -> softargmax
-    (lib.digit x)) xs)`. Such a completion costs its templates plus `reuse_cost` (none by
-    default): reusing a stored function is cheaper than growing a new network, so, as
-    A* breaks ties towards complete programs, each expansion tries the library's
-    completions first. Frozen, they need no training: trying them is nearly free."""
+    (lib.digit x)) xs)`; a score read through a learned part, `\\xs -> sum (map (\\x -> ??
+    (lib.digit_score x)) xs)`, is one such template too. A completion costs its templates
+    plus `reuse_cost` (none by default): reusing a stored function is cheaper than
+    growing a new network, so, as A* breaks ties towards complete programs, each
+    expansion tries the library's completions first. Frozen, they need no training:
+    trying them is nearly free."""
     one_hole = [p for p in pset.productions if p.holes == 1]
-    leaves = []
-    for name in library.names():
-        try:
-            leaves.append(make_production(f"lib.{name}", cost, library))
-        except SearchError:
-            continue  # an entry that does not load or type is skipped, as by with_library
-    layer = [Production(p.text, p.term, reuse_cost, p.scheme) for p in leaves]
+    added = library_productions(library, cost)  # leaves, and reading a score (one hole)
+    layer = [Production(p.text, p.term, reuse_cost, p.scheme) if p.holes == 0 else p
+             for p in added]
     extra = []
     for _ in range(rounds):
         layer = [m for t in one_hole for leaf in layer
                  for m in [_fill(t, leaf, library)] if m is not None]
         extra += layer
-    return ProductionSet(pset.name, tuple(dict.fromkeys((*pset.productions, *leaves, *extra))))
+    return ProductionSet(pset.name, tuple(dict.fromkeys((*pset.productions, *added, *extra))))
 
 
 def _fill(template: Production, leaf: Production, library: SearchLibrary) -> Production | None:

@@ -147,7 +147,7 @@ def _arm(task: Task, library: SearchLibrary | None, program: str | None, time_li
 
 def _fixed(task: Task, library: SearchLibrary | None, program: str, epochs: int, seed: int,
            start: float) -> Arm:
-    from neurosym.interp.compiler import compile_term
+    from neurosym.interp.compiler import as_task_program, compile_term
     from neurosym.lang.checker import check_term
     from neurosym.lang.parser import parse_term
     from neurosym.lang.types import Arrow
@@ -155,7 +155,7 @@ def _fixed(task: Task, library: SearchLibrary | None, program: str, epochs: int,
     term = parse_term(program, "<program>")
     checked = check_term(term, Arrow(task.input_type, task.output_type), library=library)
     torch.manual_seed(seed)
-    model = compile_term(term, checked, library)
+    model = as_task_program(compile_term(term, checked, library))
     evaluation = train_and_evaluate(model, task, train_config(task, epochs=epochs, seed=seed))
     return Arm(program, evaluation, _refs(program, library), time.perf_counter() - start)
 

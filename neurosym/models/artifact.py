@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurosym.interp.compiler import CompiledTerm, compile_program
+from neurosym.interp.compiler import CompiledTerm, as_task_program, compile_program
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
 from neurosym.lang.parser import parse_type
@@ -248,7 +248,7 @@ def _compile(source: str, entry: str, where: str) -> CompiledTerm:
     if entry not in defs:
         raise ModelError(f"{where}: no definition named {entry!r} (the model's entry); it "
                          f"has {', '.join(defs) or 'none'}")
-    return defs[entry]
+    return as_task_program(defs[entry])
 
 
 def _check_same(trained: CompiledTerm, printed: CompiledTerm, x, rows: int = 256) -> None:

@@ -34,7 +34,7 @@ from neurosym.interp.compiler import CompiledTerm
 from neurosym.interp.registry import implementation
 from neurosym.lang import ast
 from neurosym.lang.errors import NeurosymError
-from neurosym.lang.types import encodable
+from neurosym.lang.types import Arrow, ListT, encodable
 from neurosym.models import Model
 from neurosym.relax import networks
 
@@ -188,13 +188,16 @@ def _module_class(name: str, doc: str, gen: _Generator, methods: list[str] | Non
 
 def _program_methods(gen: _Generator, sequence: bool) -> list[str]:
     """`load`, and `forward` whose body is the program (a top-level lambda binds the
-    input directly)."""
+    input directly). A list output is returned as its values [batch, length], as the
+    model returns it (`CompiledTerm.task_program`)."""
     t = gen.compiled.term
     if isinstance(t, ast.Lam):
         var = _name(t.param, {})
-        body = [f"{var} = x", "return " + gen.expression(t.body, {t.param: (var, 0)})]
+        body = [f"{var} = x", "out = " + gen.expression(t.body, {t.param: (var, 0)})]
     else:
-        body = ["return call(" + gen.expression(t, {}) + ", x)"]
+        body = ["out = call(" + gen.expression(t, {}) + ", x)"]
+    listed = isinstance(gen.compiled.type, Arrow) and isinstance(gen.compiled.type.result, ListT)
+    body.append("return out.data" if listed else "return out")
     args = "data: torch.Tensor, weights: torch.Tensor" if sequence else "x: torch.Tensor"
     value = "Seq(data, weights)" if sequence else "x"
     return ["@classmethod", "def load(cls, path: str) -> Program:",

@@ -33,7 +33,7 @@ from neurosym.lang.checker import Checker, LibraryTypes
 from neurosym.lang.errors import NeurosymError, SearchError, TypeMismatch
 from neurosym.lang.parser import parse_term, parse_type
 from neurosym.lang.printer import show
-from neurosym.lang.types import Image, ListT, Subst, Type, Vec, pretty
+from neurosym.lang.types import FLOAT, Arrow, Image, ListT, Subst, Type, Vec, pretty
 from neurosym.resources import dsl_dir, read_toml
 from neurosym.search.terms import holes_in_arguments
 
@@ -121,7 +121,8 @@ def load_productions(name: str, groups: list[Group] | None = None,
     """Load a bundled set by name (or a file by path). A template with placeholders is
     copied once per combination of their values: `{group}` over the feature `groups`,
     `{interval}` over the set's `intervals` and `{shapelet}` over pattern lengths, both
-    overridable by `values` (the caller's: from the task), `{steps}` (a prototype's length:
+    overridable by `values` (the caller's: from the task), `{grid}` over the task's grid
+    shapes (`[search] grids`, "height, width": none by default), `{steps}` (a prototype's length:
     the median series length, at most 64), `{prototypes}` (4 per class of `classes`, 8 to
     128) and `{channel}` (each of `channels`, if more than one); a placeholder with no
     values gives no copies. Errors name the file and the line of the production."""
@@ -177,7 +178,8 @@ def _placeholder_values(spec: dict, groups: list[Group] | None,
         raise SearchError(f"{path}: shapelet_fractions must be fractions in (0, 1]")
     lengths = sorted({max(3, round(f * series_length)) for f in fractions}) \
         if series_length else []
-    for key, default in (("interval", spec.get("intervals", [])), ("shapelet", lengths)):
+    for key, default in (("interval", spec.get("intervals", [])), ("shapelet", lengths),
+                         ("grid", [])):
         raw = (given or {}).get(key, default)
         if not isinstance(raw, list | tuple) or not all(isinstance(v, str | int) for v in raw):
             raise SearchError(f"{path}: {key} values must be a list, got {raw!r}")
@@ -201,17 +203,35 @@ def _line_of(lines: list[str], term: str) -> int:
 
 
 def with_library(pset: ProductionSet, library, cost: float = 1.0) -> ProductionSet:
-    """Add every function of a library (`library.names()`) as a leaf production."""
-    names = getattr(library, "names", None)
-    if library is None or names is None:
+    """Add every function of a library (`library.names()`): `library_productions`."""
+    if library is None or getattr(library, "names", None) is None:
         return pset
-    extra = []
-    for name in names():
-        try:
-            extra.append(make_production(f"lib.{name}", cost, library))
-        except SearchError:
-            continue  # an entry the checker cannot type is skipped, like a damaged one
+    extra = library_productions(library, cost)
     return ProductionSet(pset.name, tuple(dict.fromkeys((*pset.productions, *extra))))
+
+
+def library_productions(library, cost: float = 1.0) -> list[Production]:
+    """Every function of a library (`library.names()`) as a leaf, and a function that
+    scores (one argument to a Float) also read through a learned part, `\\x -> ?? (lib.F
+    x)`: a score learned through an order (a sorting network) is right only up to a
+    monotone map, which a task that needs its values learns on top. An entry the checker
+    cannot type is skipped, like a damaged one."""
+    made = []
+    for name in library.names():
+        try:
+            leaf = make_production(f"lib.{name}", cost, library)
+            made.append(leaf)
+            if _scores(leaf):
+                made.append(make_production(f"\\x -> ?? (lib.{name} x)", cost, library))
+        except SearchError:
+            continue
+    return made
+
+
+def _scores(production: Production) -> bool:
+    """A function of one argument to a Float."""
+    t = production.scheme
+    return isinstance(t, Arrow) and t.result == FLOAT and not isinstance(t.arg, Arrow)
 
 
 # ---- choosing a set and feature groups for a task -------------------------------------------

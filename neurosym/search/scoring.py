@@ -25,7 +25,7 @@ from torch import nn
 
 from neurosym import metrics
 from neurosym.convex import affine_weights, fit_exactly
-from neurosym.interp.compiler import CompiledTerm, compile_term, part_key
+from neurosym.interp.compiler import CompiledTerm, as_task_program, compile_term, part_key
 from neurosym.interp.standardize import Standardize
 from neurosym.interp.values import Seq
 from neurosym.lang import ast
@@ -92,8 +92,8 @@ def node_seed(seed: int, text: str) -> int:
 def build(task: Task, term: ast.Term, hidden: int, library=None) -> CompiledTerm:
     """Check and compile a program of the task's type, with closed relaxations, on the
     device of the task's data."""
-    return build_typed(Arrow(task.input_type, task.output_type), term, hidden, library,
-                       task.device)
+    return as_task_program(build_typed(Arrow(task.input_type, task.output_type), term,
+                                       hidden, library, task.device))
 
 
 def build_typed(t: Arrow, term: ast.Term, hidden: int, library=None,
@@ -176,7 +176,8 @@ def _member(task: Task, skel, values, text: str, seed: int, warm: HoleStates | N
     """A node's skeleton built under its seed (as it would be alone), warm-started and
     set up on its first mini-batch."""
     torch.manual_seed(seed)
-    model = build_typed(skel.type, skel.term, settings.hidden, library, task.device)
+    model = as_task_program(build_typed(skel.type, skel.term, settings.hidden, library,
+                                        task.device))
     for net, state in zip(relaxations(model), warm or ()):
         if state is not None:
             _load_matching(net, state)

@@ -131,13 +131,13 @@ def production_set(task: Task, productions: ProductionSet | str | None = None,
                    library=None) -> ProductionSet:
     """The set named by the caller, else by the task's `[search] productions`, else the
     default for its input type. Placeholders take the task's feature groups, its
-    `[search] intervals` and `shapelets` if given, and its median series length."""
+    `[search] intervals`, `shapelets` and `grids` if given, and its median series length."""
     if isinstance(productions, ProductionSet):
         return with_library(productions, library)
     opts = _options(task)
     name = productions or opts.get("productions") or default_set(task.input_type)
     groups = feature_groups(opts.get("feature_groups"), task.input_type)
-    given = {k: opts[k + "s"] for k in ("interval", "shapelet") if k + "s" in opts}
+    given = {k: opts[k + "s"] for k in ("interval", "shapelet", "grid") if k + "s" in opts}
     x = task.train.x
     length = int(x.weights.sum(1).median()) if isinstance(x, Seq) else None
     return with_library(load_productions(str(name), groups, library, given, length,

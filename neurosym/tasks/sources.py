@@ -157,7 +157,9 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
     """Modes: `classify` (Image -> Vec[10]), `recognize` (Image -> Bool: is it `digit`?),
     `count` (List[Image] -> Float: how many are `digit`), `sum` (List[Image] -> Float),
     `path` (List[Image] -> Float: a `height` x `width` grid of images, row by row, and
-    the cost of the cheapest path through it, each cell costing its digit plus one).
+    the cost of the cheapest path through it, each cell costing its digit plus one),
+    `order` (List[Image] -> List[Float]: `length` images of distinct digits, labelled only
+    by the order that sorts them: each image's position in it, 0 for the smallest).
     The val split is the fixed val pool; `val_fraction` is not used."""
     mode = _param(params, "mode", str, "classify")
     pools = digit_pools(_param(params, "pool_seed", int, 0))
@@ -187,8 +189,16 @@ def digits_source(params: Mapping[str, Any], context: SourceContext) -> SourceDa
         train, val, test = (_image_grids(images, labels, pool, n, shape, [context.seed, k])
                             for k, (pool, n) in enumerate(zip(pools, sizes, strict=True)))
         return SourceData(train, val, test, None)
-    raise TaskError("[data] mode must be classify, recognize, count, sum or path, got "
-                    f"{mode!r}")
+    if mode == "order":
+        length = _param(params, "length", int, 5)
+        if not 2 <= length <= 10:
+            raise TaskError(f"[data] length must be 2..10 (distinct digits), got {length}")
+        sizes = _sizes(params, length, "lists of")
+        train, val, test = (_ordered_lists(images, labels, pool, n, length, [context.seed, k])
+                            for k, (pool, n) in enumerate(zip(pools, sizes, strict=True)))
+        return SourceData(train, val, test, None)
+    raise TaskError("[data] mode must be classify, recognize, count, sum, path or order, "
+                    f"got {mode!r}")
 
 
 def _sizes(params: Mapping[str, Any], images_each: int, what: str) -> list[int]:
@@ -245,6 +255,20 @@ def _image_grids(images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor,
     costs = (labels[picks] + 1).reshape(n, h, w).numpy().astype(np.float64)
     return Split(Seq(images[picks], torch.ones(n, h * w)),
                  torch.tensor(cheapest_paths(costs), dtype=torch.float32))
+
+
+def _ordered_lists(images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor, n: int,
+                   length: int, seed: list[int]) -> Split:
+    """`n` lists of `length` images of distinct digits drawn from one pool; the target of
+    each image is its position in the list sorted by digit (no digit label is given)."""
+    if n < 1:
+        raise TaskError(f"[data] list counts must be positive, got {n}")
+    rng = np.random.default_rng(seed)
+    by_digit = [pool[labels[pool] == d].numpy() for d in range(10)]
+    digits = np.stack([rng.choice(10, length, replace=False) for _ in range(n)])
+    picks = torch.from_numpy(np.vectorize(lambda d: rng.choice(by_digit[d]))(digits))
+    positions = torch.from_numpy(digits.argsort(1).argsort(1)).float()
+    return Split(Seq(images[picks], torch.ones(n, length)), positions)
 
 
 def _planted(params: Mapping[str, Any], context: SourceContext) -> SourceData:

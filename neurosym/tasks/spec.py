@@ -26,7 +26,7 @@ import torch
 
 from neurosym.interp.values import Seq, Value, check_value, index, to_device
 from neurosym.lang.errors import DataError, NeurosymError, TaskError
-from neurosym.lang.types import BOOL, FLOAT, Arrow, Type, Vec, free_vars
+from neurosym.lang.types import BOOL, FLOAT, Arrow, ListT, Type, Vec, free_vars
 from neurosym.resources import read_toml, tasks_dir
 from neurosym.tasks.splits import stratified_partition
 
@@ -38,7 +38,7 @@ else:  # pragma: no cover
 METRICS_FOR_LOSS = {
     "cross_entropy": ("accuracy", "macro_f1"),
     "bce": ("accuracy", "macro_f1"),
-    "mse": ("mse",),
+    "mse": ("mse", "exact_order"),
 }
 DEFAULT_METRIC = {"cross_entropy": "accuracy", "bce": "macro_f1", "mse": "mse"}
 _TABLES = ("data", "types", "train", "search")
@@ -278,7 +278,7 @@ def _parse_header(spec: dict, path: Path, in_memory: bool = False) -> dict[str, 
         check_table(data, DATA[data["source"]], f"{path} [data]")
     input_type = _parse_type(types, "input", path)
     output_type = _parse_type(types, "output", path)
-    loss = train.get("loss", _infer_loss(output_type, path))
+    loss = train["loss"] if "loss" in train else _infer_loss(output_type, path)
     metric = train.get("metric", DEFAULT_METRIC[loss])
     if metric not in METRICS_FOR_LOSS[loss]:
         raise TaskError(f"{where}: metric {metric!r} does not fit loss {loss!r} (one of "
@@ -326,7 +326,7 @@ def _infer_loss(output_type: Type, path: Path) -> str:
         return "cross_entropy"
     if output_type == BOOL:
         return "bce"
-    if output_type == FLOAT:
+    if output_type in (FLOAT, ListT(FLOAT)):
         return "mse"
     raise TaskError(f"{path}: cannot infer a loss for output type {output_type}; set [train] loss")
 
@@ -335,10 +335,10 @@ def _check_output(loss: str, output_type: Type, path: Path) -> None:
     ok = {
         "cross_entropy": isinstance(output_type, Vec),
         "bce": output_type == BOOL,
-        "mse": output_type == FLOAT,
+        "mse": output_type in (FLOAT, ListT(FLOAT)),  # a list: a target per element
     }[loss]
     if not ok:
-        need = {"cross_entropy": "Vec[C]", "bce": "Bool", "mse": "Float"}[loss]
+        need = {"cross_entropy": "Vec[C]", "bce": "Bool", "mse": "Float or List[Float]"}[loss]
         raise TaskError(f"{path}: loss {loss!r} needs output type {need}, not {output_type}")
 
 
@@ -393,6 +393,8 @@ def _validated(name: str, split: str, s: Split, header: dict, n_classes: int | N
         check_value(x, header["input_type"], rows=len(s))
     except ValueError as err:
         raise DataError(f"{where}: inputs do not fit {header['input_type']}: {err}") from err
+    if isinstance(header["output_type"], ListT):
+        return Split(x, _checked_element_targets(where, x, s.y))
     return Split(x, _checked_labels(where, s.y, header["loss"], n_classes))
 
 
@@ -432,6 +434,19 @@ def _checked_labels(where: str, y: torch.Tensor, loss: str, n_classes: int | Non
     if bad:
         raise DataError(f"{where}: {bad} bce targets are not 0 or 1")
     return y
+
+
+def _checked_element_targets(where: str, x: Value, y: torch.Tensor) -> torch.Tensor:
+    """A target per element of a list output ([lists, length] numbers): the input lists
+    must all be that long (a program's list output is as long as its input list)."""
+    if not isinstance(x, Seq) or not isinstance(y, torch.Tensor) or y.dim() != 2:
+        raise DataError(f"{where}: a List[Float] output needs list inputs and targets of "
+                        "shape [lists, length]")
+    if y.shape[1] != x.length or not bool((x.weights == 1).all()):
+        raise DataError(f"{where}: targets of a List[Float] output need every input list "
+                        f"of their length ({y.shape[1]}); lists here are padded to "
+                        f"{x.length} or shorter")
+    return y.float()
 
 
 def _class_weights(header: dict, train: Split) -> torch.Tensor | None:
