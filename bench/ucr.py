@@ -94,7 +94,8 @@ def search(name: str, seed: int, time_limit: float, options: dict) -> dict:
             "test": best.evaluation.test if best else None,
             "trivial": best.evaluation.trivial if best else None,
             "cv": None if best is None or best.cv is None else [best.cv.mean, best.cv.std],
-            "seconds": time.perf_counter() - start, "trained": result.stats.trained}
+            "seconds": time.perf_counter() - start, "trained": result.stats.trained,
+            "dropped": [list(pair) for pair in result.dropped]}  # finalists not fitted, why
 
 
 def main(argv: list[str]) -> None:
@@ -125,7 +126,9 @@ def main(argv: list[str]) -> None:
             row["runs"].append(run)
             print(f"seed {seed}: test {run['test']:.3f}  {run['seconds']:.0f} s  "
                   f"{run['trained']} nodes  regret {run['regret']:.3f} (random pick "
-                  f"{run['random_pick_regret']:.3f})  {run['program']}", flush=True)
+                  f"{run['random_pick_regret']:.3f})  {run['program']}"
+                  + (f"  ({len(run['dropped'])} finalists not fitted)" if run["dropped"] else ""),
+                  flush=True)
         row["majority"] = load_task(name).test.y.bincount().max().item() / len(task.test)
         rows.append(row)
         if args.json:
