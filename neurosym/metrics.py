@@ -148,12 +148,12 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, metric: str) -> flo
     mean: the floor any result must beat."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+    if _tensor(y_train).numel() == 0:
+        raise ValueError("majority baseline of an empty training set")
     if metric == "exact_order":  # each position's training mean, for every list
         train, test = _tensor(y_train).double(), _tensor(y_test)
         return exact_order(train.mean(0).expand(test.shape), test)
     train, test = _tensor(y_train).flatten(), _tensor(y_test).flatten()
-    if train.numel() == 0:
-        raise ValueError("majority baseline of an empty training set")
     if metric == "mse":
         constant = torch.full(test.shape, float(train.double().mean()))
     else:

@@ -442,10 +442,12 @@ def _checked_element_targets(where: str, x: Value, y: torch.Tensor) -> torch.Ten
     if not isinstance(x, Seq) or not isinstance(y, torch.Tensor) or y.dim() != 2:
         raise DataError(f"{where}: a List[Float] output needs list inputs and targets of "
                         "shape [lists, length]")
-    if y.shape[1] != x.length or not bool((x.weights == 1).all()):
-        raise DataError(f"{where}: targets of a List[Float] output need every input list "
-                        f"of their length ({y.shape[1]}); lists here are padded to "
-                        f"{x.length} or shorter")
+    if y.shape[1] != x.length:
+        raise DataError(f"{where}: {y.shape[1]} targets per list, but the input lists are "
+                        f"{x.length} long: a List[Float] output has a target per element")
+    if not bool((x.weights == 1).all()):
+        raise DataError(f"{where}: some input lists are shorter than {x.length}: a "
+                        "List[Float] output needs every list of its targets' length")
     return y.float()
 
 
